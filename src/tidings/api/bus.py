@@ -1,0 +1,411 @@
+"""The bus: topics, publishing, producers, consumers and group admin over one engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
+from tidings.api.portal import Portal
+from tidings.api.producer import AsyncProducer, RecordFuture
+from tidings.core.errors import ClosedError, ConfigurationError
+from tidings.core.records import (
+    HeadersInput,
+    RecordMetadata,
+    TopicConfig,
+    TopicPartition,
+    TopicSpec,
+)
+from tidings.engines.base import (
+    AssignmentStrategy,
+    ConsumerConfig,
+    Engine,
+    GroupDescription,
+    OffsetReset,
+    PartitionState,
+)
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    """A topic's settings and the extent of each partition."""
+
+    spec: TopicSpec
+    partitions: tuple[PartitionState, ...]
+
+    @property
+    def name(self) -> str:
+        """The topic's name."""
+        return self.spec.name
+
+    @property
+    def records(self) -> int:
+        """Records currently stored (end minus start, over all partitions)."""
+        return sum(p.end_offset - p.start_offset for p in self.partitions)
+
+
+class AsyncBus:
+    """The async core: every operation of tidings, on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._publisher: AsyncProducer | None = None
+        self._closed = False
+
+    async def start(self) -> Self:
+        """Open the engine."""
+        await self.engine.start()
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- topics --------------------------------------------------------------------------
+
+    async def create_topic(
+        self, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
+    ) -> TopicSpec:
+        """Create a topic; settings as in TopicConfig (retention_ms, cleanup_policy, ...)."""
+        spec = TopicSpec(name, partitions, TopicConfig().updated(**config))
+        await self.engine.create_topic(spec, exist_ok=exist_ok)
+        return self.engine.cached_topic(name) or spec
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic and all its records."""
+        await self.engine.delete_topic(name)
+
+    async def list_topics(self) -> list[TopicSpec]:
+        """Every topic."""
+        return await self.engine.list_topics()
+
+    async def describe_topic(self, name: str) -> TopicDescription:
+        """A topic's settings and partitions."""
+        spec, partitions = await self.engine.describe_topic(name)
+        return TopicDescription(spec, tuple(partitions))
+
+    async def alter_topic(self, name: str, **config: Any) -> TopicSpec:
+        """Change settings of a topic (retention_ms, cleanup_policy, max_message_bytes, ...)."""
+        spec, _ = await self.engine.describe_topic(name)
+        return await self.engine.alter_topic(name, spec.config.updated(**config))
+
+    async def add_partitions(self, name: str, total: int) -> TopicSpec:
+        """Grow a topic to `total` partitions."""
+        return await self.engine.add_partitions(name, total)
+
+    # -- producing -----------------------------------------------------------------------
+
+    def producer(
+        self, *, linger_ms: float = 5, batch_size: int = 1 << 20, buffer_memory: int = 64 << 20
+    ) -> AsyncProducer:
+        """A batching producer."""
+        self._check_open()
+        return AsyncProducer(
+            self.engine,
+            asyncio.get_running_loop(),
+            linger_ms=linger_ms,
+            batch_size=batch_size,
+            buffer_memory=buffer_memory,
+        )
+
+    def _shared_producer(self) -> AsyncProducer:
+        if self._publisher is None:
+            self._publisher = self.producer(linger_ms=0)
+        return self._publisher
+
+    async def publish(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Store one record and return where it went, once it is durable."""
+        future: RecordFuture = self._shared_producer().send(
+            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+        )
+        return await future
+
+    async def publish_many(
+        self,
+        topic: str,
+        values: Sequence[bytes | None],
+        *,
+        keys: Sequence[bytes | None] | None = None,
+        partition: int | None = None,
+    ) -> list[RecordMetadata]:
+        """Store many records as whole batches; their metadata, in order, once durable."""
+        return await self._shared_producer().send_many(topic, values, keys=keys, partition=partition)
+
+    # -- consuming -----------------------------------------------------------------------
+
+    def consumer(
+        self,
+        *topics: str,
+        group: str | None = None,
+        auto_offset_reset: OffsetReset = "latest",
+        from_beginning: bool = False,
+        auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        strategy: AssignmentStrategy = "range",
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
+        client_id: str = "tidings",
+        on_rebalance: RebalanceListener | None = None,
+    ) -> AsyncConsumer:
+        """A consumer of `topics` in `group` (or, with no topics, one to assign())."""
+        self._check_open()
+        if topics and group is None:
+            raise ConfigurationError(
+                "subscribing to topics needs a group (group='name'); to read without one, "
+                "create bus.consumer() and call assign(TopicPartition(topic, partition))"
+            )
+        config = ConsumerConfig(
+            group=group,
+            client_id=client_id,
+            auto_offset_reset="earliest" if from_beginning else auto_offset_reset,
+            strategy=strategy,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+        )
+        return AsyncConsumer(
+            self.engine.consumer(config),
+            topics,
+            auto_commit=auto_commit and group is not None,
+            auto_commit_interval_ms=auto_commit_interval_ms,
+            on_rebalance=on_rebalance,
+        )
+
+    # -- groups --------------------------------------------------------------------------
+
+    async def list_groups(self) -> list[str]:
+        """Every consumer group."""
+        return await self.engine.list_groups()
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        """Members, assignment, committed offsets and lag of a group."""
+        return await self.engine.describe_group(group)
+
+    async def delete_group(self, group: str) -> None:
+        """Delete a group with no live members, and its committed offsets."""
+        await self.engine.delete_group(group)
+
+    async def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        *,
+        to: str | None = None,
+        offset: int | None = None,
+        timestamp_ms: int | None = None,
+        partitions: Sequence[int] | None = None,
+    ) -> dict[TopicPartition, int]:
+        """Set a group's committed offsets on `topic`: to='earliest'|'latest', an offset, or a time."""
+        chosen = [to is not None, offset is not None, timestamp_ms is not None]
+        if sum(chosen) != 1:
+            raise ConfigurationError("give exactly one of to='earliest'|'latest', offset=, timestamp_ms=")
+        if to not in (None, "earliest", "latest"):
+            raise ConfigurationError(f"to must be 'earliest' or 'latest', not {to!r}")
+        spec, states = await self.engine.describe_topic(topic)
+        wanted = range(spec.partitions) if partitions is None else partitions
+        targets: dict[TopicPartition, int] = {}
+        times: dict[TopicPartition, int] = {}
+        for p in wanted:
+            state = states[p]
+            tp = TopicPartition(topic, p)
+            if to == "earliest":
+                targets[tp] = state.start_offset
+            elif to == "latest":
+                targets[tp] = state.end_offset
+            elif offset is not None:
+                targets[tp] = min(max(offset, state.start_offset), state.end_offset)
+            else:
+                assert timestamp_ms is not None
+                times[tp] = timestamp_ms
+        if times:
+            probe = self.engine.consumer(ConsumerConfig())
+            found = await probe.offsets_for_times(times)
+            await probe.close(commit=False)
+            for tp, off in found.items():
+                targets[tp] = states[tp.partition].end_offset if off is None else off
+        await self.engine.set_group_offsets(group, targets)
+        return targets
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Apply retention and compaction now (they also run in the background)."""
+        await self.engine.maintain()
+
+    async def close(self) -> None:
+        """Flush pending publishes and close the engine."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._publisher is not None:
+            await self._publisher.close()
+        await self.engine.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the bus is closed; connect again")
+
+
+class Bus:
+    """The sync face of AsyncBus; every call runs the async core on a background loop."""
+
+    def __init__(self, core: AsyncBus, portal: Portal) -> None:
+        self.aio = core
+        self._portal = portal
+
+    @property
+    def engine(self) -> Engine:
+        """The engine under this bus."""
+        return self.aio.engine
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def create_topic(
+        self, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
+    ) -> TopicSpec:
+        """Create a topic; settings as in TopicConfig (retention_ms, cleanup_policy, ...)."""
+        return self._portal.call(self.aio.create_topic(name, partitions, exist_ok=exist_ok, **config))
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and all its records."""
+        self._portal.call(self.aio.delete_topic(name))
+
+    def list_topics(self) -> list[TopicSpec]:
+        """Every topic."""
+        return self._portal.call(self.aio.list_topics())
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        """A topic's settings and partitions."""
+        return self._portal.call(self.aio.describe_topic(name))
+
+    def alter_topic(self, name: str, **config: Any) -> TopicSpec:
+        """Change settings of a topic."""
+        return self._portal.call(self.aio.alter_topic(name, **config))
+
+    def add_partitions(self, name: str, total: int) -> TopicSpec:
+        """Grow a topic to `total` partitions."""
+        return self._portal.call(self.aio.add_partitions(name, total))
+
+    def publish(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Store one record and return where it went, once it is durable."""
+        return self._portal.call(
+            self.aio.publish(
+                topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+            )
+        )
+
+    def publish_many(
+        self,
+        topic: str,
+        values: Sequence[bytes | None],
+        *,
+        keys: Sequence[bytes | None] | None = None,
+        partition: int | None = None,
+    ) -> list[RecordMetadata]:
+        """Store many records as whole batches; their metadata, in order, once durable."""
+        return self._portal.call(
+            self.aio.publish_many(topic, values, keys=keys, partition=partition)
+        )
+
+    def producer(
+        self, *, linger_ms: float = 5, batch_size: int = 1 << 20, buffer_memory: int = 64 << 20
+    ) -> Producer:
+        """A batching producer: `send()` returns a future; `flush()` waits for all."""
+        inner = self._portal.call(
+            _make(lambda: self.aio.producer(linger_ms=linger_ms, batch_size=batch_size, buffer_memory=buffer_memory))
+        )
+        return Producer(inner, self._portal)
+
+    def consumer(self, *topics: str, **options: Any) -> Consumer:
+        """A consumer of `topics` in a group; options as in AsyncBus.consumer."""
+        inner = self._portal.call(_make(lambda: self.aio.consumer(*topics, **options)))
+        self._portal.call(inner.start())
+        return Consumer(inner, self._portal)
+
+    def list_groups(self) -> list[str]:
+        """Every consumer group."""
+        return self._portal.call(self.aio.list_groups())
+
+    def describe_group(self, group: str) -> GroupDescription:
+        """Members, assignment, committed offsets and lag of a group."""
+        return self._portal.call(self.aio.describe_group(group))
+
+    def delete_group(self, group: str) -> None:
+        """Delete a group with no live members."""
+        self._portal.call(self.aio.delete_group(group))
+
+    def reset_offsets(self, group: str, topic: str, **how: Any) -> dict[TopicPartition, int]:
+        """Set a group's committed offsets: to='earliest'|'latest', offset=, or timestamp_ms=."""
+        return self._portal.call(self.aio.reset_offsets(group, topic, **how))
+
+    def maintain(self) -> None:
+        """Apply retention and compaction now."""
+        self._portal.call(self.aio.maintain())
+
+    def close(self) -> None:
+        """Flush pending publishes, close the engine, stop the background loop."""
+        if self._portal.loop.is_closed():
+            return
+        self._portal.call(self.aio.close())
+        self._portal.close()
+
+
+class Producer:
+    """The sync face of AsyncProducer."""
+
+    def __init__(self, inner: AsyncProducer, portal: Portal) -> None:
+        self.aio = inner
+        self._portal = portal
+        self.send = inner.send
+        self.send_many = inner.send_many
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        """Store every queued record; return once all are durable."""
+        self._portal.call(self.aio.flush())
+
+    def close(self) -> None:
+        """Flush and refuse further sends."""
+        self._portal.call(self.aio.close())
+
+
+async def _make(factory: Any) -> Any:
+    """Build an object on the portal's loop (producers and consumers bind to it)."""
+    return factory()

@@ -1,0 +1,62 @@
+"""Open a bus from a URL: memory://, sqlite://PATH (the default)."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, urlsplit
+
+from tidings.api.bus import AsyncBus, Bus
+from tidings.api.portal import Portal
+from tidings.core.errors import ConfigurationError
+from tidings.engines.base import Engine
+
+DEFAULT_URL = "sqlite://.tidings/tidings.db"
+
+
+def default_url() -> str:
+    """$TIDINGS_URL, or the embedded store under ./.tidings/."""
+    return os.environ.get("TIDINGS_URL") or DEFAULT_URL
+
+
+def engine_for(url: str) -> Engine:
+    """The engine a URL names, not yet started."""
+    from tidings.engines.log.engine import LogEngine
+
+    scheme, _, rest = url.partition("://")
+    if not rest and scheme not in ("memory",):
+        raise ConfigurationError(
+            f"not a tidings URL: {url!r}; use memory:// or sqlite://PATH (e.g. sqlite://./bus.db)"
+        )
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if scheme == "memory":
+        from tidings.engines.memory import MemoryStore
+
+        return LogEngine(MemoryStore(url))
+    if scheme == "sqlite":
+        from tidings.engines.sqlite.store import SQLiteStore
+
+        path = rest.split("?", 1)[0]
+        if not path:
+            raise ConfigurationError("sqlite:// needs a path, e.g. sqlite://./bus.db or sqlite:///var/lib/bus.db")
+        return LogEngine(SQLiteStore(path, url=url, **options))
+    raise ConfigurationError(
+        f"unknown engine {scheme!r} in {url!r}; this build knows memory:// and sqlite://"
+    )
+
+
+def connect(url: str | None = None) -> Bus:
+    """Open a bus (sync face); url defaults to $TIDINGS_URL or sqlite under ./.tidings/."""
+    engine = engine_for(url or default_url())
+    portal = Portal()
+    try:
+        core = portal.call(AsyncBus(engine).start())
+    except BaseException:
+        portal.close()
+        raise
+    return Bus(core, portal)
+
+
+async def connect_async(url: str | None = None) -> AsyncBus:
+    """Open a bus (async core) on the running event loop."""
+    return await AsyncBus(engine_for(url or default_url())).start()

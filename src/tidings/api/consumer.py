@@ -1,0 +1,269 @@
+"""Consumers: iterate or poll records, in a group or on assigned partitions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+from tidings.core.errors import ClosedError
+from tidings.core.records import Record, TopicPartition
+from tidings.engines.base import EngineConsumer, Rebalance
+from tidings.api.portal import Portal
+
+ITER_BATCH = 10_000
+RebalanceListener = Callable[[Rebalance], None]
+
+
+class _Cursor:
+    """What a consumer has handed out, so commits cover exactly the records returned."""
+
+    def __init__(self, inner: EngineConsumer, auto_commit: bool, interval_ms: int) -> None:
+        self.inner = inner
+        self.auto_commit = auto_commit
+        self.interval_s = interval_ms / 1000
+        self.next_commit = time.monotonic() + self.interval_s
+        self.batch: list[Record] = []
+        self.index = 0
+        self.base: dict[TopicPartition, int] = {}
+        self.listeners: list[RebalanceListener] = []
+
+    def consumed(self) -> dict[TopicPartition, int]:
+        """Next offset per partition after every record handed out so far."""
+        out = dict(self.base)
+        for r in self.batch[: self.index]:
+            out[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        assigned = self.inner.assignment()
+        return {tp: off for tp, off in out.items() if tp in assigned}
+
+    def before_poll(self) -> dict[TopicPartition, int] | None:
+        """Settle the previous batch; the offsets to auto-commit now, if due."""
+        self.base = self.consumed()
+        self.batch, self.index = [], 0
+        if self.auto_commit and time.monotonic() >= self.next_commit:
+            self.next_commit = time.monotonic() + self.interval_s
+            return self.base
+        return None
+
+    def after_poll(self, records: list[Record], handed_out: bool) -> None:
+        """Remember `records`; all count as consumed when poll() returned them."""
+        self.batch = records
+        self.index = len(records) if handed_out else 0
+        for rebalance in self.inner.take_rebalances():
+            for tp in rebalance.revoked:
+                self.base.pop(tp, None)
+            for listener in self.listeners:
+                listener(rebalance)
+
+    def next_record(self) -> Record | None:
+        """The next record of the current batch, if any."""
+        if self.index < len(self.batch):
+            record = self.batch[self.index]
+            self.index += 1
+            return record
+        return None
+
+
+class AsyncConsumer:
+    """Reads records: `async for record in consumer`, or `await consumer.poll()`."""
+
+    def __init__(
+        self,
+        inner: EngineConsumer,
+        topics: Sequence[str],
+        *,
+        auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        on_rebalance: RebalanceListener | None = None,
+    ) -> None:
+        self._inner = inner
+        self._topics = list(topics)
+        self._cursor = _Cursor(inner, auto_commit, auto_commit_interval_ms)
+        if on_rebalance is not None:
+            self._cursor.listeners.append(on_rebalance)
+        self._started = False
+        self._closed = False
+        if auto_commit:
+            inner.commit_source = self._cursor.consumed
+
+    async def start(self) -> Self:
+        """Join the group (when subscribed); idempotent."""
+        if not self._started:
+            self._started = True
+            if self._topics:
+                await self._inner.subscribe(self._topics)
+        return self
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
+        """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
+        records = await self._poll(max_records, timeout_ms)
+        self._cursor.after_poll(records, handed_out=True)
+        return records
+
+    async def _poll(self, max_records: int, timeout_ms: float) -> list[Record]:
+        if self._closed:
+            raise ClosedError("consumer is closed")
+        await self.start()
+        due = self._cursor.before_poll()
+        if due:
+            await self._inner.commit(due)
+        return await self._inner.poll(max_records, timeout_ms / 1000)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Record:
+        while True:
+            record = self._cursor.next_record()
+            if record is not None:
+                return record
+            if self._closed:
+                raise StopAsyncIteration
+            self._cursor.after_poll(await self._poll(ITER_BATCH, 1000), handed_out=False)
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit the records handed out so far (or explicit next-offsets) to the group."""
+        await self._inner.commit(self._cursor.consumed() if offsets is None else offsets)
+
+    async def committed(self, *partitions: TopicPartition) -> dict[TopicPartition, int]:
+        """The group's committed offsets."""
+        return await self._inner.committed(partitions or sorted(self._inner.assignment()))
+
+    async def assign(self, *partitions: TopicPartition) -> None:
+        """Read exactly these partitions, without group membership."""
+        self._started = True
+        await self._inner.assign([TopicPartition(*tp) for tp in partitions])
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this consumer reads now."""
+        return self._inner.assignment()
+
+    def position(self, partition: TopicPartition) -> int:
+        """The next offset this consumer will read from `partition`."""
+        return self._inner.position(partition)
+
+    async def seek(self, partition: TopicPartition, offset: int | str) -> None:
+        """Move to an offset, 'earliest' or 'latest'."""
+        tp = TopicPartition(*partition)
+        self._cursor.batch = [r for r in self._cursor.batch[self._cursor.index :] if (r.topic, r.partition) != tp]
+        self._cursor.index = 0
+        await self._inner.seek(tp, offset)
+        self._cursor.base[tp] = self._inner.position(tp)
+
+    async def seek_to_time(self, timestamp_ms: int) -> None:
+        """Move every assigned partition to its first record at or after `timestamp_ms`."""
+        found = await self._inner.offsets_for_times({tp: timestamp_ms for tp in self.assignment()})
+        for tp, offset in found.items():
+            await self.seek(tp, "latest" if offset is None else offset)
+
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        """The first offset at or after each time."""
+        return await self._inner.offsets_for_times(timestamps)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop returning records from `partitions`."""
+        self._inner.pause(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        """Return records from `partitions` again."""
+        self._inner.resume(partitions)
+
+    async def close(self) -> None:
+        """Commit what was consumed (with auto-commit), leave the group."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started and self._cursor.auto_commit:
+            self._cursor.before_poll()
+        await self._inner.close(commit=self._cursor.auto_commit)
+
+
+class Consumer:
+    """The sync face of AsyncConsumer: `for record in consumer`, `consumer.poll()`."""
+
+    def __init__(self, inner: AsyncConsumer, portal: Portal) -> None:
+        self._async = inner
+        self._portal = portal
+        self._cursor = inner._cursor
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Record:
+        while True:
+            record = self._cursor.next_record()
+            if record is not None:
+                return record
+            if self._async._closed:
+                raise StopIteration
+            records = self._portal.call(self._async._poll(ITER_BATCH, 1000))
+            self._cursor.after_poll(records, handed_out=False)
+
+    def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
+        """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
+        return self._portal.call(self._async.poll(max_records, timeout_ms))
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit the records handed out so far (or explicit next-offsets)."""
+        self._portal.call(self._async.commit(offsets))
+
+    def committed(self, *partitions: TopicPartition) -> dict[TopicPartition, int]:
+        """The group's committed offsets."""
+        return self._portal.call(self._async.committed(*partitions))
+
+    def assign(self, *partitions: TopicPartition) -> None:
+        """Read exactly these partitions, without group membership."""
+        self._portal.call(self._async.assign(*partitions))
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this consumer reads now."""
+        return self._async.assignment()
+
+    def position(self, partition: TopicPartition) -> int:
+        """The next offset this consumer will read from `partition`."""
+        return self._async.position(partition)
+
+    def seek(self, partition: TopicPartition, offset: int | str) -> None:
+        """Move to an offset, 'earliest' or 'latest'."""
+        self._portal.call(self._async.seek(partition, offset))
+
+    def seek_to_time(self, timestamp_ms: int) -> None:
+        """Move every assigned partition to its first record at or after `timestamp_ms`."""
+        self._portal.call(self._async.seek_to_time(timestamp_ms))
+
+    def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        """The first offset at or after each time."""
+        return self._portal.call(self._async.offsets_for_times(timestamps))
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop returning records from `partitions`."""
+        self._async.pause(*partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        """Return records from `partitions` again."""
+        self._async.resume(*partitions)
+
+    def close(self) -> None:
+        """Commit what was consumed (with auto-commit), leave the group."""
+        self._portal.call(self._async.close())

@@ -1,0 +1,152 @@
+"""The errors tidings raises, all under one root.
+
+    TidingsError
+    ├── ConfigurationError          a URL, option or setting is wrong
+    ├── InvalidRecordError          a value/key/header of the wrong type
+    ├── RecordTooLargeError         a record over the topic's max_message_bytes
+    ├── TopicError
+    │   ├── InvalidTopicError       a name that breaks Kafka's naming rule
+    │   ├── TopicNotFoundError
+    │   └── TopicExistsError
+    ├── InvalidPartitionsError      partitions < 1, or fewer than the topic has
+    ├── PartitionNotFoundError
+    ├── OffsetOutOfRangeError       a position before the log start or past the end
+    ├── GroupError
+    │   ├── GroupNotFoundError
+    │   ├── GroupNotEmptyError      an admin change to a group with live members
+    │   └── CommitFailedError       a commit for a partition this member no longer owns
+    ├── StoreError
+    │   ├── NotATidingsStoreError   a file that is not a tidings store (left untouched)
+    │   └── StoreCorruptError
+    ├── CapabilityError             the engine does not provide what was asked
+    └── ClosedError                 the bus, producer or consumer was closed
+
+Each carries its context as attributes (topic, partition, group, ...), so callers can
+react without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """Root of every error tidings raises."""
+
+
+class ConfigurationError(TidingsError, ValueError):
+    """A URL, option or setting is wrong."""
+
+
+class InvalidRecordError(TidingsError, TypeError):
+    """A key, value or header has a type tidings cannot store."""
+
+
+class RecordTooLargeError(TidingsError):
+    """A record is larger than the topic's max_message_bytes."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        self.topic, self.size, self.limit = topic, size, limit
+        super().__init__(
+            f"record of {size} bytes exceeds max_message_bytes={limit} of topic {topic!r}; "
+            f"send a smaller record or raise the limit with "
+            f"bus.alter_topic({topic!r}, max_message_bytes=...)"
+        )
+
+
+class TopicError(TidingsError):
+    """A problem with a named topic."""
+
+    def __init__(self, topic: str, message: str) -> None:
+        self.topic = topic
+        super().__init__(message)
+
+
+class InvalidTopicError(TopicError, ValueError):
+    """A topic name that breaks Kafka's rule: 1-249 characters of [a-zA-Z0-9._-]."""
+
+
+class TopicNotFoundError(TopicError):
+    """The topic does not exist."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(
+            topic,
+            f"topic {topic!r} does not exist; create it with bus.create_topic({topic!r}) "
+            f"or `tidings topics create {topic}`",
+        )
+
+
+class TopicExistsError(TopicError):
+    """The topic already exists."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic, f"topic {topic!r} already exists")
+
+
+class InvalidPartitionsError(TidingsError, ValueError):
+    """A partition count that is not allowed."""
+
+
+class PartitionNotFoundError(TidingsError):
+    """The topic has no such partition."""
+
+    def __init__(self, topic: str, partition: int, partitions: int) -> None:
+        self.topic, self.partition, self.partitions = topic, partition, partitions
+        super().__init__(
+            f"topic {topic!r} has no partition {partition}; "
+            f"it has {partitions} (0..{partitions - 1})"
+        )
+
+
+class OffsetOutOfRangeError(TidingsError):
+    """A position outside the stored log."""
+
+    def __init__(self, topic: str, partition: int, offset: int, start: int, end: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.start, self.end = start, end
+        super().__init__(
+            f"offset {offset} is out of range for {topic}[{partition}]: the log holds "
+            f"{start}..{end}; seek to 'earliest' or 'latest'"
+        )
+
+
+class GroupError(TidingsError):
+    """A problem with a consumer group."""
+
+    def __init__(self, group: str, message: str) -> None:
+        self.group = group
+        super().__init__(message)
+
+
+class GroupNotFoundError(GroupError):
+    """The group does not exist."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(group, f"consumer group {group!r} does not exist")
+
+
+class GroupNotEmptyError(GroupError):
+    """An admin change that needs a group with no live members."""
+
+
+class CommitFailedError(GroupError):
+    """A commit for partitions this member does not own any more."""
+
+
+class StoreError(TidingsError):
+    """A problem with the file that holds an embedded bus."""
+
+
+class NotATidingsStoreError(StoreError):
+    """The file exists but is not a tidings store; it is never overwritten."""
+
+
+class StoreCorruptError(StoreError):
+    """The store is damaged."""
+
+
+class CapabilityError(TidingsError):
+    """The engine does not provide the requested capability."""
+
+
+class ClosedError(TidingsError):
+    """The object was closed and cannot be used any more."""

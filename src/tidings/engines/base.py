@@ -1,0 +1,274 @@
+"""The Engine interface: what every engine provides, in tidings' own types."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal, NamedTuple
+
+from tidings.core.batch import EncodedBatch
+from tidings.core.records import Record, TopicConfig, TopicPartition, TopicSpec
+
+OffsetReset = Literal["earliest", "latest", "none"]
+AssignmentStrategy = Literal["range", "cooperative-sticky"]
+
+
+class Capability(str, Enum):
+    """Features an engine may or may not provide; asking for a missing one is refused."""
+
+    CONSUMER_GROUPS = "consumer_groups"
+    COMPACTION = "compaction"
+    OFFSETS_FOR_TIMES = "offsets_for_times"
+    MULTI_PROCESS = "multi_process"
+    DURABLE = "durable"
+
+
+class ProduceBatch(NamedTuple):
+    """Records for one partition, encoded, ready to append."""
+
+    topic: str
+    partition: int
+    batch: EncodedBatch
+
+
+class AppendResult(NamedTuple):
+    """Where a batch was stored: the offset of its first record."""
+
+    topic: str
+    partition: int
+    base_offset: int
+
+
+class PartitionState(NamedTuple):
+    """The extent of one partition's log."""
+
+    partition: int
+    start_offset: int
+    """The first offset still stored (log start)."""
+    end_offset: int
+    """The offset the next record will get (high watermark)."""
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """A group's progress on one partition."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    end_offset: int
+    owner: str | None
+
+    @property
+    def lag(self) -> int:
+        """Records between the committed offset and the end (all of them if none committed)."""
+        return self.end_offset - (self.committed or 0)
+
+
+@dataclass(frozen=True)
+class MemberDescription:
+    """A live member of a consumer group."""
+
+    member_id: str
+    client_id: str
+    topics: tuple[str, ...]
+    assignment: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    """A consumer group: members, assignment and per-partition lag."""
+
+    group: str
+    state: Literal["Stable", "PreparingRebalance", "Empty", "Dead"]
+    generation: int
+    strategy: str | None
+    members: tuple[MemberDescription, ...]
+    partitions: tuple[PartitionLag, ...]
+
+    @property
+    def lag(self) -> int:
+        """Total lag over every partition the group has committed or owns."""
+        return sum(p.lag for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """How a consumer reads: its group, where it starts, how it fetches."""
+
+    group: str | None = None
+    client_id: str = "tidings"
+    auto_offset_reset: OffsetReset = "latest"
+    strategy: AssignmentStrategy = "range"
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    max_partition_fetch_bytes: int = 1 << 20
+    fetch_max_bytes: int = 50 << 20
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.auto_offset_reset not in ("earliest", "latest", "none"):
+            raise ValueError(
+                f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
+                f"not {self.auto_offset_reset!r}"
+            )
+        if self.strategy not in ("range", "cooperative-sticky"):
+            raise ValueError(
+                f"strategy must be 'range' or 'cooperative-sticky', not {self.strategy!r}"
+            )
+        if self.heartbeat_interval_ms <= 0 or self.session_timeout_ms <= self.heartbeat_interval_ms:
+            raise ValueError("need 0 < heartbeat_interval_ms < session_timeout_ms")
+
+
+class Rebalance(NamedTuple):
+    """What changed in a member's assignment."""
+
+    revoked: tuple[TopicPartition, ...]
+    assigned: tuple[TopicPartition, ...]
+
+
+class EngineConsumer(ABC):
+    """One consumer's session with an engine: assignment, positions, fetch, commit."""
+
+    commit_source: Callable[[], dict[TopicPartition, int]] | None = None
+    """When set, what to commit for partitions taken away in a rebalance (auto-commit)."""
+
+    @abstractmethod
+    async def subscribe(self, topics: Sequence[str]) -> None:
+        """Join the group for `topics`; partitions come and go with rebalances."""
+
+    @abstractmethod
+    async def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly these partitions, without group membership."""
+
+    @abstractmethod
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this consumer reads now."""
+
+    @abstractmethod
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to `max_records` records, waiting up to `timeout_s` for the first."""
+
+    @abstractmethod
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit `offsets` (next offset to read), or the current positions."""
+
+    @abstractmethod
+    async def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets for `partitions` (missing when none)."""
+
+    @abstractmethod
+    def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record this consumer will return from `partition`."""
+
+    @abstractmethod
+    async def seek(self, partition: TopicPartition, offset: int | str) -> None:
+        """Move to `offset`, or to 'earliest' / 'latest'."""
+
+    @abstractmethod
+    async def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, int | None]:
+        """The first offset with a timestamp >= each given time (None when there is none)."""
+
+    @abstractmethod
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop returning records from `partitions` until resumed."""
+
+    @abstractmethod
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Return records from `partitions` again."""
+
+    @abstractmethod
+    def take_rebalances(self) -> list[Rebalance]:
+        """Rebalances since the last call, oldest first (for listeners)."""
+
+    @abstractmethod
+    async def close(self, commit: bool) -> None:
+        """Leave the group (committing first when `commit`) and release resources."""
+
+
+class Engine(ABC):
+    """Storage and coordination for tidings: topics, records, groups."""
+
+    url: str
+    capabilities: frozenset[Capability]
+
+    def require(self, capability: Capability, what: str) -> None:
+        """Raise CapabilityError unless this engine provides `capability`."""
+        if capability not in self.capabilities:
+            from tidings.core.errors import CapabilityError
+
+            raise CapabilityError(
+                f"{what} needs the {capability.value!r} capability, which the engine at "
+                f"{self.url} does not provide"
+            )
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open connections and files; called once before use."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release everything; pending appends complete or fail first."""
+
+    @abstractmethod
+    async def create_topic(self, spec: TopicSpec, exist_ok: bool = False) -> bool:
+        """Create a topic; False when it existed and `exist_ok`."""
+
+    @abstractmethod
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic and every record in it."""
+
+    @abstractmethod
+    async def list_topics(self) -> list[TopicSpec]:
+        """Every topic, by name."""
+
+    @abstractmethod
+    async def describe_topic(self, name: str) -> tuple[TopicSpec, list[PartitionState]]:
+        """A topic's spec and the extent of each partition."""
+
+    @abstractmethod
+    async def alter_topic(self, name: str, config: TopicConfig) -> TopicSpec:
+        """Replace a topic's settings."""
+
+    @abstractmethod
+    async def add_partitions(self, name: str, total: int) -> TopicSpec:
+        """Grow a topic to `total` partitions."""
+
+    @abstractmethod
+    def cached_topic(self, name: str) -> TopicSpec | None:
+        """The topic's spec if known without I/O (for the producer's hot path)."""
+
+    @abstractmethod
+    def lookup_topic(self, name: str) -> TopicSpec:
+        """A topic's spec read now, blocking; callable from any thread (TopicNotFoundError)."""
+
+    @abstractmethod
+    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Store `batches` durably, in order per partition; returns where each went."""
+
+    @abstractmethod
+    def consumer(self, config: ConsumerConfig) -> EngineConsumer:
+        """A new consumer session."""
+
+    @abstractmethod
+    async def list_groups(self) -> list[str]:
+        """Every consumer group with members or committed offsets."""
+
+    @abstractmethod
+    async def describe_group(self, group: str) -> GroupDescription:
+        """Members, assignment, committed offsets and lag of a group."""
+
+    @abstractmethod
+    async def delete_group(self, group: str) -> None:
+        """Delete an empty group and its committed offsets."""
+
+    @abstractmethod
+    async def set_group_offsets(self, group: str, offsets: dict[TopicPartition, int]) -> None:
+        """Overwrite committed offsets of a group with no live members."""
+
+    @abstractmethod
+    async def maintain(self) -> None:
+        """Apply retention and compaction now."""

@@ -1,0 +1,375 @@
+"""LogConsumer: group membership, positions and fetching over a LogEngine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from bisect import bisect_left
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from tidings.core import batch as codec
+from tidings.core.errors import ClosedError, ConfigurationError, OffsetOutOfRangeError
+from tidings.core.records import Record, TopicPartition
+from tidings.engines.base import ConsumerConfig, EngineConsumer, Rebalance
+from tidings.engines.log import coordinator
+from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
+
+if TYPE_CHECKING:
+    from tidings.engines.log.engine import LogEngine
+
+_offset = attrgetter("offset")
+
+
+class LogConsumer(EngineConsumer):
+    """One consumer of a LogEngine, in a group or on assigned partitions."""
+
+    def __init__(self, engine: LogEngine, config: ConsumerConfig) -> None:
+        self._engine = engine
+        self._store = engine.store
+        self._config = config
+        self._group = config.group
+        self._topics: list[str] = []
+        self._member_id: str | None = None
+        self._positions: dict[TopicPartition, int | None] = {}
+        self._buffers: dict[TopicPartition, list[Record]] = {}
+        self._paused: set[TopicPartition] = set()
+        self._rebalances: list[Rebalance] = []
+        self._sync_lock = asyncio.Lock()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._next_heartbeat = 0.0
+        self._rotation = 0
+        self._closed = False
+
+    # -- membership ----------------------------------------------------------------------
+
+    async def subscribe(self, topics: Sequence[str]) -> None:
+        """Join the group for `topics`."""
+        if self._group is None:
+            raise ConfigurationError(
+                "subscribing needs a group; pass group='name', or use assign() to read "
+                "chosen partitions without one"
+            )
+        for topic in topics:
+            await self._engine.topic(topic)
+        self._topics = list(dict.fromkeys(topics))
+        await self._join()
+        await self._sync()
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.create_task(self._heartbeat_forever())
+
+    async def _join(self) -> None:
+        assert self._group is not None
+        config = self._config
+        member = MemberState(
+            member_id=f"{config.client_id}-{uuid.uuid4().hex[:12]}",
+            client_id=config.client_id,
+            topics=self._topics,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_ms=_now_ms(),
+        )
+        counts = await self._partition_counts()
+        group = self._group
+
+        def change(state: GroupState) -> None:
+            coordinator.join(state, member, config.strategy, group, counts)
+
+        await self._engine.run(self._store.update_group, group, change, False)
+        self._member_id = member.member_id
+
+    async def _partition_counts(self) -> dict[str, int]:
+        specs = await self._engine.refresh_topics()
+        return {t: specs[t].partitions for t in self._topics if t in specs}
+
+    async def _sync(self, revoked: Sequence[tuple[str, int]] = ()) -> None:
+        """Heartbeat; give up what the group takes away, take what it gives."""
+        async with self._sync_lock:
+            await self._sync_locked(list(revoked))
+
+    async def _sync_locked(self, revoked: list[tuple[str, int]]) -> None:
+        assert self._group is not None and self._member_id is not None
+        group, member_id = self._group, self._member_id
+        self._next_heartbeat = time.monotonic() + self._config.heartbeat_interval_ms / 1000
+        while True:
+            counts = await self._partition_counts()
+            try:
+                result = await self._engine.run(
+                    self._store.update_group,
+                    group,
+                    lambda s: coordinator.sync(s, group, member_id, _now_ms(), counts, revoked),
+                    False,
+                )
+            except UnknownMemberError:
+                lost = tuple(self._positions)
+                self._drop(lost)
+                self._rebalances.append(Rebalance(lost, ()))
+                await self._join()
+                member_id = self._member_id
+                revoked = []
+                continue
+            if result.revoke:
+                gone = [TopicPartition(*tp) for tp in result.revoke]
+                await self._commit_owned(gone)
+                self._drop(gone)
+                self._rebalances.append(Rebalance(tuple(gone), ()))
+                revoked = result.revoke
+                continue
+            if result.assign:
+                new = [TopicPartition(*tp) for tp in result.assign]
+                for tp in new:
+                    self._positions[tp] = None
+                self._rebalances.append(Rebalance((), tuple(new)))
+            return
+
+    async def _commit_owned(self, partitions: Sequence[TopicPartition]) -> None:
+        if self.commit_source is None:
+            return
+        consumed = self.commit_source()
+        offsets = {tp: consumed[tp] for tp in partitions if tp in consumed}
+        if offsets:
+            with contextlib.suppress(Exception):  # the next owner re-reads: at-least-once
+                await self.commit(offsets)
+
+    def _drop(self, partitions: Sequence[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self._buffers.pop(tp, None)
+            self._paused.discard(tp)
+
+    async def _heartbeat_forever(self) -> None:
+        interval = self._config.heartbeat_interval_ms / 1000
+        while not self._closed:
+            delay = self._next_heartbeat - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            with contextlib.suppress(Exception):
+                await self._sync()
+            self._next_heartbeat = max(self._next_heartbeat, time.monotonic() + interval)
+
+    async def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly these partitions."""
+        for tp in partitions:
+            spec = await self._engine.topic(tp.topic)
+            if not 0 <= tp.partition < spec.partitions:
+                from tidings.core.errors import PartitionNotFoundError
+
+                raise PartitionNotFoundError(tp.topic, tp.partition, spec.partitions)
+        self._drop([tp for tp in self._positions if tp not in partitions])
+        for tp in partitions:
+            self._positions.setdefault(TopicPartition(*tp), None)
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions read now."""
+        return set(self._positions)
+
+    def take_rebalances(self) -> list[Rebalance]:
+        """Rebalances since the last call."""
+        out, self._rebalances = self._rebalances, []
+        return out
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to `max_records` records."""
+        if self._closed:
+            raise ClosedError("consumer is closed")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._member_id is not None and time.monotonic() >= self._next_heartbeat:
+                await self._sync()
+            version = self._engine.version
+            records = await self._fetch(max_records)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            if self._member_id is not None:
+                remaining = min(remaining, max(0.0, self._next_heartbeat - time.monotonic()))
+            await self._engine.wait_for_data(version, remaining)
+
+    async def _fetch(self, max_records: int) -> list[Record]:
+        active = [tp for tp in self._positions if tp not in self._paused]
+        if not active:
+            return []
+        self._rotation = (self._rotation + 1) % len(active)
+        active = active[self._rotation :] + active[: self._rotation]
+        for tp in active:
+            if self._positions[tp] is None:
+                self._positions[tp] = await self._initial_position(tp)
+        wanted = [tp for tp in active if not self._buffers.get(tp)]
+        if wanted:
+            positions = {tp: self._positions[tp] for tp in wanted}
+            fetched = await self._engine.run(self._read, positions)
+            for tp, records in fetched.items():
+                self._buffers[tp] = records
+        out: list[Record] = []
+        for tp in active:
+            buffer = self._buffers.get(tp)
+            if not buffer:
+                continue
+            take = buffer[: max_records - len(out)]
+            del buffer[: len(take)]
+            out.extend(take)
+            self._positions[tp] = take[-1].offset + 1
+            if len(out) >= max_records:
+                break
+        return out
+
+    def _read(self, positions: dict[TopicPartition, int | None]) -> dict[TopicPartition, list[Record]]:
+        """Blocking: read and decode from each position (runs off the event loop)."""
+        out: dict[TopicPartition, list[Record]] = {}
+        limit = self._config.max_partition_fetch_bytes
+        for tp, position in positions.items():
+            assert position is not None
+            batches = self._store.read(tp.topic, tp.partition, position, limit)
+            if not batches:
+                continue
+            if batches[0].base_offset > position:
+                start = self._store.partition_states(tp.topic)[tp.partition].start_offset
+                if position < start:
+                    out[tp] = []
+                    self._positions[tp] = self._reset(tp, position, start, None)
+                    continue
+            records: list[Record] = []
+            for b in batches:
+                records.extend(codec.decode(tp.topic, tp.partition, b.base_offset, b.data))
+            out[tp] = records[bisect_left(records, position, key=_offset) :]
+        return out
+
+    def _reset(self, tp: TopicPartition, position: int, start: int, end: int | None) -> int:
+        policy = self._config.auto_offset_reset
+        if policy == "earliest":
+            return start
+        if policy == "latest":
+            if end is None:
+                end = self._store.partition_states(tp.topic)[tp.partition].end_offset
+            return end
+        raise OffsetOutOfRangeError(tp.topic, tp.partition, position, start, end or -1)
+
+    async def _initial_position(self, tp: TopicPartition) -> int:
+        state = self._store.partition_states(tp.topic)[tp.partition]
+        committed = None
+        if self._group is not None:
+            group_state = await self._engine.run(self._store.read_group, self._group)
+            if group_state is not None:
+                committed = group_state.committed(tp.topic, tp.partition)
+        if committed is not None and state.start_offset <= committed <= state.end_offset:
+            return committed
+        if committed is None and self._config.auto_offset_reset == "none":
+            raise OffsetOutOfRangeError(
+                tp.topic, tp.partition, -1, state.start_offset, state.end_offset
+            )
+        return self._reset(tp, committed if committed is not None else -1, state.start_offset, state.end_offset)
+
+    # -- positions and commits -----------------------------------------------------------
+
+    def position(self, partition: TopicPartition) -> int:
+        """The next offset to return from `partition`."""
+        if partition not in self._positions:
+            raise ConfigurationError(f"{partition.topic}[{partition.partition}] is not assigned to this consumer")
+        pos = self._positions[partition]
+        if pos is None:
+            raise ConfigurationError(
+                f"{partition.topic}[{partition.partition}] has no position yet; poll() first or seek()"
+            )
+        return pos
+
+    async def seek(self, partition: TopicPartition, offset: int | str) -> None:
+        """Move to `offset`, 'earliest' or 'latest'."""
+        partition = TopicPartition(*partition)
+        if partition not in self._positions:
+            raise ConfigurationError(
+                f"cannot seek {partition.topic}[{partition.partition}]: not assigned to this consumer"
+            )
+        if isinstance(offset, str):
+            state = (await self._engine.run(self._store.partition_states, partition.topic))[partition.partition]
+            if offset == "earliest":
+                offset = state.start_offset
+            elif offset == "latest":
+                offset = state.end_offset
+            else:
+                raise ConfigurationError(f"seek to an offset, 'earliest' or 'latest', not {offset!r}")
+        if offset < 0:
+            raise ConfigurationError(f"offset must be >= 0, not {offset}")
+        self._positions[partition] = offset
+        self._buffers.pop(partition, None)
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit positions (or `offsets`) to the group."""
+        if self._group is None:
+            raise ConfigurationError("commit needs a group; create the consumer with group='name'")
+        if offsets is None:
+            offsets = {tp: pos for tp, pos in self._positions.items() if pos is not None}
+        if not offsets:
+            return
+        group, member_id = self._group, self._member_id
+        plain = {(tp[0], tp[1]): off for tp, off in offsets.items()}
+        await self._engine.run(
+            self._store.update_group,
+            group,
+            lambda s: coordinator.commit(s, group, member_id, plain),
+            True,
+        )
+
+    async def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets."""
+        if self._group is None:
+            return {}
+        state = await self._engine.run(self._store.read_group, self._group)
+        out: dict[TopicPartition, int] = {}
+        if state is not None:
+            for tp in partitions:
+                off = state.committed(tp[0], tp[1])
+                if off is not None:
+                    out[TopicPartition(*tp)] = off
+        return out
+
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        """First offset at or after each time."""
+        out: dict[TopicPartition, int | None] = {}
+        for tp, ts in timestamps.items():
+            stored = await self._engine.run(self._store.first_batch_at, tp.topic, tp.partition, ts)
+            if stored is None:
+                out[tp] = None
+                continue
+            records = codec.decode(tp.topic, tp.partition, stored.base_offset, stored.data)
+            out[tp] = next((r.offset for r in records if r.timestamp >= ts), None)
+        return out
+
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop returning records from `partitions`."""
+        self._paused.update(TopicPartition(*tp) for tp in partitions)
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Return records from `partitions` again."""
+        self._paused.difference_update(TopicPartition(*tp) for tp in partitions)
+
+    async def close(self, commit: bool) -> None:
+        """Commit if asked, leave the group, stop heartbeating."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._member_id is None or self._group is None:
+            return
+        if commit:
+            with contextlib.suppress(Exception):
+                await self.commit()
+        group, member_id = self._group, self._member_id
+        counts = await self._partition_counts()
+        await self._engine.run(
+            self._store.update_group,
+            group,
+            lambda s: coordinator.leave(s, member_id, counts),
+            False,
+        )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

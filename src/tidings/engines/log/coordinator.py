@@ -1,0 +1,207 @@
+"""Consumer-group coordination as pure state transitions.
+
+A store keeps one `GroupState` per group and applies these functions atomically (a
+lock in memory, a write transaction in SQLite), so every process on the host sees one
+group. Partitions move safely: a member is given a partition only once no other member
+owns it, so two members never read the same partition in one generation. With the
+eager `range` strategy a member gives up everything on a rebalance; with
+`cooperative-sticky` it gives up only what moves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+from tidings.core.errors import CommitFailedError, GroupError
+from tidings.engines.log.assignors import Partition, range_assign, sticky_assign
+
+
+class UnknownMemberError(GroupError):
+    """The member was removed from the group (session timeout or leave); it must rejoin."""
+
+
+@dataclass
+class MemberState:
+    """One live member as the group sees it."""
+
+    member_id: str
+    client_id: str
+    topics: list[str]
+    session_timeout_ms: int
+    heartbeat_ms: int
+    target: list[Partition] = field(default_factory=list)
+    owned: list[Partition] = field(default_factory=list)
+    revoked_generation: int = 0
+
+
+@dataclass
+class GroupState:
+    """Everything stored about a group: members, assignment and committed offsets."""
+
+    generation: int = 0
+    strategy: str | None = None
+    members: dict[str, MemberState] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)
+    offsets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialize for storage."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> GroupState:
+        """Deserialize from storage."""
+        raw: dict[str, Any] = json.loads(text)
+        members = {}
+        for mid, m in raw.pop("members").items():
+            m["target"] = [tuple(tp) for tp in m["target"]]
+            m["owned"] = [tuple(tp) for tp in m["owned"]]
+            members[mid] = MemberState(**m)
+        return cls(members=members, **raw)
+
+    def subscribed_topics(self) -> set[str]:
+        """Every topic some member subscribes to."""
+        return {t for m in self.members.values() for t in m.topics}
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        """The committed offset of a partition, if any."""
+        return self.offsets.get(topic, {}).get(str(partition))
+
+    def owner(self, tp: Partition) -> str | None:
+        """The member that owns `tp` now."""
+        for m in self.members.values():
+            if tp in m.owned:
+                return m.member_id
+        return None
+
+
+class SyncResult(NamedTuple):
+    """What a member must do after a heartbeat."""
+
+    generation: int
+    revoke: list[Partition]
+    assign: list[Partition]
+
+
+def join(
+    state: GroupState,
+    member: MemberState,
+    strategy: str,
+    group: str,
+    partitions: dict[str, int],
+) -> None:
+    """Add `member` and rebalance."""
+    if state.members and state.strategy != strategy:
+        raise GroupError(
+            group,
+            f"group {group!r} uses the {state.strategy!r} assignment strategy; a member "
+            f"asked for {strategy!r}; use the same strategy in every member",
+        )
+    state.strategy = strategy
+    state.members[member.member_id] = member
+    _rebalance(state, partitions)
+
+
+def leave(state: GroupState, member_id: str, partitions: dict[str, int]) -> None:
+    """Remove a member (if present) and rebalance."""
+    if state.members.pop(member_id, None) is not None:
+        _rebalance(state, partitions)
+
+
+def expire(state: GroupState, now_ms: int) -> list[str]:
+    """Remove members whose session timed out; returns their ids (caller rebalances)."""
+    dead = [
+        m.member_id
+        for m in state.members.values()
+        if now_ms - m.heartbeat_ms > m.session_timeout_ms
+    ]
+    for mid in dead:
+        del state.members[mid]
+    return dead
+
+
+def sync(
+    state: GroupState,
+    group: str,
+    member_id: str,
+    now_ms: int,
+    partitions: dict[str, int],
+    revoked: list[Partition],
+) -> SyncResult:
+    """Heartbeat: record `revoked`, expire the dead, and say what to revoke and take."""
+    member = state.members.get(member_id)
+    if member is None:
+        raise UnknownMemberError(
+            group, f"member {member_id} is no longer in group {group!r}; it must rejoin"
+        )
+    member.heartbeat_ms = now_ms
+    for tp in revoked:
+        if tp in member.owned:
+            member.owned.remove(tp)
+    if expire(state, now_ms) or _counts(state, partitions) != state.partitions:
+        _rebalance(state, partitions)
+    eager = state.strategy == "range"
+    if eager and member.revoked_generation < state.generation:
+        if member.owned:
+            return SyncResult(state.generation, list(member.owned), [])
+        member.revoked_generation = state.generation
+    revoke = [tp for tp in member.owned if tp not in member.target]
+    if eager and revoke:
+        return SyncResult(state.generation, revoke, [])
+    others = {tp for m in state.members.values() if m is not member for tp in m.owned}
+    assign = [tp for tp in member.target if tp not in member.owned and tp not in others]
+    member.owned.extend(assign)
+    return SyncResult(state.generation, revoke, assign)
+
+
+def commit(
+    state: GroupState, group: str, member_id: str | None, offsets: dict[Partition, int]
+) -> None:
+    """Store committed offsets, refusing partitions the committer does not own."""
+    if member_id is None:
+        if state.members:
+            raise CommitFailedError(
+                group,
+                f"group {group!r} has live members; a consumer outside the group cannot "
+                f"commit for it (use a different group, or subscribe)",
+            )
+    else:
+        member = state.members.get(member_id)
+        if member is None:
+            raise CommitFailedError(
+                group,
+                f"commit failed: this consumer was removed from group {group!r} "
+                f"(session timeout); its partitions were reassigned and will be re-read",
+            )
+        lost = [tp for tp in offsets if tp not in member.owned]
+        if lost:
+            raise CommitFailedError(
+                group,
+                f"commit failed: partitions {sorted(lost)} are no longer assigned to this "
+                f"member of group {group!r} (the group rebalanced)",
+            )
+    for (topic, partition), offset in offsets.items():
+        state.offsets.setdefault(topic, {})[str(partition)] = offset
+
+
+def _counts(state: GroupState, partitions: dict[str, int]) -> dict[str, int]:
+    topics = state.subscribed_topics()
+    return {t: n for t, n in partitions.items() if t in topics}
+
+
+def _rebalance(state: GroupState, partitions: dict[str, int]) -> None:
+    state.generation += 1
+    state.partitions = _counts(state, partitions)
+    if not state.members:
+        state.strategy = None
+        return
+    subscriptions = {mid: m.topics for mid, m in state.members.items()}
+    if state.strategy == "range":
+        targets = range_assign(subscriptions, state.partitions)
+    else:
+        previous = {mid: m.target for mid, m in state.members.items()}
+        targets = sticky_assign(subscriptions, state.partitions, previous)
+    for mid, member in state.members.items():
+        member.target = targets[mid]

@@ -1,0 +1,300 @@
+"""LogEngine: the Engine interface over a LogStore (the memory and sqlite engines)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Literal, TypeVar
+
+from tidings.core.errors import GroupNotEmptyError, GroupNotFoundError, TopicExistsError, TopicNotFoundError
+from tidings.core.records import TopicConfig, TopicPartition, TopicSpec, validate_partitions
+from tidings.core.errors import InvalidPartitionsError
+from tidings.engines.base import (
+    AppendResult,
+    Capability,
+    ConsumerConfig,
+    Engine,
+    EngineConsumer,
+    GroupDescription,
+    MemberDescription,
+    PartitionLag,
+    PartitionState,
+    ProduceBatch,
+)
+from tidings.engines.log import cleaner
+from tidings.engines.log.coordinator import GroupState
+from tidings.engines.log.store import LogStore
+
+R = TypeVar("R")
+
+MAINTENANCE_INTERVAL_S = 30.0
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, the unit of record timestamps."""
+    return time.time_ns() // 1_000_000
+
+
+class LogEngine(Engine):
+    """Producing, consuming, groups and cleaning, written once over any LogStore."""
+
+    def __init__(self, store: LogStore, maintenance_interval_s: float = MAINTENANCE_INTERVAL_S) -> None:
+        self.store = store
+        self.url = store.url
+        caps = {Capability.CONSUMER_GROUPS, Capability.COMPACTION, Capability.OFFSETS_FOR_TIMES}
+        if store.durable:
+            caps.add(Capability.DURABLE)
+        if store.multi_process:
+            caps.add(Capability.MULTI_PROCESS)
+        self.capabilities = frozenset(caps)
+        self._specs: dict[str, TopicSpec] = {}
+        self._executor = ThreadPoolExecutor(4, thread_name_prefix="tidings-io")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._version = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self._maintenance_interval_s = maintenance_interval_s
+        self._maintenance: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the store and start background maintenance."""
+        self._loop = asyncio.get_running_loop()
+        await self.run(self.store.open)
+        self.store.add_listener(self._on_append)
+        self._specs = await self.run(self.store.topics)
+        if self._maintenance_interval_s > 0:
+            self._maintenance = asyncio.create_task(self._maintain_forever())
+
+    async def close(self) -> None:
+        """Stop maintenance, finish pending appends, close the store."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        await self.run(self.store.close)
+        self._executor.shutdown(wait=False)
+
+    async def run(self, fn: Callable[..., R], *args: object) -> R:
+        """Run a blocking store call off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args))
+
+    # -- change notification ------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """Grows whenever new records may have become readable."""
+        return self._version
+
+    def _on_append(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._bump)
+            except RuntimeError:  # loop closed between the check and the call
+                pass
+
+    def _bump(self) -> None:
+        self._version += 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for_data(self, version: int, timeout_s: float) -> None:
+        """Return once `version` is out of date, or after `timeout_s`."""
+        if self._version != version or timeout_s <= 0:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+
+    # -- topics --------------------------------------------------------------------------
+
+    async def create_topic(self, spec: TopicSpec, exist_ok: bool = False) -> bool:
+        """Create a topic."""
+        try:
+            await self.run(self.store.create_topic, spec)
+        except TopicExistsError:
+            if not exist_ok:
+                raise
+            await self.refresh_topics()
+            return False
+        self._specs[spec.name] = spec
+        return True
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic."""
+        await self.run(self.store.delete_topic, name)
+        self._specs.pop(name, None)
+
+    async def list_topics(self) -> list[TopicSpec]:
+        """Every topic."""
+        await self.refresh_topics()
+        return [self._specs[name] for name in sorted(self._specs)]
+
+    async def refresh_topics(self) -> dict[str, TopicSpec]:
+        """Re-read topics from the store (another process may have changed them)."""
+        self._specs = await self.run(self.store.topics)
+        return self._specs
+
+    async def topic(self, name: str) -> TopicSpec:
+        """A topic's spec, read fresh when not cached."""
+        spec = self._specs.get(name)
+        if spec is None:
+            spec = (await self.refresh_topics()).get(name)
+            if spec is None:
+                raise TopicNotFoundError(name)
+        return spec
+
+    def cached_topic(self, name: str) -> TopicSpec | None:
+        """A topic's spec from the cache."""
+        return self._specs.get(name)
+
+    def lookup_topic(self, name: str) -> TopicSpec:
+        """A topic's spec, read from the store now."""
+        spec = self.store.topics().get(name)
+        if spec is None:
+            raise TopicNotFoundError(name)
+        self._specs[name] = spec
+        return spec
+
+    async def describe_topic(self, name: str) -> tuple[TopicSpec, list[PartitionState]]:
+        """Spec and partition extents."""
+        await self.refresh_topics()
+        spec = await self.topic(name)
+        return spec, await self.run(self.store.partition_states, name)
+
+    async def alter_topic(self, name: str, config: TopicConfig) -> TopicSpec:
+        """Replace a topic's settings."""
+        spec = (await self.refresh_topics()).get(name)
+        if spec is None:
+            raise TopicNotFoundError(name)
+        new = TopicSpec(name, spec.partitions, config)
+        await self.run(self.store.update_topic, new)
+        self._specs[name] = new
+        return new
+
+    async def add_partitions(self, name: str, total: int) -> TopicSpec:
+        """Grow a topic."""
+        validate_partitions(total)
+        spec = (await self.refresh_topics()).get(name)
+        if spec is None:
+            raise TopicNotFoundError(name)
+        if total <= spec.partitions:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {spec.partitions} partitions; the new count must be "
+                f"larger (partitions can be added, never removed), not {total}"
+            )
+        new = TopicSpec(name, total, spec.config)
+        await self.run(self.store.update_topic, new)
+        self._specs[name] = new
+        return new
+
+    # -- records -------------------------------------------------------------------------
+
+    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Store batches durably."""
+        return await asyncio.wrap_future(self.store.submit(batches))
+
+    def consumer(self, config: ConsumerConfig) -> EngineConsumer:
+        """A consumer over this engine's log."""
+        from tidings.engines.log.consumer import LogConsumer
+
+        return LogConsumer(self, config)
+
+    # -- groups --------------------------------------------------------------------------
+
+    async def list_groups(self) -> list[str]:
+        """Every group with state."""
+        return await self.run(self.store.groups)
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        """Members, assignment and lag."""
+        state = await self.run(self.store.read_group, group)
+        if state is None:
+            raise GroupNotFoundError(group)
+        specs = await self.refresh_topics()
+        topics = set(state.offsets) | state.subscribed_topics()
+        ends: dict[tuple[str, int], int] = {}
+        for topic in sorted(topics & set(specs)):
+            for p in await self.run(self.store.partition_states, topic):
+                ends[(topic, p.partition)] = p.end_offset
+        lags = tuple(
+            PartitionLag(topic, partition, state.committed(topic, partition), end, state.owner((topic, partition)))
+            for (topic, partition), end in sorted(ends.items())
+            if state.committed(topic, partition) is not None or state.owner((topic, partition))
+            or topic in state.subscribed_topics()
+        )
+        members = tuple(
+            MemberDescription(
+                m.member_id, m.client_id, tuple(m.topics), tuple(TopicPartition(*tp) for tp in m.owned)
+            )
+            for m in state.members.values()
+        )
+        return GroupDescription(
+            group=group,
+            state=_group_state(state),
+            generation=state.generation,
+            strategy=state.strategy,
+            members=members,
+            partitions=lags,
+        )
+
+    async def delete_group(self, group: str) -> None:
+        """Delete an empty group."""
+        def check(state: GroupState) -> None:
+            _require_empty(group, state, "delete")
+
+        if await self.run(self.store.read_group, group) is None:
+            raise GroupNotFoundError(group)
+        await self.run(self.store.update_group, group, check, True)
+        await self.run(self.store.delete_group, group)
+
+    async def set_group_offsets(self, group: str, offsets: dict[TopicPartition, int]) -> None:
+        """Overwrite committed offsets of an empty group."""
+        def change(state: GroupState) -> None:
+            _require_empty(group, state, "reset offsets of")
+            for (topic, partition), offset in offsets.items():
+                state.offsets.setdefault(topic, {})[str(partition)] = offset
+
+        await self.run(self.store.update_group, group, change, True)
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Apply retention and compaction to every topic now."""
+        await self.run(self._maintain_blocking)
+
+    def _maintain_blocking(self) -> None:
+        now = now_ms()
+        for spec in self.store.topics().values():
+            try:
+                cleaner.apply_retention(self.store, spec, now)
+                cleaner.compact(self.store, spec, now)
+            except TopicNotFoundError:
+                continue  # deleted meanwhile
+
+    async def _maintain_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._maintenance_interval_s)
+            await self.maintain()
+
+
+def _group_state(state: GroupState) -> Literal["Stable", "PreparingRebalance", "Empty", "Dead"]:
+    if not state.members:
+        return "Empty"
+    settled = all(sorted(m.owned) == sorted(m.target) for m in state.members.values())
+    return "Stable" if settled else "PreparingRebalance"
+
+
+def _require_empty(group: str, state: GroupState, action: str) -> None:
+    if state.members:
+        raise GroupNotEmptyError(
+            group,
+            f"cannot {action} group {group!r}: it has {len(state.members)} live member(s); "
+            f"stop its consumers first",
+        )

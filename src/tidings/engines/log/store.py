@@ -1,0 +1,122 @@
+"""LogStore: the storage primitives under the engines that keep the log themselves.
+
+The memory and sqlite engines are a `LogEngine` over a `LogStore`; everything above the
+primitives (producing, consumer groups, retention, compaction) is written once, in
+`tidings.engines.log`. Methods are blocking and thread-safe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import NamedTuple, TypeVar
+
+from tidings.core.batch import EncodedBatch
+from tidings.core.records import TopicSpec
+from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.log.coordinator import GroupState
+
+T = TypeVar("T")
+
+
+class StoredBatch(NamedTuple):
+    """A batch as stored: the offset of its first record and its encoded bytes."""
+
+    base_offset: int
+    data: bytes
+
+
+class BatchMeta(NamedTuple):
+    """What retention and compaction need to know of a stored batch."""
+
+    base_offset: int
+    last_offset: int
+    max_timestamp: int
+    size: int
+
+
+class LogStore(ABC):
+    """Topics of partitioned batch logs, and group states, kept somewhere."""
+
+    url: str
+    durable: bool
+    multi_process: bool
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open or create the store."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish pending appends and release resources."""
+
+    @abstractmethod
+    def topics(self) -> dict[str, TopicSpec]:
+        """Every topic, read fresh (another process may have changed them)."""
+
+    @abstractmethod
+    def create_topic(self, spec: TopicSpec) -> None:
+        """Create a topic; TopicExistsError if it exists."""
+
+    @abstractmethod
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and its batches; TopicNotFoundError if absent."""
+
+    @abstractmethod
+    def update_topic(self, spec: TopicSpec) -> None:
+        """Store a topic's new settings or partition count."""
+
+    @abstractmethod
+    def submit(self, batches: Sequence[ProduceBatch]) -> Future[list[AppendResult]]:
+        """Append batches; the future completes once they are durable."""
+
+    @abstractmethod
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> list[StoredBatch]:
+        """Batches holding records at or after `offset`, at least one if any, up to max_bytes."""
+
+    @abstractmethod
+    def partition_states(self, topic: str) -> list[PartitionState]:
+        """Start offset, end offset and size of each partition."""
+
+    @abstractmethod
+    def first_batch_at(self, topic: str, partition: int, timestamp: int) -> StoredBatch | None:
+        """The first batch with a record whose timestamp is >= `timestamp`."""
+
+    @abstractmethod
+    def batch_index(self, topic: str, partition: int) -> list[BatchMeta]:
+        """Every stored batch of a partition, oldest first."""
+
+    @abstractmethod
+    def truncate_before(self, topic: str, partition: int, offset: int) -> None:
+        """Delete the batches wholly before `offset` and move the log start there."""
+
+    @abstractmethod
+    def replace_batches(
+        self,
+        topic: str,
+        partition: int,
+        replaced: Sequence[int],
+        batches: Sequence[tuple[int, EncodedBatch]],
+    ) -> None:
+        """Swap the batches at base offsets `replaced` for rewritten ones (compaction)."""
+
+    @abstractmethod
+    def update_group(self, group: str, change: Callable[[GroupState], T], durable: bool) -> T:
+        """Apply `change` to the group's state atomically and store the result."""
+
+    @abstractmethod
+    def read_group(self, group: str) -> GroupState | None:
+        """The group's state, or None if it has none."""
+
+    @abstractmethod
+    def groups(self) -> list[str]:
+        """Every group with stored state."""
+
+    @abstractmethod
+    def delete_group(self, group: str) -> None:
+        """Remove a group's state."""
+
+    @abstractmethod
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from any thread) whenever new records may be readable."""

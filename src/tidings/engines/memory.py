@@ -1,0 +1,202 @@
+"""The memory engine: the short reference LogStore, for tests and ephemeral use."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from tidings.core.batch import EncodedBatch
+from tidings.core.errors import TopicExistsError, TopicNotFoundError
+from tidings.core.records import TopicSpec
+from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.log.coordinator import GroupState
+from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch, T
+
+
+@dataclass
+class _Partition:
+    start: int = 0
+    end: int = 0
+    size: int = 0
+    lasts: list[int] = field(default_factory=list)
+    """last offset of each batch, ascending: the read index."""
+    batches: list[tuple[BatchMeta, bytes]] = field(default_factory=list)
+
+
+class MemoryStore(LogStore):
+    """Everything in dicts under one lock; gone when the process ends."""
+
+    durable = False
+    multi_process = False
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._specs: dict[str, TopicSpec] = {}
+        self._logs: dict[str, list[_Partition]] = {}
+        self._groups: dict[str, str] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def open(self) -> None:
+        """Nothing to open."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def topics(self) -> dict[str, TopicSpec]:
+        """Every topic."""
+        with self._lock:
+            return dict(self._specs)
+
+    def create_topic(self, spec: TopicSpec) -> None:
+        """Create a topic."""
+        with self._lock:
+            if spec.name in self._specs:
+                raise TopicExistsError(spec.name)
+            self._specs[spec.name] = spec
+            self._logs[spec.name] = [_Partition() for _ in range(spec.partitions)]
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic."""
+        with self._lock:
+            self._log(name)
+            del self._specs[name], self._logs[name]
+
+    def update_topic(self, spec: TopicSpec) -> None:
+        """Store new settings or partitions."""
+        with self._lock:
+            log = self._log(spec.name)
+            log.extend(_Partition() for _ in range(spec.partitions - len(log)))
+            self._specs[spec.name] = spec
+
+    def submit(self, batches: Sequence[ProduceBatch]) -> Future[list[AppendResult]]:
+        """Append at once."""
+        future: Future[list[AppendResult]] = Future()
+        results = []
+        try:
+            with self._lock:
+                for topic, partition, batch in batches:
+                    part = self._partition(topic, partition)
+                    base = part.end
+                    meta = BatchMeta(base, base + batch.last_delta, batch.max_timestamp, len(batch.data))
+                    part.batches.append((meta, batch.data))
+                    part.lasts.append(meta.last_offset)
+                    part.end = base + batch.count
+                    part.size += meta.size
+                    results.append(AppendResult(topic, partition, base))
+        except Exception as e:
+            future.set_exception(e)
+            return future
+        future.set_result(results)
+        for listener in self._listeners:
+            listener()
+        return future
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> list[StoredBatch]:
+        """Batches from `offset`."""
+        with self._lock:
+            part = self._partition(topic, partition)
+            i = bisect.bisect_left(part.lasts, offset)
+            out: list[StoredBatch] = []
+            size = 0
+            for meta, data in part.batches[i:]:
+                if out and size + meta.size > max_bytes:
+                    break
+                out.append(StoredBatch(meta.base_offset, data))
+                size += meta.size
+            return out
+
+    def partition_states(self, topic: str) -> list[PartitionState]:
+        """Extents of the partitions."""
+        with self._lock:
+            return [
+                PartitionState(i, p.start, p.end, p.size) for i, p in enumerate(self._log(topic))
+            ]
+
+    def first_batch_at(self, topic: str, partition: int, timestamp: int) -> StoredBatch | None:
+        """First batch reaching `timestamp`."""
+        with self._lock:
+            for meta, data in self._partition(topic, partition).batches:
+                if meta.max_timestamp >= timestamp:
+                    return StoredBatch(meta.base_offset, data)
+            return None
+
+    def batch_index(self, topic: str, partition: int) -> list[BatchMeta]:
+        """The batches of a partition."""
+        with self._lock:
+            return [meta for meta, _ in self._partition(topic, partition).batches]
+
+    def truncate_before(self, topic: str, partition: int, offset: int) -> None:
+        """Drop whole batches before `offset`."""
+        with self._lock:
+            part = self._partition(topic, partition)
+            i = bisect.bisect_left(part.lasts, offset)
+            part.size -= sum(meta.size for meta, _ in part.batches[:i])
+            del part.batches[:i], part.lasts[:i]
+            part.start = max(part.start, offset)
+
+    def replace_batches(
+        self,
+        topic: str,
+        partition: int,
+        replaced: Sequence[int],
+        batches: Sequence[tuple[int, EncodedBatch]],
+    ) -> None:
+        """Rewrite compacted batches."""
+        with self._lock:
+            part = self._partition(topic, partition)
+            gone = set(replaced)
+            kept = [(m, d) for m, d in part.batches if m.base_offset not in gone]
+            for base, batch in batches:
+                meta = BatchMeta(base, base + batch.last_delta, batch.max_timestamp, len(batch.data))
+                kept.append((meta, batch.data))
+            kept.sort(key=lambda item: item[0].base_offset)
+            part.batches = kept
+            part.lasts = [m.last_offset for m, _ in kept]
+            part.size = sum(m.size for m, _ in kept)
+
+    def update_group(self, group: str, change: Callable[[GroupState], T], durable: bool) -> T:
+        """Change a group's state under the lock."""
+        with self._lock:
+            raw = self._groups.get(group)
+            state = GroupState.from_json(raw) if raw else GroupState()
+            result = change(state)
+            self._groups[group] = state.to_json()
+            return result
+
+    def read_group(self, group: str) -> GroupState | None:
+        """A group's state."""
+        with self._lock:
+            raw = self._groups.get(group)
+            return GroupState.from_json(raw) if raw else None
+
+    def groups(self) -> list[str]:
+        """Every group."""
+        with self._lock:
+            return sorted(self._groups)
+
+    def delete_group(self, group: str) -> None:
+        """Forget a group."""
+        with self._lock:
+            self._groups.pop(group, None)
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Called after each append."""
+        self._listeners.append(callback)
+
+    def _log(self, topic: str) -> list[_Partition]:
+        try:
+            return self._logs[topic]
+        except KeyError:
+            raise TopicNotFoundError(topic) from None
+
+    def _partition(self, topic: str, partition: int) -> _Partition:
+        from tidings.core.errors import PartitionNotFoundError
+
+        log = self._log(topic)
+        if not 0 <= partition < len(log):
+            raise PartitionNotFoundError(topic, partition, len(log))
+        return log[partition]
