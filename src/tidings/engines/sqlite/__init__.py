@@ -1,0 +1,1 @@
+"""The sqlite engine: the embedded default, a durable multi-process log in one SQLite file."""

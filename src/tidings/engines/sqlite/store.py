@@ -1,0 +1,504 @@
+"""SQLiteStore: batches in one SQLite file (WAL), a single writer thread with group commit.
+
+Every append waits in a queue; the writer takes all that is waiting, stores it in one
+transaction, and commits once, so concurrent producers share one fsync. Readers use
+their own connections and never block the writer. Several processes may open the same
+file: SQLite's locks order their transactions and offsets are assigned inside them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+
+from tidings.core.batch import EncodedBatch
+from tidings.core.errors import (
+    ConfigurationError,
+    NotATidingsStoreError,
+    PartitionNotFoundError,
+    StoreError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
+from tidings.core.records import TopicConfig, TopicSpec
+from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.log.coordinator import GroupState
+from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.sqlite.notify import Notifier
+
+APPLICATION_ID = 0x54444753  # "TDGS": marks a file as a tidings store
+SCHEMA_VERSION = 1
+MAX_GROUP_BYTES = 64 << 20
+SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE topics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE partitions (
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    start_offset INTEGER NOT NULL,
+    end_offset INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE batches (
+    id INTEGER PRIMARY KEY,
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    base_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX batches_by_offset
+    ON batches (topic_id, partition, last_offset, base_offset, max_timestamp, size);
+CREATE TABLE groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+"""
+
+_TOPIC_ID = "(SELECT id FROM topics WHERE name = ?)"
+
+
+class _Append:
+    __slots__ = ("batches", "future")
+
+    def __init__(self, batches: Sequence[ProduceBatch]) -> None:
+        self.batches = batches
+        self.future: Future[list[AppendResult]] = Future()
+
+
+class SQLiteStore(LogStore):
+    """A LogStore in one SQLite file; safe across threads and processes."""
+
+    durable = True
+    multi_process = True
+
+    def __init__(self, path: str | Path, url: str | None = None, fsync: str = "full") -> None:
+        if fsync not in SYNC_MODES:
+            raise ConfigurationError(
+                f"fsync must be one of {', '.join(SYNC_MODES)}, not {fsync!r} "
+                f"(full: every commit reaches the disk; normal: survives a process crash, "
+                f"not a power cut; off: neither)"
+            )
+        path = Path(path)
+        if path.is_dir() or str(path).endswith("/"):
+            path = path / "tidings.db"
+        self.path = path
+        self.url = url or f"sqlite://{path}"
+        self._sync = SYNC_MODES[fsync]
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._queue: deque[_Append] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._writer: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._notifier = Notifier(self.path, self._changed)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open or create the store file; refuse files that are not tidings stores."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    raise NotATidingsStoreError(
+                        f"{self.path} is not a tidings store (not an SQLite file); "
+                        f"it was left untouched; choose another path"
+                    )
+        conn = self._conn()
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise NotATidingsStoreError(
+                f"{self.path} cannot be read as a tidings store ({e}); it was left untouched"
+            ) from e
+        if tables and app_id != APPLICATION_ID:
+            raise NotATidingsStoreError(
+                f"{self.path} is an SQLite database of another application; "
+                f"it was left untouched; choose another path"
+            )
+        if not tables:
+            self._create_schema(conn)
+        else:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None or int(version[0]) != SCHEMA_VERSION:
+                raise NotATidingsStoreError(
+                    f"{self.path} has tidings schema {version and version[0]}, this version "
+                    f"reads schema {SCHEMA_VERSION}"
+                )
+        self._writer = threading.Thread(target=self._write_forever, name="tidings-writer", daemon=True)
+        self._writer.start()
+        self._notifier.start()
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA page_size = 16384")
+        conn.execute("PRAGMA journal_mode = WAL")
+        with self._transaction(conn):
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                return  # another process created it meanwhile
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        """Finish queued appends, stop the writer and listener, close connections."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify_all()
+        if self._writer is not None:
+            self._writer.join()
+        self._notifier.close()
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn.execute(f"PRAGMA synchronous = {self._sync}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        conn = conn or self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot start a write transaction on {self.path}: {e}") from e
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"commit to {self.path} failed: {e}") from e
+
+    # -- topics --------------------------------------------------------------------------
+
+    def topics(self) -> dict[str, TopicSpec]:
+        """Every topic, read now."""
+        rows = self._conn().execute("SELECT name, partitions, config FROM topics").fetchall()
+        return {name: _spec(name, n, config) for name, n, config in rows}
+
+    def create_topic(self, spec: TopicSpec) -> None:
+        """Create a topic and its partitions."""
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM topics WHERE name = ?", (spec.name,)).fetchone():
+                raise TopicExistsError(spec.name)
+            cur = conn.execute(
+                "INSERT INTO topics (name, partitions, config, created_ms) VALUES (?, ?, ?, ?)",
+                (spec.name, spec.partitions, json.dumps(spec.config.to_dict()), _now_ms()),
+            )
+            conn.executemany(
+                "INSERT INTO partitions VALUES (?, ?, 0, 0, 0)",
+                [(cur.lastrowid, p) for p in range(spec.partitions)],
+            )
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and all its batches."""
+        with self._transaction() as conn:
+            topic_id = self._topic_id(conn, name)
+            conn.execute("DELETE FROM batches WHERE topic_id = ?", (topic_id,))
+            conn.execute("DELETE FROM partitions WHERE topic_id = ?", (topic_id,))
+            conn.execute("DELETE FROM topics WHERE id = ?", (topic_id,))
+
+    def update_topic(self, spec: TopicSpec) -> None:
+        """Store new settings and partitions."""
+        with self._transaction() as conn:
+            topic_id = self._topic_id(conn, spec.name)
+            conn.execute(
+                "UPDATE topics SET partitions = ?, config = ? WHERE id = ?",
+                (spec.partitions, json.dumps(spec.config.to_dict()), topic_id),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO partitions VALUES (?, ?, 0, 0, 0)",
+                [(topic_id, p) for p in range(spec.partitions)],
+            )
+
+    @staticmethod
+    def _topic_id(conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute("SELECT id FROM topics WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise TopicNotFoundError(name)
+        return int(row[0])
+
+    # -- appends: the writer thread ------------------------------------------------------
+
+    def submit(self, batches: Sequence[ProduceBatch]) -> Future[list[AppendResult]]:
+        """Queue batches for the writer; the future completes after the commit."""
+        item = _Append(batches)
+        with self._wake:
+            if self._closing:
+                raise StoreError(f"the store {self.path} is closed")
+            self._queue.append(item)
+            self._wake.notify()
+        return item.future
+
+    def _write_forever(self) -> None:
+        conn = self._conn()
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                group: list[_Append] = []
+                size = 0
+                while self._queue and size < MAX_GROUP_BYTES:
+                    item = self._queue.popleft()
+                    group.append(item)
+                    size += sum(len(b.batch.data) for b in item.batches)
+            self._write_group(conn, group)
+
+    def _write_group(self, conn: sqlite3.Connection, group: list[_Append]) -> None:
+        results: list[tuple[_Append, list[AppendResult] | BaseException]] = []
+        try:
+            with self._transaction(conn):
+                topics: dict[str, tuple[int, int]] = {}
+                ends: dict[tuple[int, int], list[int]] = {}
+                rows: list[tuple[int, int, int, int, int, int, bytes]] = []
+                for item in group:
+                    try:
+                        done = self._place(conn, item.batches, topics, ends, rows)
+                    except (TopicNotFoundError, PartitionNotFoundError) as e:
+                        results.append((item, e))
+                    else:
+                        results.append((item, done))
+                conn.executemany(
+                    "INSERT INTO batches (topic_id, partition, base_offset, last_offset, "
+                    "max_timestamp, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.executemany(
+                    "UPDATE partitions SET end_offset = ?, size_bytes = size_bytes + ? "
+                    "WHERE topic_id = ? AND partition = ?",
+                    [(end, added, tid, p) for (tid, p), (end, added) in ends.items()],
+                )
+        except BaseException as e:
+            error = e if isinstance(e, StoreError) else StoreError(f"append to {self.path} failed: {e}")
+            for item in group:
+                item.future.set_exception(error)
+            return
+        for item, outcome in results:
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        self._changed()
+        self._notifier.notify()
+
+    def _place(
+        self,
+        conn: sqlite3.Connection,
+        batches: Sequence[ProduceBatch],
+        topics: dict[str, tuple[int, int]],
+        ends: dict[tuple[int, int], list[int]],
+        rows: list[tuple[int, int, int, int, int, int, bytes]],
+    ) -> list[AppendResult]:
+        """Assign offsets to one request's batches (all or none of them)."""
+        planned: list[tuple[tuple[int, int], EncodedBatch]] = []
+        for topic, partition, batch in batches:
+            if topic not in topics:
+                row = conn.execute(
+                    "SELECT id, partitions FROM topics WHERE name = ?", (topic,)
+                ).fetchone()
+                if row is None:
+                    raise TopicNotFoundError(topic)
+                topics[topic] = (row[0], row[1])
+            topic_id, count = topics[topic]
+            if not 0 <= partition < count:
+                raise PartitionNotFoundError(topic, partition, count)
+            planned.append(((topic_id, partition), batch))
+        out: list[AppendResult] = []
+        for (key, batch), (topic, partition, _) in zip(planned, batches, strict=True):
+            if key not in ends:
+                (end,) = conn.execute(
+                    "SELECT end_offset FROM partitions WHERE topic_id = ? AND partition = ?", key
+                ).fetchone()
+                ends[key] = [end, 0]
+            state = ends[key]
+            base = state[0]
+            rows.append(
+                (key[0], key[1], base, base + batch.last_delta, batch.max_timestamp, len(batch.data), batch.data)
+            )
+            state[0] = base + batch.count
+            state[1] += len(batch.data)
+            out.append(AppendResult(topic, partition, base))
+        return out
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Called after local commits and on notifications from other processes."""
+        self._listeners.append(callback)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> list[StoredBatch]:
+        """Batches from `offset`, up to max_bytes (at least one)."""
+        cur = self._conn().execute(
+            f"SELECT base_offset, size, data FROM batches WHERE topic_id = {_TOPIC_ID} "
+            "AND partition = ? AND last_offset >= ? ORDER BY last_offset",
+            (topic, partition, offset),
+        )
+        out: list[StoredBatch] = []
+        total = 0
+        for base, size, data in cur:
+            if out and total + size > max_bytes:
+                break
+            out.append(StoredBatch(base, data))
+            total += size
+        cur.close()
+        return out
+
+    def partition_states(self, topic: str) -> list[PartitionState]:
+        """Start, end and size of each partition."""
+        rows = self._conn().execute(
+            "SELECT partition, start_offset, end_offset, size_bytes FROM partitions "
+            f"WHERE topic_id = {_TOPIC_ID} ORDER BY partition",
+            (topic,),
+        ).fetchall()
+        if not rows:
+            raise TopicNotFoundError(topic)
+        return [PartitionState(*row) for row in rows]
+
+    def first_batch_at(self, topic: str, partition: int, timestamp: int) -> StoredBatch | None:
+        """The first batch reaching `timestamp`."""
+        row = self._conn().execute(
+            f"SELECT base_offset, data FROM batches WHERE topic_id = {_TOPIC_ID} "
+            "AND partition = ? AND max_timestamp >= ? ORDER BY last_offset LIMIT 1",
+            (topic, partition, timestamp),
+        ).fetchone()
+        return StoredBatch(*row) if row else None
+
+    def batch_index(self, topic: str, partition: int) -> list[BatchMeta]:
+        """Every batch of a partition, oldest first."""
+        rows = self._conn().execute(
+            "SELECT base_offset, last_offset, max_timestamp, size FROM batches "
+            f"WHERE topic_id = {_TOPIC_ID} AND partition = ? ORDER BY last_offset",
+            (topic, partition),
+        ).fetchall()
+        return [BatchMeta(*row) for row in rows]
+
+    # -- cleaning ------------------------------------------------------------------------
+
+    def truncate_before(self, topic: str, partition: int, offset: int) -> None:
+        """Delete whole batches before `offset`; the log start moves there."""
+        with self._transaction() as conn:
+            topic_id = self._topic_id(conn, topic)
+            (freed,) = conn.execute(
+                "SELECT coalesce(sum(size), 0) FROM batches WHERE topic_id = ? AND partition = ? "
+                "AND last_offset < ?",
+                (topic_id, partition, offset),
+            ).fetchone()
+            conn.execute(
+                "DELETE FROM batches WHERE topic_id = ? AND partition = ? AND last_offset < ?",
+                (topic_id, partition, offset),
+            )
+            conn.execute(
+                "UPDATE partitions SET start_offset = max(start_offset, ?), "
+                "size_bytes = size_bytes - ? WHERE topic_id = ? AND partition = ?",
+                (offset, freed, topic_id, partition),
+            )
+
+    def replace_batches(
+        self,
+        topic: str,
+        partition: int,
+        replaced: Sequence[int],
+        batches: Sequence[tuple[int, EncodedBatch]],
+    ) -> None:
+        """Swap compacted batches in one transaction."""
+        with self._transaction() as conn:
+            topic_id = self._topic_id(conn, topic)
+            conn.executemany(
+                "DELETE FROM batches WHERE topic_id = ? AND partition = ? AND base_offset = ?",
+                [(topic_id, partition, base) for base in replaced],
+            )
+            conn.executemany(
+                "INSERT INTO batches (topic_id, partition, base_offset, last_offset, "
+                "max_timestamp, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (topic_id, partition, base, base + b.last_delta, b.max_timestamp, len(b.data), b.data)
+                    for base, b in batches
+                ],
+            )
+            conn.execute(
+                "UPDATE partitions SET size_bytes = (SELECT coalesce(sum(size), 0) FROM batches "
+                "WHERE topic_id = ? AND partition = ?) WHERE topic_id = ? AND partition = ?",
+                (topic_id, partition, topic_id, partition),
+            )
+
+    # -- groups --------------------------------------------------------------------------
+
+    def update_group(self, group: str, change: Callable[[GroupState], T], durable: bool) -> T:
+        """Read-modify-write a group's state in one write transaction."""
+        conn = self._conn()
+        conn.execute(f"PRAGMA synchronous = {self._sync if durable else 'NORMAL'}")
+        try:
+            with self._transaction(conn):
+                row = conn.execute("SELECT state FROM groups WHERE name = ?", (group,)).fetchone()
+                state = GroupState.from_json(row[0]) if row else GroupState()
+                result = change(state)
+                if state.members or state.offsets:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO groups VALUES (?, ?)", (group, state.to_json())
+                    )
+                else:
+                    conn.execute("DELETE FROM groups WHERE name = ?", (group,))
+            return result
+        finally:
+            conn.execute(f"PRAGMA synchronous = {self._sync}")
+
+    def read_group(self, group: str) -> GroupState | None:
+        """A group's state."""
+        row = self._conn().execute("SELECT state FROM groups WHERE name = ?", (group,)).fetchone()
+        return GroupState.from_json(row[0]) if row else None
+
+    def groups(self) -> list[str]:
+        """Every group with state."""
+        return [r[0] for r in self._conn().execute("SELECT name FROM groups ORDER BY name")]
+
+    def delete_group(self, group: str) -> None:
+        """Remove a group's state."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM groups WHERE name = ?", (group,))
+
+
+def _spec(name: str, partitions: int, config: str) -> TopicSpec:
+    return TopicSpec(name, partitions, TopicConfig(**json.loads(config)))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
