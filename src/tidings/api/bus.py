@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
 from tidings.api.portal import Portal
-from tidings.api.producer import AsyncProducer, RecordFuture
+from tidings.api.producer import AsyncProducer, Published, RecordFuture
 from tidings.core.errors import ClosedError, ConfigurationError
 from tidings.core.records import (
     HeadersInput,
@@ -143,9 +143,11 @@ class AsyncBus:
         *,
         keys: Sequence[bytes | None] | None = None,
         partition: int | None = None,
-    ) -> list[RecordMetadata]:
+    ) -> Published:
         """Store many records as whole batches; their metadata, in order, once durable."""
-        return await self._shared_producer().send_many(topic, values, keys=keys, partition=partition)
+        return await self._shared_producer().send_many(
+            topic, values, keys=keys, partition=partition
+        )
 
     # -- consuming -----------------------------------------------------------------------
 
@@ -210,10 +212,12 @@ class AsyncBus:
         timestamp_ms: int | None = None,
         partitions: Sequence[int] | None = None,
     ) -> dict[TopicPartition, int]:
-        """Set a group's committed offsets on `topic`: to='earliest'|'latest', an offset, or a time."""
+        """Set a group's committed offsets on `topic`: to earliest/latest, an offset, or a time."""
         chosen = [to is not None, offset is not None, timestamp_ms is not None]
         if sum(chosen) != 1:
-            raise ConfigurationError("give exactly one of to='earliest'|'latest', offset=, timestamp_ms=")
+            raise ConfigurationError(
+                "give exactly one of to='earliest'|'latest', offset=, timestamp_ms="
+            )
         if to not in (None, "earliest", "latest"):
             raise ConfigurationError(f"to must be 'earliest' or 'latest', not {to!r}")
         spec, states = await self.engine.describe_topic(topic)
@@ -285,7 +289,9 @@ class Bus:
         self, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
     ) -> TopicSpec:
         """Create a topic; settings as in TopicConfig (retention_ms, cleanup_policy, ...)."""
-        return self._portal.call(self.aio.create_topic(name, partitions, exist_ok=exist_ok, **config))
+        return self._portal.call(
+            self.aio.create_topic(name, partitions, exist_ok=exist_ok, **config)
+        )
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its records."""
@@ -331,7 +337,7 @@ class Bus:
         *,
         keys: Sequence[bytes | None] | None = None,
         partition: int | None = None,
-    ) -> list[RecordMetadata]:
+    ) -> Published:
         """Store many records as whole batches; their metadata, in order, once durable."""
         return self._portal.call(
             self.aio.publish_many(topic, values, keys=keys, partition=partition)
@@ -342,7 +348,11 @@ class Bus:
     ) -> Producer:
         """A batching producer: `send()` returns a future; `flush()` waits for all."""
         inner = self._portal.call(
-            _make(lambda: self.aio.producer(linger_ms=linger_ms, batch_size=batch_size, buffer_memory=buffer_memory))
+            _make(
+                lambda: self.aio.producer(
+                    linger_ms=linger_ms, batch_size=batch_size, buffer_memory=buffer_memory
+                )
+            )
         )
         return Producer(inner, self._portal)
 

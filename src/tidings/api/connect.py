@@ -38,7 +38,9 @@ def engine_for(url: str) -> Engine:
 
         path = rest.split("?", 1)[0]
         if not path:
-            raise ConfigurationError("sqlite:// needs a path, e.g. sqlite://./bus.db or sqlite:///var/lib/bus.db")
+            raise ConfigurationError(
+                "sqlite:// needs a path, e.g. sqlite://./bus.db or sqlite:///var/lib/bus.db"
+            )
         return LogEngine(SQLiteStore(path, url=url, **options))
     raise ConfigurationError(
         f"unknown engine {scheme!r} in {url!r}; this build knows memory:// and sqlite://"

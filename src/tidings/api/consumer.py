@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from operator import length_hint
 from types import TracebackType
 from typing import Self
 
+from tidings.api.portal import Portal
 from tidings.core.errors import ClosedError
 from tidings.core.records import Record, TopicPartition
 from tidings.engines.base import EngineConsumer, Rebalance
-from tidings.api.portal import Portal
 
 ITER_BATCH = 10_000
 RebalanceListener = Callable[[Rebalance], None]
 
 
 class _Cursor:
-    """What a consumer has handed out, so commits cover exactly the records returned."""
+    """What a consumer has handed out, so commits cover exactly the records returned.
+
+    An engine returns each partition's records of one poll as one contiguous run, so the
+    consumed offsets come from the runs, never from a walk over every record.
+    """
 
     def __init__(self, inner: EngineConsumer, auto_commit: bool, interval_ms: int) -> None:
         self.inner = inner
@@ -25,44 +31,55 @@ class _Cursor:
         self.interval_s = interval_ms / 1000
         self.next_commit = time.monotonic() + self.interval_s
         self.batch: list[Record] = []
-        self.index = 0
+        self.runs: list[tuple[TopicPartition, int, int]] = []
+        self.pending: Iterator[Record] = iter(())
         self.base: dict[TopicPartition, int] = {}
         self.listeners: list[RebalanceListener] = []
 
     def consumed(self) -> dict[TopicPartition, int]:
         """Next offset per partition after every record handed out so far."""
         out = dict(self.base)
-        for r in self.batch[: self.index]:
-            out[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        handed = len(self.batch) - length_hint(self.pending)
+        for tp, start, end in self.runs:
+            if start < handed:
+                out[tp] = self.batch[min(end, handed) - 1].offset + 1
         assigned = self.inner.assignment()
         return {tp: off for tp, off in out.items() if tp in assigned}
 
     def before_poll(self) -> dict[TopicPartition, int] | None:
         """Settle the previous batch; the offsets to auto-commit now, if due."""
         self.base = self.consumed()
-        self.batch, self.index = [], 0
+        self.load([], handed_out=True)
         if self.auto_commit and time.monotonic() >= self.next_commit:
             self.next_commit = time.monotonic() + self.interval_s
             return self.base
         return None
 
-    def after_poll(self, records: list[Record], handed_out: bool) -> None:
-        """Remember `records`; all count as consumed when poll() returned them."""
+    def load(self, records: list[Record], handed_out: bool) -> None:
+        """Take a poll's records; all count as consumed when poll() returned them."""
         self.batch = records
-        self.index = len(records) if handed_out else 0
+        self.runs = _runs(records)
+        self.pending = iter(()) if handed_out else iter(records)
         for rebalance in self.inner.take_rebalances():
             for tp in rebalance.revoked:
                 self.base.pop(tp, None)
             for listener in self.listeners:
                 listener(rebalance)
 
-    def next_record(self) -> Record | None:
-        """The next record of the current batch, if any."""
-        if self.index < len(self.batch):
-            record = self.batch[self.index]
-            self.index += 1
-            return record
-        return None
+
+def _runs(records: list[Record]) -> list[tuple[TopicPartition, int, int]]:
+    """(partition, start, end) of each partition's contiguous run, by binary search."""
+    runs = []
+    start, n = 0, len(records)
+    while start < n:
+        first = records[start]
+        topic, partition = first.topic, first.partition
+        end = bisect_left(
+            records, True, start, n, key=lambda r: r.partition != partition or r.topic != topic
+        )
+        runs.append((TopicPartition(topic, partition), start, end))
+        start = end
+    return runs
 
 
 class AsyncConsumer:
@@ -106,7 +123,7 @@ class AsyncConsumer:
     async def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
         records = await self._poll(max_records, timeout_ms)
-        self._cursor.after_poll(records, handed_out=True)
+        self._cursor.load(records, handed_out=True)
         return records
 
     async def _poll(self, max_records: int, timeout_ms: float) -> list[Record]:
@@ -123,12 +140,12 @@ class AsyncConsumer:
 
     async def __anext__(self) -> Record:
         while True:
-            record = self._cursor.next_record()
+            record = next(self._cursor.pending, None)
             if record is not None:
                 return record
             if self._closed:
                 raise StopAsyncIteration
-            self._cursor.after_poll(await self._poll(ITER_BATCH, 1000), handed_out=False)
+            self._cursor.load(await self._poll(ITER_BATCH, 1000), handed_out=False)
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit the records handed out so far (or explicit next-offsets) to the group."""
@@ -154,14 +171,15 @@ class AsyncConsumer:
     async def seek(self, partition: TopicPartition, offset: int | str) -> None:
         """Move to an offset, 'earliest' or 'latest'."""
         tp = TopicPartition(*partition)
-        self._cursor.batch = [r for r in self._cursor.batch[self._cursor.index :] if (r.topic, r.partition) != tp]
-        self._cursor.index = 0
+        cursor = self._cursor
+        cursor.base = cursor.consumed()
+        cursor.load([r for r in cursor.pending if (r.topic, r.partition) != tp], handed_out=False)
         await self._inner.seek(tp, offset)
         self._cursor.base[tp] = self._inner.position(tp)
 
     async def seek_to_time(self, timestamp_ms: int) -> None:
         """Move every assigned partition to its first record at or after `timestamp_ms`."""
-        found = await self._inner.offsets_for_times({tp: timestamp_ms for tp in self.assignment()})
+        found = await self._inner.offsets_for_times(dict.fromkeys(self.assignment(), timestamp_ms))
         for tp, offset in found.items():
             await self.seek(tp, "latest" if offset is None else offset)
 
@@ -205,18 +223,13 @@ class Consumer:
     ) -> None:
         self.close()
 
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> Record:
+    def __iter__(self) -> Iterator[Record]:
+        cursor = self._cursor
         while True:
-            record = self._cursor.next_record()
-            if record is not None:
-                return record
+            yield from cursor.pending
             if self._async._closed:
-                raise StopIteration
-            records = self._portal.call(self._async._poll(ITER_BATCH, 1000))
-            self._cursor.after_poll(records, handed_out=False)
+                return
+            cursor.load(self._portal.call(self._async._poll(ITER_BATCH, 1000)), handed_out=False)
 
     def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_ms` for the first."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from array import array
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, overload
 
 from tidings.core import batch as codec
 from tidings.core.errors import ClosedError, RecordTooLargeError
@@ -68,7 +69,9 @@ class RecordFuture:
 
     def _metadata(self, base_offset: int) -> RecordMetadata:
         b = self._batch
-        return RecordMetadata(b.topic, b.partition, base_offset + self._index, b.timestamps[self._index])
+        return RecordMetadata(
+            b.topic, b.partition, base_offset + self._index, b.timestamps[self._index]
+        )
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
         """Block until the record is durable; its metadata, or the error that stopped it."""
@@ -253,8 +256,10 @@ class AsyncProducer:
                 if partition is None:
                     self._sticky.next(topic, spec.partitions, p)
                 start = end
-        batches = [ProduceBatch(topic, p, codec.encode(v, k, [ts] * len(v))) for p, _, v, k in chunks]
-        future: Future[list[RecordMetadata]] = Future()
+        batches = [
+            ProduceBatch(topic, p, codec.encode(v, k, [ts] * len(v))) for p, _, v, k in chunks
+        ]
+        future: Future[Published] = Future()
 
         async def store() -> None:
             try:
@@ -262,11 +267,19 @@ class AsyncProducer:
             except BaseException as e:
                 future.set_exception(e)
                 return
-            out: list[RecordMetadata] = [None] * len(values)  # type: ignore[list-item]
+            partitions = array("i", [0]) * len(values)
+            offsets = array("q", [0]) * len(values)
             for (p, idx, _, _), r in zip(chunks, results, strict=True):
+                if isinstance(idx, range):
+                    offsets[idx.start : idx.stop] = array(
+                        "q", range(r.base_offset, r.base_offset + len(idx))
+                    )
+                    partitions[idx.start : idx.stop] = array("i", [p]) * len(idx)
+                    continue
                 for offset, i in enumerate(idx, r.base_offset):
-                    out[i] = RecordMetadata(topic, p, offset, ts)
-            future.set_result(out)
+                    offsets[i] = offset
+                    partitions[i] = p
+            future.set_result(Published(topic, ts, partitions, offsets))
 
         with self._lock:
             self._in_flight.add(future)  # type: ignore[arg-type]
@@ -294,17 +307,48 @@ class AsyncProducer:
             self._closed = True
 
 
+class Published(Sequence[RecordMetadata]):
+    """Where each record of a `send_many` went, in input order (metadata made on access)."""
+
+    __slots__ = ("_offsets", "_partitions", "_timestamp", "_topic")
+
+    def __init__(
+        self, topic: str, timestamp: int, partitions: array[int], offsets: array[int]
+    ) -> None:
+        self._topic = topic
+        self._timestamp = timestamp
+        self._partitions = partitions
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> RecordMetadata: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RecordMetadata]: ...
+    def __getitem__(self, index: int | slice) -> RecordMetadata | list[RecordMetadata]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return RecordMetadata(
+            self._topic, self._partitions[index], self._offsets[index], self._timestamp
+        )
+
+    def __repr__(self) -> str:
+        return f"<Published {len(self)} records to {self._topic!r}>"
+
+
 class BatchFuture:
     """The outcome of `send_many`: every record's metadata, in order."""
 
     __slots__ = ("_future",)
 
-    def __init__(self, future: Future[list[RecordMetadata]]) -> None:
+    def __init__(self, future: Future[Published]) -> None:
         self._future = future
 
-    def result(self, timeout: float | None = None) -> list[RecordMetadata]:
+    def result(self, timeout: float | None = None) -> Published:
         """Block until all records are durable."""
         return self._future.result(timeout)
 
-    def __await__(self) -> Generator[Any, None, list[RecordMetadata]]:
+    def __await__(self) -> Generator[Any, None, Published]:
         return (yield from asyncio.wrap_future(self._future).__await__())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, NamedTuple
 
 from tidings.core.batch import EncodedBatch
@@ -15,7 +15,7 @@ OffsetReset = Literal["earliest", "latest", "none"]
 AssignmentStrategy = Literal["range", "cooperative-sticky"]
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     """Features an engine may or may not provide; asking for a missing one is refused."""
 
     CONSUMER_GROUPS = "consumer_groups"
@@ -169,7 +169,9 @@ class EngineConsumer(ABC):
         """Move to `offset`, or to 'earliest' / 'latest'."""
 
     @abstractmethod
-    async def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, int | None]:
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
         """The first offset with a timestamp >= each given time (None when there is none)."""
 
     @abstractmethod

@@ -81,10 +81,12 @@ class MemoryStore(LogStore):
                 for topic, partition, batch in batches:
                     part = self._partition(topic, partition)
                     base = part.end
-                    meta = BatchMeta(base, base + batch.last_delta, batch.max_timestamp, len(batch.data))
+                    meta = BatchMeta(
+                        base, base + batch.last_delta, batch.max_timestamp, len(batch.data)
+                    )
                     part.batches.append((meta, batch.data))
                     part.lasts.append(meta.last_offset)
-                    part.end = base + batch.count
+                    part.end = base + batch.records
                     part.size += meta.size
                     results.append(AppendResult(topic, partition, base))
         except Exception as e:
@@ -151,7 +153,9 @@ class MemoryStore(LogStore):
             gone = set(replaced)
             kept = [(m, d) for m, d in part.batches if m.base_offset not in gone]
             for base, batch in batches:
-                meta = BatchMeta(base, base + batch.last_delta, batch.max_timestamp, len(batch.data))
+                meta = BatchMeta(
+                    base, base + batch.last_delta, batch.max_timestamp, len(batch.data)
+                )
                 kept.append((meta, batch.data))
             kept.sort(key=lambda item: item[0].base_offset)
             part.batches = kept

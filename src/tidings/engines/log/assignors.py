@@ -41,8 +41,8 @@ def sticky_assign(
     }
     taken: set[Partition] = set()
     for member in sorted(out):
-        for tp in previous.get(member, ()):
-            tp = (tp[0], tp[1])
+        for item in previous.get(member, ()):
+            tp = (item[0], item[1])
             if tp in wanted and tp not in taken and tp[0] in subscriptions[member]:
                 out[member].append(tp)
                 taken.add(tp)
@@ -62,7 +62,9 @@ def _balance(out: Assignment, subscriptions: Mapping[str, Sequence[str]]) -> Non
         for donor in sorted(out, key=lambda m: (-len(out[m]), m)):
             for tp in sorted(out[donor], reverse=True):
                 eligible = [
-                    m for m in out if tp[0] in subscriptions[m] and len(out[m]) + 1 < len(out[donor])
+                    m
+                    for m in out
+                    if tp[0] in subscriptions[m] and len(out[m]) + 1 < len(out[donor])
                 ]
                 if eligible:
                     target = min(eligible, key=lambda m: (len(out[m]), m))

@@ -8,6 +8,7 @@ import time
 import uuid
 from bisect import bisect_left
 from collections.abc import Sequence
+from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -96,12 +97,15 @@ class LogConsumer(EngineConsumer):
         while True:
             counts = await self._partition_counts()
             try:
-                result = await self._engine.run(
-                    self._store.update_group,
-                    group,
-                    lambda s: coordinator.sync(s, group, member_id, _now_ms(), counts, revoked),
-                    False,
+                change = partial(
+                    coordinator.sync,
+                    group=group,
+                    member_id=member_id,
+                    now_ms=_now_ms(),
+                    partitions=counts,
+                    revoked=revoked,
                 )
+                result = await self._engine.run(self._store.update_group, group, change, False)
             except UnknownMemberError:
                 lost = tuple(self._positions)
                 self._drop(lost)
@@ -218,7 +222,9 @@ class LogConsumer(EngineConsumer):
                 break
         return out
 
-    def _read(self, positions: dict[TopicPartition, int | None]) -> dict[TopicPartition, list[Record]]:
+    def _read(
+        self, positions: dict[TopicPartition, int | None]
+    ) -> dict[TopicPartition, list[Record]]:
         """Blocking: read and decode from each position (runs off the event loop)."""
         out: dict[TopicPartition, list[Record]] = {}
         limit = self._config.max_partition_fetch_bytes
@@ -262,18 +268,23 @@ class LogConsumer(EngineConsumer):
             raise OffsetOutOfRangeError(
                 tp.topic, tp.partition, -1, state.start_offset, state.end_offset
             )
-        return self._reset(tp, committed if committed is not None else -1, state.start_offset, state.end_offset)
+        return self._reset(
+            tp, committed if committed is not None else -1, state.start_offset, state.end_offset
+        )
 
     # -- positions and commits -----------------------------------------------------------
 
     def position(self, partition: TopicPartition) -> int:
         """The next offset to return from `partition`."""
         if partition not in self._positions:
-            raise ConfigurationError(f"{partition.topic}[{partition.partition}] is not assigned to this consumer")
+            raise ConfigurationError(
+                f"{partition.topic}[{partition.partition}] is not assigned to this consumer"
+            )
         pos = self._positions[partition]
         if pos is None:
             raise ConfigurationError(
-                f"{partition.topic}[{partition.partition}] has no position yet; poll() first or seek()"
+                f"{partition.topic}[{partition.partition}] has no position yet; "
+                f"poll() first or seek()"
             )
         return pos
 
@@ -282,16 +293,21 @@ class LogConsumer(EngineConsumer):
         partition = TopicPartition(*partition)
         if partition not in self._positions:
             raise ConfigurationError(
-                f"cannot seek {partition.topic}[{partition.partition}]: not assigned to this consumer"
+                f"cannot seek {partition.topic}[{partition.partition}]: "
+                f"not assigned to this consumer"
             )
         if isinstance(offset, str):
-            state = (await self._engine.run(self._store.partition_states, partition.topic))[partition.partition]
+            state = (await self._engine.run(self._store.partition_states, partition.topic))[
+                partition.partition
+            ]
             if offset == "earliest":
                 offset = state.start_offset
             elif offset == "latest":
                 offset = state.end_offset
             else:
-                raise ConfigurationError(f"seek to an offset, 'earliest' or 'latest', not {offset!r}")
+                raise ConfigurationError(
+                    f"seek to an offset, 'earliest' or 'latest', not {offset!r}"
+                )
         if offset < 0:
             raise ConfigurationError(f"offset must be >= 0, not {offset}")
         self._positions[partition] = offset

@@ -125,6 +125,7 @@ def expire(state: GroupState, now_ms: int) -> list[str]:
 def sync(
     state: GroupState,
     group: str,
+    *,
     member_id: str,
     now_ms: int,
     partitions: dict[str, int],

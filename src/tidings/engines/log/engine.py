@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Literal, TypeVar
 
-from tidings.core.errors import GroupNotEmptyError, GroupNotFoundError, TopicExistsError, TopicNotFoundError
+from tidings.core.errors import (
+    GroupNotEmptyError,
+    GroupNotFoundError,
+    InvalidPartitionsError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
 from tidings.core.records import TopicConfig, TopicPartition, TopicSpec, validate_partitions
-from tidings.core.errors import InvalidPartitionsError
 from tidings.engines.base import (
     AppendResult,
     Capability,
@@ -41,7 +47,9 @@ def now_ms() -> int:
 class LogEngine(Engine):
     """Producing, consuming, groups and cleaning, written once over any LogStore."""
 
-    def __init__(self, store: LogStore, maintenance_interval_s: float = MAINTENANCE_INTERVAL_S) -> None:
+    def __init__(
+        self, store: LogStore, maintenance_interval_s: float = MAINTENANCE_INTERVAL_S
+    ) -> None:
         self.store = store
         self.url = store.url
         caps = {Capability.CONSUMER_GROUPS, Capability.COMPACTION, Capability.OFFSETS_FOR_TIMES}
@@ -89,10 +97,8 @@ class LogEngine(Engine):
     def _on_append(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # closed between the check and the call
                 loop.call_soon_threadsafe(self._bump)
-            except RuntimeError:  # loop closed between the check and the call
-                pass
 
     def _bump(self) -> None:
         self._version += 1
@@ -107,10 +113,8 @@ class LogEngine(Engine):
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
 
     # -- topics --------------------------------------------------------------------------
 
@@ -224,14 +228,24 @@ class LogEngine(Engine):
             for p in await self.run(self.store.partition_states, topic):
                 ends[(topic, p.partition)] = p.end_offset
         lags = tuple(
-            PartitionLag(topic, partition, state.committed(topic, partition), end, state.owner((topic, partition)))
+            PartitionLag(
+                topic,
+                partition,
+                state.committed(topic, partition),
+                end,
+                state.owner((topic, partition)),
+            )
             for (topic, partition), end in sorted(ends.items())
-            if state.committed(topic, partition) is not None or state.owner((topic, partition))
+            if state.committed(topic, partition) is not None
+            or state.owner((topic, partition))
             or topic in state.subscribed_topics()
         )
         members = tuple(
             MemberDescription(
-                m.member_id, m.client_id, tuple(m.topics), tuple(TopicPartition(*tp) for tp in m.owned)
+                m.member_id,
+                m.client_id,
+                tuple(m.topics),
+                tuple(TopicPartition(*tp) for tp in m.owned),
             )
             for m in state.members.values()
         )
@@ -246,6 +260,7 @@ class LogEngine(Engine):
 
     async def delete_group(self, group: str) -> None:
         """Delete an empty group."""
+
         def check(state: GroupState) -> None:
             _require_empty(group, state, "delete")
 
@@ -256,6 +271,7 @@ class LogEngine(Engine):
 
     async def set_group_offsets(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         """Overwrite committed offsets of an empty group."""
+
         def change(state: GroupState) -> None:
             _require_empty(group, state, "reset offsets of")
             for (topic, partition), offset in offsets.items():

@@ -2,12 +2,15 @@
 
 Every append waits in a queue; the writer takes all that is waiting, stores it in one
 transaction, and commits once, so concurrent producers share one fsync. Readers use
-their own connections and never block the writer. Several processes may open the same
+their own connections and never block the writer. Checkpoints (copying the WAL into the
+database file) run in a thread of their own instead of inside a commit, so a producer
+never waits for them. Several processes may open the same
 file: SQLite's locks order their transactions and offsets are assigned inside them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -36,6 +39,8 @@ from tidings.engines.sqlite.notify import Notifier
 APPLICATION_ID = 0x54444753  # "TDGS": marks a file as a tidings store
 SCHEMA_VERSION = 1
 MAX_GROUP_BYTES = 64 << 20
+CHECKPOINT_BYTES = 32 << 20
+CHECKPOINT_INTERVAL_S = 1.0
 SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 
 SCHEMA = """
@@ -109,6 +114,9 @@ class SQLiteStore(LogStore):
         self._writer: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._notifier = Notifier(self.path, self._changed)
+        self._unchecked_bytes = 0
+        self._checkpoint_due = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -144,8 +152,14 @@ class SQLiteStore(LogStore):
                     f"{self.path} has tidings schema {version and version[0]}, this version "
                     f"reads schema {SCHEMA_VERSION}"
                 )
-        self._writer = threading.Thread(target=self._write_forever, name="tidings-writer", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_forever, name="tidings-writer", daemon=True
+        )
         self._writer.start()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_forever, name="tidings-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
         self._notifier.start()
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
@@ -167,6 +181,9 @@ class SQLiteStore(LogStore):
             self._wake.notify_all()
         if self._writer is not None:
             self._writer.join()
+        self._checkpoint_due.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         self._notifier.close()
         with self._connections_lock:
             for conn in self._connections:
@@ -176,9 +193,12 @@ class SQLiteStore(LogStore):
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
             conn.execute(f"PRAGMA synchronous = {self._sync}")
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -279,6 +299,20 @@ class SQLiteStore(LogStore):
                     size += sum(len(b.batch.data) for b in item.batches)
             self._write_group(conn, group)
 
+    def _checkpoint_forever(self) -> None:
+        conn = self._conn()
+        while True:
+            self._checkpoint_due.wait(CHECKPOINT_INTERVAL_S)
+            self._checkpoint_due.clear()
+            closing = self._closing
+            if self._unchecked_bytes or closing:
+                self._unchecked_bytes = 0
+                mode = "TRUNCATE" if closing else "PASSIVE"
+                with contextlib.suppress(sqlite3.Error):  # busy: the next round catches up
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
+            if closing:
+                return
+
     def _write_group(self, conn: sqlite3.Connection, group: list[_Append]) -> None:
         results: list[tuple[_Append, list[AppendResult] | BaseException]] = []
         try:
@@ -304,10 +338,15 @@ class SQLiteStore(LogStore):
                     [(end, added, tid, p) for (tid, p), (end, added) in ends.items()],
                 )
         except BaseException as e:
-            error = e if isinstance(e, StoreError) else StoreError(f"append to {self.path} failed: {e}")
+            error = (
+                e if isinstance(e, StoreError) else StoreError(f"append to {self.path} failed: {e}")
+            )
             for item in group:
                 item.future.set_exception(error)
             return
+        self._unchecked_bytes += sum(len(row[-1]) for row in rows)
+        if self._unchecked_bytes >= CHECKPOINT_BYTES:
+            self._checkpoint_due.set()
         for item, outcome in results:
             if isinstance(outcome, BaseException):
                 item.future.set_exception(outcome)
@@ -348,9 +387,17 @@ class SQLiteStore(LogStore):
             state = ends[key]
             base = state[0]
             rows.append(
-                (key[0], key[1], base, base + batch.last_delta, batch.max_timestamp, len(batch.data), batch.data)
+                (
+                    key[0],
+                    key[1],
+                    base,
+                    base + batch.last_delta,
+                    batch.max_timestamp,
+                    len(batch.data),
+                    batch.data,
+                )
             )
-            state[0] = base + batch.count
+            state[0] = base + batch.records
             state[1] += len(batch.data)
             out.append(AppendResult(topic, partition, base))
         return out
@@ -384,31 +431,43 @@ class SQLiteStore(LogStore):
 
     def partition_states(self, topic: str) -> list[PartitionState]:
         """Start, end and size of each partition."""
-        rows = self._conn().execute(
-            "SELECT partition, start_offset, end_offset, size_bytes FROM partitions "
-            f"WHERE topic_id = {_TOPIC_ID} ORDER BY partition",
-            (topic,),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT partition, start_offset, end_offset, size_bytes FROM partitions "
+                f"WHERE topic_id = {_TOPIC_ID} ORDER BY partition",
+                (topic,),
+            )
+            .fetchall()
+        )
         if not rows:
             raise TopicNotFoundError(topic)
         return [PartitionState(*row) for row in rows]
 
     def first_batch_at(self, topic: str, partition: int, timestamp: int) -> StoredBatch | None:
         """The first batch reaching `timestamp`."""
-        row = self._conn().execute(
-            f"SELECT base_offset, data FROM batches WHERE topic_id = {_TOPIC_ID} "
-            "AND partition = ? AND max_timestamp >= ? ORDER BY last_offset LIMIT 1",
-            (topic, partition, timestamp),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT base_offset, data FROM batches WHERE topic_id = {_TOPIC_ID} "
+                "AND partition = ? AND max_timestamp >= ? ORDER BY last_offset LIMIT 1",
+                (topic, partition, timestamp),
+            )
+            .fetchone()
+        )
         return StoredBatch(*row) if row else None
 
     def batch_index(self, topic: str, partition: int) -> list[BatchMeta]:
         """Every batch of a partition, oldest first."""
-        rows = self._conn().execute(
-            "SELECT base_offset, last_offset, max_timestamp, size FROM batches "
-            f"WHERE topic_id = {_TOPIC_ID} AND partition = ? ORDER BY last_offset",
-            (topic, partition),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT base_offset, last_offset, max_timestamp, size FROM batches "
+                f"WHERE topic_id = {_TOPIC_ID} AND partition = ? ORDER BY last_offset",
+                (topic, partition),
+            )
+            .fetchall()
+        )
         return [BatchMeta(*row) for row in rows]
 
     # -- cleaning ------------------------------------------------------------------------
@@ -450,7 +509,15 @@ class SQLiteStore(LogStore):
                 "INSERT INTO batches (topic_id, partition, base_offset, last_offset, "
                 "max_timestamp, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (topic_id, partition, base, base + b.last_delta, b.max_timestamp, len(b.data), b.data)
+                    (
+                        topic_id,
+                        partition,
+                        base,
+                        base + b.last_delta,
+                        b.max_timestamp,
+                        len(b.data),
+                        b.data,
+                    )
                     for base, b in batches
                 ],
             )
