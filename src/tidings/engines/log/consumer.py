@@ -201,18 +201,22 @@ class LogConsumer(EngineConsumer):
         self._rotation = (self._rotation + 1) % len(active)
         active = active[self._rotation :] + active[: self._rotation]
         for tp in active:
-            if self._positions[tp] is None:
-                self._positions[tp] = await self._initial_position(tp)
-        wanted = [tp for tp in active if not self._buffers.get(tp)]
+            if self._positions.get(tp, 0) is None:
+                self._positions[tp] = await self._engine.run(self._initial_position, tp)
+        wanted = {tp: self._positions[tp] for tp in active if not self._buffers.get(tp)}
         if wanted:
-            positions = {tp: self._positions[tp] for tp in wanted}
-            fetched = await self._engine.run(self._read, positions)
-            for tp, records in fetched.items():
-                self._buffers[tp] = records
+            fetched = await self._engine.run(self._read, wanted)
+            for tp, outcome in fetched.items():
+                if self._positions.get(tp) != wanted[tp]:
+                    continue  # revoked or moved by seek() while reading
+                if isinstance(outcome, int):
+                    self._positions[tp] = outcome
+                else:
+                    self._buffers[tp] = outcome
         out: list[Record] = []
         for tp in active:
             buffer = self._buffers.get(tp)
-            if not buffer:
+            if not buffer or tp not in self._positions:
                 continue
             take = buffer[: max_records - len(out)]
             del buffer[: len(take)]
@@ -224,9 +228,9 @@ class LogConsumer(EngineConsumer):
 
     def _read(
         self, positions: dict[TopicPartition, int | None]
-    ) -> dict[TopicPartition, list[Record]]:
-        """Blocking: read and decode from each position (runs off the event loop)."""
-        out: dict[TopicPartition, list[Record]] = {}
+    ) -> dict[TopicPartition, list[Record] | int]:
+        """Blocking: records from each position, or where to reset one that fell off the log."""
+        out: dict[TopicPartition, list[Record] | int] = {}
         limit = self._config.max_partition_fetch_bytes
         for tp, position in positions.items():
             assert position is not None
@@ -234,42 +238,37 @@ class LogConsumer(EngineConsumer):
             if not batches:
                 continue
             if batches[0].base_offset > position:
-                start = self._store.partition_states(tp.topic)[tp.partition].start_offset
-                if position < start:
-                    out[tp] = []
-                    self._positions[tp] = self._reset(tp, position, start, None)
+                state = self._store.partition_states(tp.topic)[tp.partition]
+                if position < state.start_offset:
+                    out[tp] = self._reset(tp, position, state.start_offset, state.end_offset)
                     continue
-            records: list[Record] = []
-            for b in batches:
+            records = codec.decode(tp.topic, tp.partition, batches[0].base_offset, batches[0].data)
+            for b in batches[1:]:
                 records.extend(codec.decode(tp.topic, tp.partition, b.base_offset, b.data))
-            out[tp] = records[bisect_left(records, position, key=_offset) :]
+            skip = bisect_left(records, position, key=_offset)
+            out[tp] = records[skip:] if skip else records
         return out
 
-    def _reset(self, tp: TopicPartition, position: int, start: int, end: int | None) -> int:
+    def _reset(self, tp: TopicPartition, position: int, start: int, end: int) -> int:
         policy = self._config.auto_offset_reset
         if policy == "earliest":
             return start
         if policy == "latest":
-            if end is None:
-                end = self._store.partition_states(tp.topic)[tp.partition].end_offset
             return end
-        raise OffsetOutOfRangeError(tp.topic, tp.partition, position, start, end or -1)
+        raise OffsetOutOfRangeError(tp.topic, tp.partition, position, start, end)
 
-    async def _initial_position(self, tp: TopicPartition) -> int:
+    def _initial_position(self, tp: TopicPartition) -> int:
+        """Blocking: the committed offset, or where auto_offset_reset says to start."""
         state = self._store.partition_states(tp.topic)[tp.partition]
         committed = None
         if self._group is not None:
-            group_state = await self._engine.run(self._store.read_group, self._group)
+            group_state = self._store.read_group(self._group)
             if group_state is not None:
                 committed = group_state.committed(tp.topic, tp.partition)
         if committed is not None and state.start_offset <= committed <= state.end_offset:
             return committed
-        if committed is None and self._config.auto_offset_reset == "none":
-            raise OffsetOutOfRangeError(
-                tp.topic, tp.partition, -1, state.start_offset, state.end_offset
-            )
         return self._reset(
-            tp, committed if committed is not None else -1, state.start_offset, state.end_offset
+            tp, -1 if committed is None else committed, state.start_offset, state.end_offset
         )
 
     # -- positions and commits -----------------------------------------------------------
