@@ -32,7 +32,9 @@ def _member(mid: str, now: int = 0) -> MemberState:
     return MemberState(mid, "c", ["t"], session_timeout_ms=1000, heartbeat_ms=now)
 
 
-def _sync(state: GroupState, mid: str, now: int, revoked: list) -> coordinator.SyncResult:
+def _sync(
+    state: GroupState, mid: str, now: int, revoked: list[tuple[str, int]]
+) -> coordinator.SyncResult:
     return coordinator.sync(
         state, "g", member_id=mid, now_ms=now, partitions={"t": 4}, revoked=revoked
     )

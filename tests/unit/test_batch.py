@@ -19,9 +19,7 @@ headers = st.lists(st.tuples(st.text(max_size=8), blobs), max_size=3).map(tuple)
     st.lists(st.tuples(blobs, blobs, st.integers(0, 2**50), headers), min_size=1, max_size=50),
     st.integers(0, 2**40),
 )
-def test_round_trip(
-    records: list[tuple[bytes | None, bytes | None, int, Any]], base: int
-) -> None:
+def test_round_trip(records: list[tuple[bytes | None, bytes | None, int, Any]], base: int) -> None:
     values = [r[0] for r in records]
     keys = [r[1] for r in records]
     timestamps = [r[2] for r in records]
