@@ -239,7 +239,7 @@ class AsyncBus:
         if times:
             probe = self.engine.consumer(ConsumerConfig())
             found = await probe.offsets_for_times(times)
-            await probe.close(commit=False)
+            await probe.close()
             for tp, off in found.items():
                 targets[tp] = states[tp.partition].end_offset if off is None else off
         await self.engine.set_group_offsets(group, targets)

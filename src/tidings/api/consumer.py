@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
@@ -10,7 +11,7 @@ from types import TracebackType
 from typing import Self
 
 from tidings.api.portal import Portal
-from tidings.core.errors import ClosedError
+from tidings.core.errors import ClosedError, TidingsError
 from tidings.core.records import Record, TopicPartition
 from tidings.engines.base import EngineConsumer, Rebalance
 
@@ -21,8 +22,10 @@ RebalanceListener = Callable[[Rebalance], None]
 class _Cursor:
     """What a consumer has handed out, so commits cover exactly the records returned.
 
-    An engine returns each partition's records of one poll as one contiguous run, so the
-    consumed offsets come from the runs, never from a walk over every record.
+    The engine's positions cover every record it returned; records of the last poll that
+    an iterator has not yet handed out are subtracted. An engine returns each partition's
+    records of one poll as one contiguous run, so that takes a look per run, never a walk
+    over every record.
     """
 
     def __init__(self, inner: EngineConsumer, auto_commit: bool, interval_ms: int) -> None:
@@ -33,26 +36,23 @@ class _Cursor:
         self.batch: list[Record] = []
         self.runs: list[tuple[TopicPartition, int, int]] = []
         self.pending: Iterator[Record] = iter(())
-        self.base: dict[TopicPartition, int] = {}
         self.listeners: list[RebalanceListener] = []
 
     def consumed(self) -> dict[TopicPartition, int]:
-        """Next offset per partition after every record handed out so far."""
-        out = dict(self.base)
+        """Next offset per assigned partition after every record handed out so far."""
+        out = self.inner.positions()
         handed = len(self.batch) - length_hint(self.pending)
         for tp, start, end in self.runs:
-            if start < handed:
-                out[tp] = self.batch[min(end, handed) - 1].offset + 1
-        assigned = self.inner.assignment()
-        return {tp: off for tp, off in out.items() if tp in assigned}
+            if tp in out and handed < end:
+                first_unhanded = self.batch[max(start, handed)]
+                out[tp] = first_unhanded.offset
+        return out
 
-    def before_poll(self) -> dict[TopicPartition, int] | None:
-        """Settle the previous batch; the offsets to auto-commit now, if due."""
-        self.base = self.consumed()
-        self.load([], handed_out=True)
+    def due(self) -> dict[TopicPartition, int] | None:
+        """The offsets to auto-commit now, if it is time."""
         if self.auto_commit and time.monotonic() >= self.next_commit:
             self.next_commit = time.monotonic() + self.interval_s
-            return self.base
+            return self.consumed()
         return None
 
     def load(self, records: list[Record], handed_out: bool) -> None:
@@ -61,8 +61,6 @@ class _Cursor:
         self.runs = _runs(records)
         self.pending = iter(()) if handed_out else iter(records)
         for rebalance in self.inner.take_rebalances():
-            for tp in rebalance.revoked:
-                self.base.pop(tp, None)
             for listener in self.listeners:
                 listener(rebalance)
 
@@ -130,7 +128,7 @@ class AsyncConsumer:
         if self._closed:
             raise ClosedError("consumer is closed")
         await self.start()
-        due = self._cursor.before_poll()
+        due = self._cursor.due()
         if due:
             await self._inner.commit(due)
         return await self._inner.poll(max_records, timeout_ms / 1000)
@@ -172,10 +170,8 @@ class AsyncConsumer:
         """Move to an offset, 'earliest' or 'latest'."""
         tp = TopicPartition(*partition)
         cursor = self._cursor
-        cursor.base = cursor.consumed()
         cursor.load([r for r in cursor.pending if (r.topic, r.partition) != tp], handed_out=False)
         await self._inner.seek(tp, offset)
-        self._cursor.base[tp] = self._inner.position(tp)
 
     async def seek_to_time(self, timestamp_ms: int) -> None:
         """Move every assigned partition to its first record at or after `timestamp_ms`."""
@@ -203,8 +199,9 @@ class AsyncConsumer:
             return
         self._closed = True
         if self._started and self._cursor.auto_commit:
-            self._cursor.before_poll()
-        await self._inner.close(commit=self._cursor.auto_commit)
+            with contextlib.suppress(TidingsError):  # the next owner re-reads: at-least-once
+                await self._inner.commit(self._cursor.consumed())
+        await self._inner.close()
 
 
 class Consumer:

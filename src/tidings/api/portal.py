@@ -7,6 +7,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from tidings.core.errors import ClosedError
+
 T = TypeVar("T")
 
 
@@ -24,6 +26,9 @@ class Portal:
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the portal's loop and return its result (or raise its error)."""
+        if self.loop.is_closed():
+            coro.close()
+            raise ClosedError("the bus is closed; open a new one with tidings.connect()")
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(

@@ -165,6 +165,10 @@ class EngineConsumer(ABC):
         """The offset of the next record this consumer will return from `partition`."""
 
     @abstractmethod
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset of every assigned partition that has a position yet."""
+
+    @abstractmethod
     async def seek(self, partition: TopicPartition, offset: int | str) -> None:
         """Move to `offset`, or to 'earliest' / 'latest'."""
 
@@ -187,8 +191,8 @@ class EngineConsumer(ABC):
         """Rebalances since the last call, oldest first (for listeners)."""
 
     @abstractmethod
-    async def close(self, commit: bool) -> None:
-        """Leave the group (committing first when `commit`) and release resources."""
+    async def close(self) -> None:
+        """Leave the group and release resources."""
 
 
 class Engine(ABC):

@@ -168,7 +168,10 @@ class MemoryStore(LogStore):
             raw = self._groups.get(group)
             state = GroupState.from_json(raw) if raw else GroupState()
             result = change(state)
-            self._groups[group] = state.to_json()
+            if state.forgotten:
+                self._groups.pop(group, None)
+            else:
+                self._groups[group] = state.to_json()
             return result
 
     def read_group(self, group: str) -> GroupState | None:

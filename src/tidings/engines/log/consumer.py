@@ -287,6 +287,10 @@ class LogConsumer(EngineConsumer):
             )
         return pos
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """Next offsets of the partitions that have a position."""
+        return {tp: pos for tp, pos in self._positions.items() if pos is not None}
+
     async def seek(self, partition: TopicPartition, offset: int | str) -> None:
         """Move to `offset`, 'earliest' or 'latest'."""
         partition = TopicPartition(*partition)
@@ -317,7 +321,7 @@ class LogConsumer(EngineConsumer):
         if self._group is None:
             raise ConfigurationError("commit needs a group; create the consumer with group='name'")
         if offsets is None:
-            offsets = {tp: pos for tp, pos in self._positions.items() if pos is not None}
+            offsets = self.positions()
         if not offsets:
             return
         group, member_id = self._group, self._member_id
@@ -364,8 +368,8 @@ class LogConsumer(EngineConsumer):
         """Return records from `partitions` again."""
         self._paused.difference_update(TopicPartition(*tp) for tp in partitions)
 
-    async def close(self, commit: bool) -> None:
-        """Commit if asked, leave the group, stop heartbeating."""
+    async def close(self) -> None:
+        """Leave the group, stop heartbeating."""
         if self._closed:
             return
         self._closed = True
@@ -373,9 +377,6 @@ class LogConsumer(EngineConsumer):
             self._heartbeat.cancel()
         if self._member_id is None or self._group is None:
             return
-        if commit:
-            with contextlib.suppress(Exception):
-                await self.commit()
         group, member_id = self._group, self._member_id
         counts = await self._partition_counts()
         await self._engine.run(

@@ -61,6 +61,11 @@ class GroupState:
             members[mid] = MemberState(**m)
         return cls(members=members, **raw)
 
+    @property
+    def forgotten(self) -> bool:
+        """No members and no committed offsets: nothing worth storing."""
+        return not self.members and not self.offsets
+
     def subscribed_topics(self) -> set[str]:
         """Every topic some member subscribes to."""
         return {t for m in self.members.values() for t in m.topics}

@@ -538,12 +538,12 @@ class SQLiteStore(LogStore):
                 row = conn.execute("SELECT state FROM groups WHERE name = ?", (group,)).fetchone()
                 state = GroupState.from_json(row[0]) if row else GroupState()
                 result = change(state)
-                if state.members or state.offsets:
+                if state.forgotten:
+                    conn.execute("DELETE FROM groups WHERE name = ?", (group,))
+                else:
                     conn.execute(
                         "INSERT OR REPLACE INTO groups VALUES (?, ?)", (group, state.to_json())
                     )
-                else:
-                    conn.execute("DELETE FROM groups WHERE name = ?", (group,))
             return result
         finally:
             conn.execute(f"PRAGMA synchronous = {self._sync}")

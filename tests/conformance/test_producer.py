@@ -1,0 +1,177 @@
+"""The batching producer: futures, flush, linger, send_many, and refused records."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import tidings
+from tidings import InvalidRecordError, RecordTooLargeError
+
+from .helpers import read_all, read_partition
+
+
+def test_send_futures_resolve_after_flush_in_send_order(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", partitions=3)
+    with bus.producer(linger_ms=10_000) as producer:
+        futures = [producer.send("orders", b"%d" % i, partition=i % 3) for i in range(30)]
+        producer.flush()
+        assert all(f.done() for f in futures)
+        metas = [f.result(timeout=0) for f in futures]
+    for p in range(3):
+        assert [m.offset for m in metas if m.partition == p] == list(range(10))
+    for p in range(3):
+        values = [r.value for r in read_partition(bus, "orders", p)]
+        assert values == [b"%d" % i for i in range(p, 30, 3)]
+
+
+def test_send_carries_key_headers_and_timestamp(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    with bus.producer() as producer:
+        future = producer.send(
+            "orders", b"v", key=b"k", headers=[("a", b"1"), ("a", b"2")], timestamp=99
+        )
+        producer.flush()
+    meta = future.result()
+    assert (meta.topic, meta.partition, meta.offset, meta.timestamp) == ("orders", 0, 0, 99)
+    (record,) = read_partition(bus, "orders")
+    assert (record.key, record.value, record.headers, record.timestamp) == (
+        b"k",
+        b"v",
+        (("a", b"1"), ("a", b"2")),
+        99,
+    )
+
+
+def test_linger_delivers_without_flush(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    with bus.producer(linger_ms=20) as producer:
+        start = time.monotonic()
+        future = producer.send("orders", b"v")
+        meta = future.result(timeout=2)
+        assert time.monotonic() - start < 2
+        assert meta.offset == 0
+        assert bus.describe_topic("orders").partitions[0].end_offset == 1
+
+
+def test_full_batch_is_stored_without_flush(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    with bus.producer(linger_ms=60_000, batch_size=100) as producer:
+        futures = [producer.send("orders", b"x" * 60, partition=0) for _ in range(4)]
+        assert futures[1].result(timeout=2).offset == 1
+        producer.flush()
+    assert [f.result().offset for f in futures] == [0, 1, 2, 3]
+
+
+def test_close_flushes(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    producer = bus.producer(linger_ms=60_000)
+    future = producer.send("orders", b"v")
+    producer.close()
+    assert future.result(timeout=0).offset == 0
+    with pytest.raises(tidings.ClosedError):
+        producer.send("orders", b"w")
+
+
+def test_send_many_returns_metadata_in_order(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", partitions=2)
+    values = [b"%d" % i for i in range(1000)]
+    with bus.producer() as producer:
+        batch = producer.send_many("orders", values, partition=1)
+        producer.flush()
+    metas = batch.result(timeout=5)
+    assert len(metas) == 1000
+    assert [m.offset for m in metas] == list(range(1000))
+    assert {m.partition for m in metas} == {1}
+    assert [r.value for r in read_partition(bus, "orders", 1)] == values
+
+
+def test_send_many_with_keys(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", partitions=4)
+    keys = [b"k%d" % (i % 10) for i in range(100)]
+    with bus.producer() as producer:
+        metas = producer.send_many("orders", [b"%d" % i for i in range(100)], keys=keys).result(5)
+    stored = {(r.partition, r.offset): r for r in read_all(bus, "orders")}
+    assert len(stored) == 100
+    for i, meta in enumerate(metas):
+        record = stored[(meta.partition, meta.offset)]
+        assert (record.key, record.value) == (keys[i], b"%d" % i)
+
+
+def test_many_producers_share_offsets_without_gaps(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    producers = [bus.producer(linger_ms=1) for _ in range(3)]
+    futures = [p.send("orders", b"%d" % i) for i in range(20) for p in producers]
+    for p in producers:
+        p.close()
+    assert sorted(f.result().offset for f in futures) == list(range(60))
+
+
+def test_record_over_max_message_bytes_is_refused(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", max_message_bytes=100)
+    bus.publish("orders", b"before")
+    with bus.producer() as producer:
+        with pytest.raises(RecordTooLargeError) as info:
+            producer.send("orders", b"x" * 101)
+        assert (info.value.topic, info.value.size, info.value.limit) == ("orders", 101, 100)
+        with pytest.raises(RecordTooLargeError):
+            producer.send_many("orders", [b"ok", b"x" * 101])
+        with pytest.raises(RecordTooLargeError):
+            bus.publish("orders", b"x" * 101)
+        with pytest.raises(RecordTooLargeError):
+            bus.publish_many("orders", [b"x" * 101])
+        producer.flush()
+    assert [r.value for r in read_partition(bus, "orders")] == [b"before"]
+    assert bus.publish("orders", b"x" * 100).offset == 1
+
+
+def test_key_and_headers_count_toward_the_limit(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", max_message_bytes=100)
+    with pytest.raises(RecordTooLargeError):
+        bus.publish("orders", b"x" * 60, key=b"k" * 60)
+    with pytest.raises(RecordTooLargeError):
+        bus.publish("orders", b"x" * 60, headers={"h": b"y" * 60})
+    assert bus.describe_topic("orders").records == 0
+
+
+@pytest.mark.parametrize("value", ["text", 42, {"a": 1}, [b"a"]])
+def test_non_bytes_value_is_refused(bus: tidings.Bus, value: object) -> None:
+    bus.create_topic("orders")
+    with bus.producer() as producer:
+        with pytest.raises(InvalidRecordError) as info:
+            producer.send("orders", value)  # type: ignore[arg-type]
+        assert isinstance(info.value, TypeError)
+        with pytest.raises(InvalidRecordError):
+            producer.send_many("orders", [b"ok", value])  # type: ignore[list-item]
+    with pytest.raises(InvalidRecordError):
+        bus.publish("orders", value)  # type: ignore[arg-type]
+    assert bus.describe_topic("orders").records == 0
+
+
+@pytest.mark.parametrize("key", ["text", 7])
+def test_non_bytes_key_is_refused(bus: tidings.Bus, key: object) -> None:
+    bus.create_topic("orders")
+    with pytest.raises(InvalidRecordError):
+        bus.publish("orders", b"v", key=key)  # type: ignore[arg-type]
+    assert bus.describe_topic("orders").records == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[("h", 5)], [(1, b"v")], [("only-name",)], ["h"]],
+    ids=["value", "name", "pair", "str"],
+)
+def test_bad_headers_are_refused(bus: tidings.Bus, headers: object) -> None:
+    bus.create_topic("orders")
+    with pytest.raises(InvalidRecordError):
+        bus.publish("orders", b"v", headers=headers)  # type: ignore[arg-type]
+    assert bus.describe_topic("orders").records == 0
+
+
+def test_bytes_like_values_are_stored_as_bytes(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    bus.publish("orders", bytearray(b"ba"), key=memoryview(b"mv"))  # type: ignore[arg-type]
+    (record,) = read_partition(bus, "orders")
+    assert (record.key, record.value) == (b"mv", b"ba")
+    assert type(record.value) is bytes
