@@ -157,10 +157,10 @@ def test_invalid_partition_count_is_refused(bus: tidings.Bus, subtests: pytest.S
 @pytest.mark.usefixtures("records")
 def test_unknown_setting_is_refused(bus: tidings.Bus) -> None:
     before = snapshot(bus)
-    with pytest.raises(ValueError, match="retention_hours") as info:
+    with pytest.raises(tidings.ConfigurationError, match="retention_hours") as info:
         bus.create_topic("new", retention_hours=1)
     assert "retention_ms" in str(info.value)  # the message lists the known settings
-    with pytest.raises(ValueError, match="compression"):
+    with pytest.raises(tidings.ConfigurationError, match="compression"):
         bus.alter_topic("orders", compression="zstd")
     unchanged(bus, before)
 
@@ -182,9 +182,9 @@ def test_invalid_setting_value_is_refused(bus: tidings.Bus, subtests: pytest.Sub
         setting: dict[str, Any] = {name: value}
         with subtests.test(setting=name, value=value):
             before = snapshot(bus)
-            with pytest.raises(ValueError, match=name):
+            with pytest.raises(tidings.ConfigurationError, match=name):
                 bus.create_topic("new", **setting)
-            with pytest.raises(ValueError, match=name):
+            with pytest.raises(tidings.ConfigurationError, match=name):
                 bus.alter_topic("orders", **setting)
             unchanged(bus, before)
 

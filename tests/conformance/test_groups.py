@@ -284,6 +284,13 @@ def test_reset_offsets_needs_exactly_one_target(orders: tidings.Bus) -> None:
     assert committed(orders) == [2, 2, 2, 2]
 
 
+def test_reset_offsets_of_an_unknown_partition_is_refused(orders: tidings.Bus) -> None:
+    committed_group(orders)
+    with pytest.raises(tidings.PartitionNotFoundError, match="no partition 9"):
+        orders.reset_offsets("g", "orders", to="earliest", partitions=[0, 9])
+    assert committed(orders) == [2, 2, 2, 2]
+
+
 def test_delete_group(orders: tidings.Bus) -> None:
     committed_group(orders)
     orders.delete_group("g")

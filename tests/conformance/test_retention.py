@@ -140,6 +140,18 @@ def test_group_behind_the_log_start_continues_from_it(bus: tidings.Bus) -> None:
     assert offsets(got) == [3, 4]
 
 
+def test_lag_without_a_commit_counts_from_the_log_start(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", retention_ms=HOUR_MS)
+    old = now_ms() - 2 * HOUR_MS
+    batch(bus, "orders", [old, old, old])
+    batch(bus, "orders", [now_ms(), now_ms()])
+    bus.maintain()
+    with bus.consumer("orders", group="g", auto_commit=False):
+        (partition,) = bus.describe_group("g").partitions
+    assert (partition.committed, partition.start_offset, partition.end_offset) == (None, 3, 5)
+    assert partition.lag == 2
+
+
 def test_group_behind_the_log_start_with_latest_jumps_to_the_end(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS

@@ -11,7 +11,7 @@ from typing import Any, Self
 from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
 from tidings.api.portal import Portal
 from tidings.api.producer import AsyncProducer, Published, RecordFuture
-from tidings.core.errors import ClosedError, ConfigurationError
+from tidings.core.errors import ClosedError, ConfigurationError, PartitionNotFoundError
 from tidings.core.records import (
     HeadersInput,
     RecordMetadata,
@@ -222,6 +222,9 @@ class AsyncBus:
             raise ConfigurationError(f"to must be 'earliest' or 'latest', not {to!r}")
         spec, states = await self.engine.describe_topic(topic)
         wanted = range(spec.partitions) if partitions is None else partitions
+        for p in wanted:
+            if not 0 <= p < spec.partitions:
+                raise PartitionNotFoundError(topic, p, spec.partitions)
         targets: dict[TopicPartition, int] = {}
         times: dict[TopicPartition, int] = {}
         for p in wanted:

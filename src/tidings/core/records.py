@@ -7,7 +7,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
-from tidings.core.errors import InvalidPartitionsError, InvalidRecordError, InvalidTopicError
+from tidings.core.errors import (
+    ConfigurationError,
+    InvalidPartitionsError,
+    InvalidRecordError,
+    InvalidTopicError,
+)
 
 Header = tuple[str, bytes | None]
 Headers = tuple[Header, ...]
@@ -87,18 +92,20 @@ class TopicConfig:
 
     def __post_init__(self) -> None:
         if self.cleanup_policy not in CLEANUP_POLICIES:
-            raise ValueError(
+            raise ConfigurationError(
                 f"cleanup_policy must be one of {', '.join(CLEANUP_POLICIES)}, "
                 f"not {self.cleanup_policy!r}"
             )
         for name in ("retention_ms", "retention_bytes"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be None (no limit) or an int >= 0, not {value!r}")
+                raise ConfigurationError(
+                    f"{name} must be None (no limit) or an int >= 0, not {value!r}"
+                )
         for name in ("max_message_bytes", "min_compaction_lag_ms", "delete_retention_ms"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+                raise ConfigurationError(f"{name} must be an int >= 0, not {value!r}")
 
     @property
     def compact(self) -> bool:
@@ -114,7 +121,7 @@ class TopicConfig:
         """A copy with `changes` applied and checked."""
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
-            raise ValueError(
+            raise ConfigurationError(
                 f"unknown topic setting(s): {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(self.__dataclass_fields__)}"
             )

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Literal, NamedTuple
 
 from tidings.core.batch import EncodedBatch
+from tidings.core.errors import CapabilityError, ConfigurationError
 from tidings.core.records import Record, TopicConfig, TopicPartition, TopicSpec
 
 OffsetReset = Literal["earliest", "latest", "none"]
@@ -61,11 +62,13 @@ class PartitionLag:
     committed: int | None
     end_offset: int
     owner: str | None
+    start_offset: int = 0
 
     @property
     def lag(self) -> int:
-        """Records between the committed offset and the end (all of them if none committed)."""
-        return self.end_offset - (self.committed or 0)
+        """Records between the committed offset (else the log start) and the end."""
+        base = self.start_offset if self.committed is None else self.committed
+        return max(0, self.end_offset - base)
 
 
 @dataclass(frozen=True)
@@ -111,16 +114,16 @@ class ConsumerConfig:
 
     def __post_init__(self) -> None:
         if self.auto_offset_reset not in ("earliest", "latest", "none"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
                 f"not {self.auto_offset_reset!r}"
             )
         if self.strategy not in ("range", "cooperative-sticky"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"strategy must be 'range' or 'cooperative-sticky', not {self.strategy!r}"
             )
         if self.heartbeat_interval_ms <= 0 or self.session_timeout_ms <= self.heartbeat_interval_ms:
-            raise ValueError("need 0 < heartbeat_interval_ms < session_timeout_ms")
+            raise ConfigurationError("need 0 < heartbeat_interval_ms < session_timeout_ms")
 
 
 class Rebalance(NamedTuple):
@@ -204,8 +207,6 @@ class Engine(ABC):
     def require(self, capability: Capability, what: str) -> None:
         """Raise CapabilityError unless this engine provides `capability`."""
         if capability not in self.capabilities:
-            from tidings.core.errors import CapabilityError
-
             raise CapabilityError(
                 f"{what} needs the {capability.value!r} capability, which the engine at "
                 f"{self.url} does not provide"

@@ -223,19 +223,20 @@ class LogEngine(Engine):
             raise GroupNotFoundError(group)
         specs = await self.refresh_topics()
         topics = set(state.offsets) | state.subscribed_topics()
-        ends: dict[tuple[str, int], int] = {}
+        extents: dict[tuple[str, int], PartitionState] = {}
         for topic in sorted(topics & set(specs)):
             for p in await self.run(self.store.partition_states, topic):
-                ends[(topic, p.partition)] = p.end_offset
+                extents[(topic, p.partition)] = p
         lags = tuple(
             PartitionLag(
                 topic,
                 partition,
                 state.committed(topic, partition),
-                end,
+                extent.end_offset,
                 state.owner((topic, partition)),
+                extent.start_offset,
             )
-            for (topic, partition), end in sorted(ends.items())
+            for (topic, partition), extent in sorted(extents.items())
             if state.committed(topic, partition) is not None
             or state.owner((topic, partition))
             or topic in state.subscribed_topics()

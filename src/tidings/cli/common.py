@@ -1,0 +1,34 @@
+"""Pieces every command shares: the bus URL, connecting, the --json flag."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import click
+
+import tidings
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@dataclass(frozen=True)
+class Options:
+    """Global options, given before the command."""
+
+    url: str
+
+
+def open_bus() -> tidings.Bus:
+    """Connect to the bus named by the global --url; use it in a `with` block."""
+    options = click.get_current_context().find_object(Options)
+    assert options is not None, "commands run under the tidings group"
+    return tidings.connect(options.url)
+
+
+def json_option(fn: F) -> F:
+    """Add --json: print one JSON document instead of a table."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+    )(fn)

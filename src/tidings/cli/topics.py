@@ -1,0 +1,216 @@
+"""`tidings topics ...`: create, list, describe, alter and delete topics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+import click
+
+from tidings.api.bus import TopicDescription
+from tidings.cli.common import F, json_option, open_bus
+from tidings.cli.output import cell, echo_fields, echo_json, echo_table
+from tidings.core.errors import ConfigurationError
+from tidings.core.records import CLEANUP_POLICIES, TopicConfig, TopicSpec
+
+SETTINGS = tuple(f.name for f in fields(TopicConfig))
+UNLIMITED = ("retention_ms", "retention_bytes")
+"""Settings where -1 means no limit (stored as None), as in Kafka."""
+
+
+def setting_options(fn: F) -> F:
+    """Add the topic setting flags shared by `create` and `alter`."""
+    options = [
+        click.option(
+            "--retention-ms",
+            type=int,
+            metavar="MS",
+            help="Delete records older than this; -1 keeps them forever.",
+        ),
+        click.option(
+            "--retention-bytes",
+            type=int,
+            metavar="B",
+            help="Delete a partition's oldest records beyond this size; -1 for no limit.",
+        ),
+        click.option(
+            "--cleanup-policy",
+            type=click.Choice(CLEANUP_POLICIES),
+            help="delete: by retention; compact: keep the latest record per key.",
+        ),
+        click.option("--max-message-bytes", type=int, metavar="B", help="Largest record accepted."),
+        click.option(
+            "--config",
+            "config",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any topic setting, e.g. retention.ms=60000 or min.compaction.lag.ms=0 "
+            "(repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def parse_settings(config: Sequence[str], **named: int | str | None) -> dict[str, Any]:
+    """Topic settings from --config pairs and the named flags, checked before any change."""
+    changes: dict[str, Any] = {}
+    for pair in config:
+        name, sep, text = pair.partition("=")
+        key = name.strip().replace(".", "_").replace("-", "_")
+        if not sep:
+            raise ConfigurationError(f"--config takes KEY=VALUE, not {pair!r}")
+        if key not in SETTINGS:
+            known = ", ".join(s.replace("_", ".") for s in SETTINGS)
+            raise ConfigurationError(f"unknown topic setting {name!r}; known settings: {known}")
+        changes[key] = _setting_value(key, text.strip())
+    for key, value in named.items():
+        if value is not None:
+            changes[key] = _setting_value(key, str(value))
+    try:
+        TopicConfig().updated(**changes)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    return changes
+
+
+def _setting_value(key: str, text: str) -> int | str | None:
+    if key == "cleanup_policy":
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{key.replace('_', '.')} takes an integer, not {text!r}"
+        ) from None
+    return None if number == -1 and key in UNLIMITED else number
+
+
+def topic_json(spec: TopicSpec) -> dict[str, Any]:
+    """A topic's name, partition count and settings as JSON."""
+    return {"name": spec.name, "partitions": spec.partitions, "config": spec.config.to_dict()}
+
+
+def description_json(description: TopicDescription) -> dict[str, Any]:
+    """A described topic as JSON: settings plus each partition's extent."""
+    return {
+        **topic_json(description.spec),
+        "records": description.records,
+        "size_bytes": sum(p.size_bytes for p in description.partitions),
+        "partition_states": [p._asdict() for p in description.partitions],
+    }
+
+
+@click.group()
+def topics() -> None:
+    """Create, list, describe, alter and delete topics."""
+
+
+@topics.command()
+@click.argument("name")
+@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True, metavar="N")
+@setting_options
+@click.option("--if-not-exists", is_flag=True, help="Succeed, unchanged, if the topic exists.")
+def create(
+    *, name: str, partitions: int, config: tuple[str, ...], if_not_exists: bool, **named: Any
+) -> None:
+    """Create a topic."""
+    changes = parse_settings(config, **named)
+    with open_bus() as bus:
+        existed = if_not_exists and any(t.name == name for t in bus.list_topics())
+        spec = bus.create_topic(name, partitions, exist_ok=if_not_exists, **changes)
+    if existed:
+        click.echo(f"topic {name!r} already exists ({spec.partitions} partitions); unchanged")
+    else:
+        click.echo(f"created topic {name!r} with {spec.partitions} partition(s)")
+
+
+@topics.command("list")
+@json_option
+def list_topics(as_json: bool) -> None:
+    """List every topic."""
+    with open_bus() as bus:
+        specs = bus.list_topics()
+    if as_json:
+        echo_json([topic_json(s) for s in specs])
+        return
+    echo_table(
+        ["NAME", "PARTITIONS", "CLEANUP_POLICY", "RETENTION_MS", "RETENTION_BYTES"],
+        [
+            [
+                s.name,
+                s.partitions,
+                s.config.cleanup_policy,
+                s.config.retention_ms,
+                s.config.retention_bytes,
+            ]
+            for s in specs
+        ],
+    )
+
+
+@topics.command()
+@click.argument("name")
+@json_option
+def describe(name: str, as_json: bool) -> None:
+    """Show a topic's settings and each partition's offsets and size."""
+    with open_bus() as bus:
+        description = bus.describe_topic(name)
+    doc = description_json(description)
+    if as_json:
+        echo_json(doc)
+        return
+    echo_fields(
+        [
+            ("name", doc["name"]),
+            ("partitions", doc["partitions"]),
+            ("records", doc["records"]),
+            ("size_bytes", doc["size_bytes"]),
+            *doc["config"].items(),
+        ]
+    )
+    click.echo()
+    echo_table(
+        ["PARTITION", "START_OFFSET", "END_OFFSET", "RECORDS", "SIZE_BYTES"],
+        [
+            [p.partition, p.start_offset, p.end_offset, p.end_offset - p.start_offset, p.size_bytes]
+            for p in description.partitions
+        ],
+    )
+
+
+@topics.command()
+@click.argument("name")
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Grow the topic to N partitions (partitions are never removed).",
+)
+@setting_options
+def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named: Any) -> None:
+    """Grow a topic or change its settings."""
+    changes = parse_settings(config, **named)
+    if partitions is None and not changes:
+        raise click.UsageError("nothing to change: give --partitions or a setting")
+    with open_bus() as bus:
+        before = bus.describe_topic(name).spec
+        if partitions is not None:
+            bus.add_partitions(name, partitions)
+            click.echo(f"partitions: {before.partitions} -> {partitions}")
+        if changes:
+            after = bus.alter_topic(name, **changes).config.to_dict()
+            old = before.config.to_dict()
+            for key in changes:
+                click.echo(f"{key}: {cell(old[key])} -> {cell(after[key])}")
+
+
+@topics.command()
+@click.argument("name")
+def delete(name: str) -> None:
+    """Delete a topic and all its records."""
+    with open_bus() as bus:
+        bus.delete_topic(name)
+    click.echo(f"deleted topic {name!r}")
