@@ -35,7 +35,14 @@ class Portal:
                 "a sync tidings call was made on the bus's own event loop thread; "
                 "use the async API (tidings.connect_async) inside async code"
             )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (Ctrl-C): stop the work too, so a poll cannot hand records to
+            # nobody and have them committed on close.
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """Stop the loop and join its thread."""

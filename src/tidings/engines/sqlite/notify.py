@@ -115,6 +115,9 @@ class Notifier:
     def close(self) -> None:
         """Stop listening and unregister."""
         self._stop.set()
+        if self._sender is not None:
+            with contextlib.suppress(OSError):  # wake the listener now, not at its timeout
+                self._sender.sendto(b"!", self._prefix + self._name)
         if self._thread is not None:
             self._thread.join(timeout=2 * SAFETY_NET_S + 1)
         for s in (self._sock, self._sender):

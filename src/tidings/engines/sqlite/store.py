@@ -26,6 +26,7 @@ from tidings.core.errors import (
     ConfigurationError,
     NotATidingsStoreError,
     PartitionNotFoundError,
+    StoreCorruptError,
     StoreError,
     TopicExistsError,
     TopicNotFoundError,
@@ -123,35 +124,10 @@ class SQLiteStore(LogStore):
     def open(self) -> None:
         """Open or create the store file; refuse files that are not tidings stores."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as f:
-                if f.read(16) != b"SQLite format 3\x00":
-                    raise NotATidingsStoreError(
-                        f"{self.path} is not a tidings store (not an SQLite file); "
-                        f"it was left untouched; choose another path"
-                    )
+        self._identify()
         conn = self._conn()
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            raise NotATidingsStoreError(
-                f"{self.path} cannot be read as a tidings store ({e}); it was left untouched"
-            ) from e
-        if tables and app_id != APPLICATION_ID:
-            raise NotATidingsStoreError(
-                f"{self.path} is an SQLite database of another application; "
-                f"it was left untouched; choose another path"
-            )
-        if not tables:
+        if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             self._create_schema(conn)
-        else:
-            version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if version is None or int(version[0]) != SCHEMA_VERSION:
-                raise NotATidingsStoreError(
-                    f"{self.path} has tidings schema {version and version[0]}, this version "
-                    f"reads schema {SCHEMA_VERSION}"
-                )
         self._writer = threading.Thread(
             target=self._write_forever, name="tidings-writer", daemon=True
         )
@@ -161,6 +137,44 @@ class SQLiteStore(LogStore):
         )
         self._checkpointer.start()
         self._notifier.start()
+
+    def _identify(self) -> None:
+        """Refuse a file that is not a tidings store of this version, without changing it."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise NotATidingsStoreError(
+                    f"{self.path} is not a tidings store (not an SQLite file); "
+                    f"it was left untouched; choose another path"
+                )
+        # Read-only: a connection for use would switch the file to WAL mode at once.
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True)
+            try:
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                ours = tables and app_id == APPLICATION_ID
+                query = "SELECT value FROM meta WHERE key = 'schema'"
+                version = conn.execute(query).fetchone() if ours else None
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            raise StoreCorruptError(
+                f"{self.path} cannot be read as a tidings store ({e}); it was left untouched; "
+                f"restore it from a backup or choose another path"
+            ) from e
+        if tables and app_id != APPLICATION_ID:
+            raise NotATidingsStoreError(
+                f"{self.path} is an SQLite database of another application; "
+                f"it was left untouched; choose another path"
+            )
+        if tables and (version is None or int(version[0]) != SCHEMA_VERSION):
+            raise NotATidingsStoreError(
+                f"{self.path} has tidings schema {version and version[0]}, this version "
+                f"reads schema {SCHEMA_VERSION}; open it with the matching tidings version"
+            )
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA page_size = 16384")
