@@ -11,6 +11,7 @@ import pytest
 
 import tidings
 from tidings import TopicPartition
+from tidings.core.partitioner import partition_for_key
 
 from .checks import read_dense
 from .procs import Children
@@ -66,6 +67,9 @@ for line in sys.stdin:
         elif command == "publish":
             meta = bus.publish(words[0], words[2].encode(), partition=int(words[1]))
             say("published", meta.partition, meta.offset)
+        elif command == "publish-keyed":
+            meta = bus.publish(words[0], b"v", key=words[1].encode())
+            say("keyed", meta.partition)
     except tidings.TidingsError as e:
         say("error", type(e).__name__)
 bus.close()
@@ -213,12 +217,6 @@ def test_topics_made_in_one_process_are_seen_by_another(children: Children, stor
             assert [r.value for r in consumer.poll(timeout_ms=5000)] == [b"from-there"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncProducer._partition checks an explicit partition against the engine's "
-    "cached TopicSpec and never refreshes it, so another process's add_partitions stays "
-    "invisible (PartitionNotFoundError) until describe_topic/list_topics",
-)
 def test_partitions_added_in_one_process_are_usable_in_another(
     children: Children, store_url: str
 ) -> None:
@@ -231,3 +229,26 @@ def test_partitions_added_in_one_process_are_usable_in_another(
         admin.send("publish growing 3 after")
         admin.wait_for(lambda: len(admin.lines("published") + admin.lines("error")) == 2)
         assert admin.lines("published") == ["published 1 0", "published 3 0"]
+
+
+def test_keyed_records_follow_partitions_added_in_another_process(
+    children: Children, store_url: str
+) -> None:
+    key = next(k for k in (f"k{i}" for i in range(100)) if partition_for_key(k.encode(), 4) >= 2)
+    with tidings.connect(store_url) as bus:
+        bus.create_topic("growing", partitions=2)
+        admin = children.start("admin", ADMIN, store_url)
+        admin.send(f"publish-keyed growing {key}")
+        admin.wait_for(lambda: bool(admin.lines("keyed")), what="a first keyed publish")
+        assert admin.lines("keyed") == [f"keyed {partition_for_key(key.encode(), 2)}"]
+        bus.add_partitions("growing", 4)
+        wanted = f"keyed {partition_for_key(key.encode(), 4)}"
+
+        def moved() -> bool:
+            if wanted in admin.lines("keyed"):
+                return True
+            admin.send(f"publish-keyed growing {key}")  # wait_for then waits for its answer
+            return False
+
+        # Like a Kafka client's metadata refresh: the new count applies within a second or so.
+        admin.wait_for(moved, timeout_s=5, what="the key to hash over four partitions")

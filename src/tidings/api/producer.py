@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future
+from itertools import accumulate
+from time import time_ns
 from typing import Any, overload
 
 from tidings.core import batch as codec
-from tidings.core.errors import ClosedError, RecordTooLargeError
+from tidings.core.errors import (
+    ClosedError,
+    ConfigurationError,
+    PartitionNotFoundError,
+    RecordTooLargeError,
+)
 from tidings.core.partitioner import KeyPartitioner, StickyPartitioner
 from tidings.core.records import (
+    NO_HEADERS,
     Headers,
     HeadersInput,
     RecordMetadata,
@@ -28,14 +36,20 @@ from tidings.core.records import (
 )
 from tidings.engines.base import Engine, ProduceBatch
 
+_BYTES_OR_NONE = frozenset((bytes, type(None)))
+
 
 def now_ms() -> int:
     """Wall-clock milliseconds."""
-    return time.time_ns() // 1_000_000
+    return time_ns() // 1_000_000
 
 
 class _OpenBatch:
-    """Records for one partition waiting to be stored."""
+    """Records for one partition waiting to be stored.
+
+    Keys and headers are columns made only when a record has one, so the common record
+    (value only) costs two list appends.
+    """
 
     __slots__ = ("future", "headers", "keys", "partition", "size", "timestamps", "topic", "values")
 
@@ -43,18 +57,36 @@ class _OpenBatch:
         self.topic = topic
         self.partition = partition
         self.values: list[bytes | None] = []
-        self.keys: list[bytes | None] = []
+        self.keys: list[bytes | None] | None = None
         self.timestamps: list[int] = []
-        self.headers: list[Headers] = []
+        self.headers: list[Headers] | None = None
         self.size = 0
         self.future: Future[int] = Future()
 
+    def add_key(self, index: int, key: bytes) -> None:
+        """Set the key of record `index` (the last one added)."""
+        if self.keys is None:
+            self.keys = [None] * index
+        self.keys.append(key)
+
+    def add_headers(self, index: int, headers: Headers) -> None:
+        """Set the headers of record `index` (the last one added)."""
+        if self.headers is None:
+            self.headers = [NO_HEADERS] * index
+        self.headers.append(headers)
+
     def encode(self) -> ProduceBatch:
-        keys = self.keys if any(k is not None for k in self.keys) else None
+        count = len(self.values)
+        keys = self.keys
+        if keys is not None and len(keys) < count:
+            keys.extend([None] * (count - len(keys)))
+        headers = self.headers
+        if headers is not None and len(headers) < count:
+            headers.extend([NO_HEADERS] * (count - len(headers)))
         return ProduceBatch(
             self.topic,
             self.partition,
-            codec.encode(self.values, keys, self.timestamps, self.headers),
+            codec.encode(self.values, keys, self.timestamps, headers),
         )
 
 
@@ -82,8 +114,38 @@ class RecordFuture:
         return self._batch.future.done()
 
     def __await__(self) -> Generator[Any, None, RecordMetadata]:
-        base = yield from asyncio.wrap_future(self._batch.future).__await__()
-        return self._metadata(base)
+        future = self._batch.future
+        if not future.done():
+            yield from _woken_when_done(future).__await__()
+        return self._metadata(future.result())
+
+
+def _woken_when_done(future: Future[Any]) -> asyncio.Future[None]:
+    """An asyncio future of this loop that completes when `future` does.
+
+    Unlike asyncio.wrap_future, a future completed on the loop's own thread (a batch is
+    stored by a task of the loop) wakes the waiter directly, without a trip through the
+    loop's self-pipe; from another thread it goes through call_soon_threadsafe.
+    """
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def done(_: Future[Any]) -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            wake(future)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(wake, future)
+
+    future.add_done_callback(done)
+    return waiter
 
 
 class AsyncProducer:
@@ -99,7 +161,9 @@ class AsyncProducer:
         buffer_memory: int = 64 << 20,
     ) -> None:
         if linger_ms < 0 or batch_size < 1 or buffer_memory < batch_size:
-            raise ValueError("need linger_ms >= 0, batch_size >= 1, buffer_memory >= batch_size")
+            raise ConfigurationError(
+                "need linger_ms >= 0, batch_size >= 1, buffer_memory >= batch_size"
+            )
         self._engine = engine
         self._loop = loop
         self._linger_s = linger_ms / 1000
@@ -108,6 +172,9 @@ class AsyncProducer:
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
         self._open: dict[tuple[str, int], _OpenBatch] = {}
+        self._sticky_batches: dict[str, _OpenBatch] = {}
+        """Per topic, the open batch of its sticky partition (a shortcut into _open)."""
+        self._cached_topic = engine.cached_topic
         self._in_flight: set[Future[int]] = set()
         self._buffered = 0
         self._keys = KeyPartitioner()
@@ -125,44 +192,67 @@ class AsyncProducer:
         timestamp: int | None = None,
     ) -> RecordFuture:
         """Queue one record; the returned future resolves once it is durable."""
+        # The hot path of the producer: every line here is paid once per record.
         if self._closed:
             raise ClosedError("producer is closed")
-        spec = self._engine.cached_topic(topic) or self._engine.lookup_topic(topic)
-        if value is not None and type(value) is not bytes:
-            value = as_bytes(value, "value")
-        if key is not None and type(key) is not bytes:
-            key = as_bytes(key, "key")
-        hdrs = normalize_headers(headers) if headers else ()
-        size = (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
-        if hdrs:
+        spec = self._cached_topic(topic) or self._engine.lookup_topic(topic)
+        if value is None:
+            size = 0
+        else:
+            if type(value) is not bytes:
+                value = as_bytes(value, "value")
+            size = len(value)
+        if key is not None:
+            if type(key) is not bytes:
+                key = as_bytes(key, "key")
+            size += len(key)
+        hdrs = NO_HEADERS
+        if headers:
+            hdrs = normalize_headers(headers)
             size += sum(len(n) + len(v or b"") for n, v in hdrs)
         if size > spec.config.max_message_bytes:
             raise RecordTooLargeError(topic, size, spec.config.max_message_bytes)
-        partition = self._partition(spec, key, partition)
-        ts = now_ms() if timestamp is None else timestamp
-        with self._lock:
+        # -1: the topic's sticky partition, whose open batch is one dict look-up away
+        p = -1 if key is None and partition is None else self._partition(spec, key, partition)
+        ts = time_ns() // 1_000_000 if timestamp is None else timestamp
+        lock = self._lock
+        lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
+        try:
             if self._buffered + size > self._buffer_memory and not self._on_loop():
                 self._space.wait_for(lambda: self._buffered + size <= self._buffer_memory)
-            batch = self._open.get((topic, partition))
+            batch = self._sticky_batches.get(topic) if p < 0 else self._open.get((topic, p))
             if batch is None:
-                batch = self._start_batch(topic, partition)
-            index = len(batch.values)
-            batch.values.append(value)
-            batch.keys.append(key)
+                batch = self._sticky_batch(spec) if p < 0 else self._start_batch(topic, p)
+            values = batch.values
+            index = len(values)
+            values.append(value)
             batch.timestamps.append(ts)
-            batch.headers.append(hdrs)
+            if key is not None:
+                batch.add_key(index, key)
+            if hdrs:
+                batch.add_headers(index, hdrs)
             batch.size += size
             self._buffered += size
             if batch.size >= self._batch_size:
                 self._seal(batch)
+        finally:
+            lock.release()
         return RecordFuture(batch, index)
+
+    def _sticky_batch(self, spec: TopicSpec) -> _OpenBatch:
+        """The open batch unkeyed records of `spec` join now (lock held)."""
+        partition = self._sticky.partition(spec.name, spec.partitions)
+        batch = self._open.get((spec.name, partition)) or self._start_batch(spec.name, partition)
+        self._sticky_batches[spec.name] = batch
+        return batch
 
     def _partition(self, spec: TopicSpec, key: bytes | None, partition: int | None) -> int:
         if partition is not None:
             if not 0 <= partition < spec.partitions:
-                from tidings.core.errors import PartitionNotFoundError
-
-                raise PartitionNotFoundError(spec.name, partition, spec.partitions)
+                # another process may have added partitions since the cache was read
+                spec = self._engine.lookup_topic(spec.name)
+                if not 0 <= partition < spec.partitions:
+                    raise PartitionNotFoundError(spec.name, partition, spec.partitions)
             return partition
         if key is not None:
             return self._keys(key, spec.partitions)
@@ -189,6 +279,8 @@ class AsyncProducer:
     def _seal(self, batch: _OpenBatch) -> None:
         """Close `batch` to new records and hand it to the engine (lock held)."""
         del self._open[(batch.topic, batch.partition)]
+        if self._sticky_batches.get(batch.topic) is batch:
+            del self._sticky_batches[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
@@ -228,15 +320,24 @@ class AsyncProducer:
         spec = self._engine.cached_topic(topic) or self._engine.lookup_topic(topic)
         limit = spec.config.max_message_bytes
         if keys is not None and len(keys) != len(values):
-            raise ValueError(f"got {len(values)} values but {len(keys)} keys")
-        for v in values:
-            if v is not None and type(v) is not bytes:
-                as_bytes(v, "value")
-        if values and max(map(len, filter(None, values)), default=0) > limit:
-            big = max(len(v) for v in values if v is not None)
-            raise RecordTooLargeError(topic, big, limit)
+            raise ConfigurationError(f"got {len(values)} values but {len(keys)} keys")
+        kinds = set(map(type, values))  # one C-speed pass instead of a check per record
+        if not kinds <= _BYTES_OR_NONE:
+            for v in values:
+                if v is not None and type(v) is not bytes:
+                    as_bytes(v, "value")
+        sizes = (
+            [0 if v is None else len(v) for v in values]
+            if type(None) in kinds
+            else list(map(len, values))  # type: ignore[arg-type]
+        )
+        if sizes and max(sizes) > limit:
+            raise RecordTooLargeError(topic, max(sizes), limit)
         ts = now_ms()
-        chunks: list[tuple[int, Sequence[int], list[bytes | None], list[bytes | None] | None]] = []
+        chunks: list[
+            tuple[int, Sequence[int], Sequence[bytes | None], Sequence[bytes | None] | None]
+        ]
+        chunks = []
         if keys is not None and partition is None and any(k is not None for k in keys):
             groups: dict[int, list[int]] = {}
             for i, k in enumerate(keys):
@@ -244,20 +345,36 @@ class AsyncProducer:
             for p, idx in groups.items():
                 chunks.append((p, idx, [values[i] for i in idx], [keys[i] for i in idx]))
         else:
-            start, n = 0, len(values)
+            # A batch ends at the first record that fills batch_size; found by arithmetic
+            # when all sizes are equal, else by binary search over the running total.
+            n = len(values)
+            step = _equal_step(sizes, self._batch_size)
+            ends = list(accumulate(sizes)) if step is None else []
+            start = 0
             while start < n:
-                size, end = 0, start
-                while end < n and size < self._batch_size:
-                    size += len(values[end] or b"")
-                    end += 1
+                if step is not None:
+                    end = min(n, start + step)
+                else:
+                    filled = (ends[start - 1] if start else 0) + self._batch_size
+                    end = min(n, bisect_left(ends, filled, start) + 1)
                 p = self._partition(spec, None, partition)
-                chunk_keys = list(keys[start:end]) if keys is not None else None
-                chunks.append((p, range(start, end), list(values[start:end]), chunk_keys))
+                chunk_keys = keys[start:end] if keys is not None else None
+                chunks.append((p, range(start, end), values[start:end], chunk_keys))
                 if partition is None:
                     self._sticky.next(topic, spec.partitions, p)
                 start = end
         batches = [
-            ProduceBatch(topic, p, codec.encode(v, k, [ts] * len(v))) for p, _, v, k in chunks
+            ProduceBatch(
+                topic,
+                p,
+                codec.encode(
+                    v,
+                    k,
+                    [ts] * len(v),
+                    sizes=sizes[idx.start : idx.stop] if isinstance(idx, range) else None,
+                ),
+            )
+            for p, idx, v, k in chunks
         ]
         future: Future[Published] = Future()
 
@@ -267,19 +384,22 @@ class AsyncProducer:
             except BaseException as e:
                 future.set_exception(e)
                 return
+            if all(isinstance(idx, range) for _, idx, _, _ in chunks):
+                runs = [
+                    (idx[0], p, r.base_offset)
+                    for (p, idx, _, _), r in zip(chunks, results, strict=True)
+                ]
+                future.set_result(Published(topic, ts, len(values), runs))
+                return
             partitions = array("i", [0]) * len(values)
             offsets = array("q", [0]) * len(values)
             for (p, idx, _, _), r in zip(chunks, results, strict=True):
-                if isinstance(idx, range):
-                    offsets[idx.start : idx.stop] = array(
-                        "q", range(r.base_offset, r.base_offset + len(idx))
-                    )
-                    partitions[idx.start : idx.stop] = array("i", [p]) * len(idx)
-                    continue
                 for offset, i in enumerate(idx, r.base_offset):
                     offsets[i] = offset
                     partitions[i] = p
-            future.set_result(Published(topic, ts, partitions, offsets))
+            future.set_result(
+                Published(topic, ts, len(values), partitions=partitions, offsets=offsets)
+            )
 
         with self._lock:
             self._in_flight.add(future)  # type: ignore[arg-type]
@@ -307,21 +427,44 @@ class AsyncProducer:
             self._closed = True
 
 
-class Published(Sequence[RecordMetadata]):
-    """Where each record of a `send_many` went, in input order (metadata made on access)."""
+def _equal_step(sizes: list[int], batch_size: int) -> int | None:
+    """Records per batch when every size is the same (None when they differ)."""
+    if not sizes or sizes.count(sizes[0]) != len(sizes):
+        return None
+    if sizes[0] == 0:
+        return len(sizes)
+    return -(-batch_size // sizes[0])
 
-    __slots__ = ("_offsets", "_partitions", "_timestamp", "_topic")
+
+class Published(Sequence[RecordMetadata]):
+    """Where each record of a `send_many` went, in input order (metadata made on access).
+
+    Records stored in contiguous runs are described by one (first index, partition, base
+    offset) per run; records spread over partitions by key, by one entry per record.
+    """
+
+    __slots__ = ("_count", "_offsets", "_partitions", "_runs", "_starts", "_timestamp", "_topic")
 
     def __init__(
-        self, topic: str, timestamp: int, partitions: array[int], offsets: array[int]
+        self,
+        topic: str,
+        timestamp: int,
+        count: int,
+        runs: Sequence[tuple[int, int, int]] = (),
+        *,
+        partitions: array[int] | None = None,
+        offsets: array[int] | None = None,
     ) -> None:
         self._topic = topic
         self._timestamp = timestamp
+        self._count = count
+        self._runs = [(p, base) for _, p, base in runs]
+        self._starts = [start for start, _, _ in runs]
         self._partitions = partitions
         self._offsets = offsets
 
     def __len__(self) -> int:
-        return len(self._offsets)
+        return self._count
 
     @overload
     def __getitem__(self, index: int) -> RecordMetadata: ...
@@ -330,8 +473,18 @@ class Published(Sequence[RecordMetadata]):
     def __getitem__(self, index: int | slice) -> RecordMetadata | list[RecordMetadata]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
+        if self._offsets is not None and self._partitions is not None:
+            return RecordMetadata(
+                self._topic, self._partitions[index], self._offsets[index], self._timestamp
+            )
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("Published index out of range")
+        run = bisect_right(self._starts, index) - 1
+        partition, base = self._runs[run]
         return RecordMetadata(
-            self._topic, self._partitions[index], self._offsets[index], self._timestamp
+            self._topic, partition, base + index - self._starts[run], self._timestamp
         )
 
     def __repr__(self) -> str:

@@ -20,8 +20,8 @@ import gc
 import struct
 from array import array
 from collections.abc import Sequence
-from functools import partial
-from itertools import accumulate, repeat
+from functools import lru_cache
+from itertools import accumulate, pairwise, repeat
 from typing import NamedTuple
 
 from tidings.core.errors import StoreCorruptError
@@ -39,8 +39,6 @@ NULL_VALUES = 16
 _HEADER = struct.Struct("<2sBBIIqq")
 _U16 = struct.Struct("<H")
 _I32 = struct.Struct("<i")
-
-_new_record = partial(tuple.__new__, Record)
 
 
 class EncodedBatch(NamedTuple):
@@ -60,8 +58,13 @@ def encode(
     timestamps: Sequence[int],
     headers: Sequence[Headers] | None = None,
     offset_deltas: Sequence[int] | None = None,
+    *,
+    sizes: Sequence[int] | None = None,
 ) -> EncodedBatch:
-    """Encode one batch; `keys`/`headers` None mean all null/empty."""
+    """Encode one batch; `keys`/`headers` None mean all null/empty.
+
+    `sizes`, the values' lengths, saves measuring them again when the caller has them.
+    """
     count = len(values)
     flags = 0
     parts: list[bytes] = []
@@ -71,9 +74,9 @@ def encode(
         last_delta = offset_deltas[-1]
     else:
         last_delta = count - 1
-    first_ts = timestamps[0]
-    max_ts = max(timestamps)
-    if max_ts != first_ts or min(timestamps) != first_ts:
+    first_ts = max_ts = timestamps[0]
+    if timestamps.count(first_ts) != count:
+        max_ts = max(timestamps)
         flags |= TIMESTAMPS
         parts.append(array("q", timestamps).tobytes())
     if keys is not None and any(k is not None for k in keys):
@@ -83,7 +86,8 @@ def encode(
         flags |= NULL_VALUES
         parts.extend(_column(values))
     else:
-        parts.append(array("I", map(len, values)).tobytes())  # type: ignore[arg-type]
+        lengths = array("I", map(len, values) if sizes is None else sizes)  # type: ignore[arg-type]
+        parts.append(lengths.tobytes())
         parts.append(b"".join(values))  # type: ignore[arg-type]
     if headers is not None and any(headers):
         flags |= HEADERS
@@ -160,9 +164,18 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     else:
         lengths = _array("I", data, pos, count)
         pos += 4 * count
-        ends = list(accumulate(lengths, initial=pos))
-        values = list(map(data.__getitem__, map(slice, ends, ends[1:])))
-        pos = ends[-1]
+        size = lengths[0] if count else 0
+        if lengths.count(size) == count:
+            # Equal sizes, the common case: struct cuts every value out in one C call.
+            end = pos + size * count
+            if end > len(data):
+                raise StoreCorruptError("stored batch is truncated")
+            values = list(_equal_values(size, count).unpack_from(data, pos))
+            pos = end
+        else:
+            ends = list(accumulate(lengths, initial=pos))
+            values = [data[start:end] for start, end in pairwise(ends)]
+            pos = ends[-1]
     headers: object = _decode_headers(data, pos, count) if flags & HEADERS else repeat(NO_HEADERS)
     columns = zip(repeat(topic), repeat(partition), offsets, timestamps, keys, values, headers)  # type: ignore[call-overload]
     # Thousands of fresh tuples would trigger many young-generation collections, each
@@ -171,10 +184,16 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     if collecting:
         gc.disable()
     try:
-        return list(map(_new_record, columns))
+        return list(map(tuple.__new__, repeat(Record), columns))
     finally:
         if collecting:
             gc.enable()
+
+
+@lru_cache(maxsize=8)
+def _equal_values(size: int, count: int) -> struct.Struct:
+    """A struct that splits `count` values of `size` bytes each."""
+    return struct.Struct("<" + f"{size}s" * count)
 
 
 def _array(code: str, data: bytes, pos: int, count: int) -> array[int]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Literal, TypeVar
@@ -14,6 +15,7 @@ from tidings.core.errors import (
     GroupNotEmptyError,
     GroupNotFoundError,
     InvalidPartitionsError,
+    TidingsError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -35,8 +37,11 @@ from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.store import LogStore
 
 R = TypeVar("R")
+log = logging.getLogger("tidings")
 
 MAINTENANCE_INTERVAL_S = 30.0
+METADATA_MAX_AGE_S = 1.0
+"""How stale the topic cache may get when other processes can change topics."""
 
 
 def now_ms() -> int:
@@ -64,7 +69,7 @@ class LogEngine(Engine):
         self._version = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._maintenance_interval_s = maintenance_interval_s
-        self._maintenance: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Open the store and start background maintenance."""
@@ -73,12 +78,19 @@ class LogEngine(Engine):
         self.store.add_listener(self._on_append)
         self._specs = await self.run(self.store.topics)
         if self._maintenance_interval_s > 0:
-            self._maintenance = asyncio.create_task(self._maintain_forever())
+            self._background.append(
+                asyncio.create_task(self._every(self._maintenance_interval_s, self.maintain))
+            )
+        if self.store.multi_process:
+            # The producer's hot path reads the cache only; keep it close to the store.
+            self._background.append(
+                asyncio.create_task(self._every(METADATA_MAX_AGE_S, self.refresh_topics))
+            )
 
     async def close(self) -> None:
-        """Stop maintenance, finish pending appends, close the store."""
-        if self._maintenance is not None:
-            self._maintenance.cancel()
+        """Stop background work, finish pending appends, close the store."""
+        for task in self._background:
+            task.cancel()
         await self.run(self.store.close)
         self._executor.shutdown(wait=False)
 
@@ -295,10 +307,15 @@ class LogEngine(Engine):
             except TopicNotFoundError:
                 continue  # deleted meanwhile
 
-    async def _maintain_forever(self) -> None:
+    @staticmethod
+    async def _every(interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
         while True:
-            await asyncio.sleep(self._maintenance_interval_s)
-            await self.maintain()
+            await asyncio.sleep(interval_s)
+            try:
+                await job()
+            except TidingsError:
+                # A busy or briefly unreadable store: the next round tries again.
+                log.exception("background %s failed; retrying in %.0fs", job.__name__, interval_s)
 
 
 def _group_state(state: GroupState) -> Literal["Stable", "PreparingRebalance", "Empty", "Dead"]:

@@ -1,0 +1,202 @@
+"""python -m bench: measure the raw limits and tidings in one run and print one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import log, raw
+from bench.stats import Latency
+
+SEND_LOOP_TARGET = 700_000
+SEND_MANY_TARGET = 1_500_000
+CONSUME_TARGET = 2_000_000
+GROUP_COMMIT_SPEEDUP = 3.0
+"""Concurrent publishers share fsyncs: N of them reach this many times one's rate."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    measurement: str
+    result: str
+    raw_limit: str
+    ratio: str
+    target: str
+    met: str
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f} rec/s"
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1000:.2f} ms"
+
+
+def _latency(lat: Latency, unit: str = "rec/s") -> str:
+    return f"p50 {_ms(lat.p50)}, p99 {_ms(lat.p99)}; {lat.rate:,.0f} {unit}"
+
+
+def _throughput_row(name: str, value: float, raw_name: str, limit: float, target: float) -> Row:
+    return Row(
+        name,
+        _rate(value),
+        f"{raw_name} {_rate(limit)}",
+        f"{value / limit:.0%}",
+        f">= {target:,.0f} rec/s",
+        "yes" if value >= target else "NO",
+    )
+
+
+def rows(limits: raw.RawLimits, results: log.LogResults) -> list[Row]:
+    """The table: tidings against the matching raw limit, then the raw limits themselves."""
+    out = [
+        _throughput_row(
+            "producer.send() loop + flush()",
+            results.send_loop,
+            "sqlite blob/batch",
+            limits.sqlite_blob_insert,
+            SEND_LOOP_TARGET,
+        ),
+        _throughput_row(
+            "bus.publish_many(list)",
+            results.send_many,
+            "sqlite blob/batch",
+            limits.sqlite_blob_insert,
+            SEND_MANY_TARGET,
+        ),
+        _throughput_row(
+            "group consumer, from beginning",
+            results.consume,
+            "sqlite read+decode",
+            limits.sqlite_read_decode,
+            CONSUME_TARGET,
+        ),
+    ]
+    commit = limits.sqlite_commit
+    for who, lat in results.publish.items():
+        # each concurrent figure is compared with one publisher of the same face
+        single = results.publish.get("1 async task" if "async" in who else "1 thread")
+        if who.startswith("1 ") or single is None:
+            target, met = "-", "-"
+        else:
+            speedup = lat.rate / single.rate if single.rate else 0.0
+            target = f">= {GROUP_COMMIT_SPEEDUP:.0f}x rate of 1"
+            met = f"{'yes' if speedup >= GROUP_COMMIT_SPEEDUP else 'NO'} ({speedup:.1f}x)"
+        out.append(
+            Row(
+                f"bus.publish() round trip, {who}",
+                _latency(lat),
+                f"sqlite commit p50 {_ms(commit.p50)}",
+                f"p50 {lat.p50 / commit.p50:.1f}x raw" if commit.p50 else "-",
+                target,
+                met,
+            )
+        )
+    for name, value in (
+        ("raw: sqlite3 one blob per 1000-record commit", limits.sqlite_blob_insert),
+        ("raw: sqlite3 one row per record, 1000 per commit", limits.sqlite_row_insert),
+        ("raw: sqlite3 read + tidings decode", limits.sqlite_read_decode),
+        ("raw: sqlite3 read + struct split", limits.sqlite_read_split),
+        ("raw: file append + fsync per 1000 records", limits.file_append_fsync),
+    ):
+        out.append(Row(name, _rate(value), "-", "-", "-", "-"))
+    for name, lat in (
+        ("raw: write 100 KB + fsync", limits.fsync_100kb),
+        ("raw: sqlite3 commit of one row", limits.sqlite_commit),
+    ):
+        out.append(Row(name, _latency(lat, "ops/s"), "-", "-", "-", "-"))
+    return out
+
+
+HEADINGS = Row("measurement", "result", "raw limit", "ratio", "target", "met")
+
+
+def render(table: list[Row]) -> str:
+    """The rows as an aligned text table."""
+    lines = [HEADINGS, *table]
+    columns = list(zip(*(astuple_row(r) for r in lines), strict=True))
+    widths = [max(len(cell) for cell in column) for column in columns]
+    text = []
+    for i, row in enumerate(lines):
+        text.append(
+            "  ".join(cell.ljust(w) for cell, w in zip(astuple_row(row), widths, strict=True))
+        )
+        if i == 0:
+            text.append("  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in text)
+
+
+def astuple_row(row: Row) -> tuple[str, ...]:
+    """A row's cells in column order."""
+    return (row.measurement, row.result, row.raw_limit, row.ratio, row.target, row.met)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run")
+    parser.add_argument(
+        "--round-trips", type=int, default=2000, help="publish() calls per latency run"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per throughput figure (median)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: a smoke test, not a figure"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--dir", type=Path, help="where to put the stores (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.records, args.round_trips, args.repeat = 20_000, 64, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything and print the table."""
+    args = parse(sys.argv[1:] if argv is None else argv)
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
+    started = time.perf_counter()
+    try:
+        samples = max(20, args.round_trips // 10)
+        limits = raw.measure(directory / "raw", args.records, samples, args.repeat)
+        results = log.measure(
+            directory / "log", args.records, args.round_trips, args.repeat, (8, 32)
+        )
+    finally:
+        if args.dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    table = rows(limits, results)
+    elapsed = time.perf_counter() - started
+    print(
+        f"tidings bench: {args.records:,} records of 100 bytes, median of {args.repeat}, "
+        f"python {platform.python_version()}, {elapsed:.0f} s"
+    )
+    print(render(table))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {
+                    "records": args.records,
+                    "repeat": args.repeat,
+                    "raw": asdict(limits),
+                    "tidings": asdict(results),
+                    "table": [asdict(r) for r in table],
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
