@@ -58,6 +58,8 @@ class AsyncBus:
     async def start(self) -> Self:
         """Open the engine."""
         await self.engine.start()
+        # linger 0: a publish waits for no timer, yet concurrent ones share a commit
+        self._publisher = self.producer(linger_ms=0)
         return self
 
     async def __aenter__(self) -> Self:
@@ -115,10 +117,27 @@ class AsyncBus:
             buffer_memory=buffer_memory,
         )
 
+    @property
     def _shared_producer(self) -> AsyncProducer:
+        self._check_open()
         if self._publisher is None:
-            self._publisher = self.producer(linger_ms=0)
+            raise ClosedError("the bus is not started; open it with tidings.connect_async()")
         return self._publisher
+
+    def _enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordFuture:
+        """Queue one record on the bus's own producer; the future resolves once durable."""
+        return self._shared_producer.send(
+            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+        )
 
     async def publish(
         self,
@@ -131,10 +150,9 @@ class AsyncBus:
         timestamp: int | None = None,
     ) -> RecordMetadata:
         """Store one record and return where it went, once it is durable."""
-        future: RecordFuture = self._shared_producer().send(
+        return await self._enqueue(
             topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
         )
-        return await future
 
     async def publish_many(
         self,
@@ -145,9 +163,7 @@ class AsyncBus:
         partition: int | None = None,
     ) -> Published:
         """Store many records as whole batches; their metadata, in order, once durable."""
-        return await self._shared_producer().send_many(
-            topic, values, keys=keys, partition=partition
-        )
+        return await self._shared_producer.send_many(topic, values, keys=keys, partition=partition)
 
     # -- consuming -----------------------------------------------------------------------
 
@@ -327,11 +343,12 @@ class Bus:
         timestamp: int | None = None,
     ) -> RecordMetadata:
         """Store one record and return where it went, once it is durable."""
-        return self._portal.call(
-            self.aio.publish(
-                topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
-            )
-        )
+        # The producer is thread-safe: queue from this thread, wait here, and spare a
+        # round trip through the event loop per record.
+        self._portal.check_caller()
+        return self.aio._enqueue(
+            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+        ).result()
 
     def publish_many(
         self,

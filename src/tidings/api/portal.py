@@ -26,15 +26,11 @@ class Portal:
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the portal's loop and return its result (or raise its error)."""
-        if self.loop.is_closed():
+        try:
+            self.check_caller()
+        except BaseException:
             coro.close()
-            raise ClosedError("the bus is closed; open a new one with tidings.connect()")
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError(
-                "a sync tidings call was made on the bus's own event loop thread; "
-                "use the async API (tidings.connect_async) inside async code"
-            )
+            raise
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result()
@@ -43,6 +39,16 @@ class Portal:
             # nobody and have them committed on close.
             future.cancel()
             raise
+
+    def check_caller(self) -> None:
+        """Refuse a sync call that would wait forever: on a closed bus or on its own loop."""
+        if self.loop.is_closed():
+            raise ClosedError("the bus is closed; open a new one with tidings.connect()")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "a sync tidings call was made on the bus's own event loop thread; "
+                "use the async API (tidings.connect_async) inside async code"
+            )
 
     def close(self) -> None:
         """Stop the loop and join its thread."""
