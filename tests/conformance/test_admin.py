@@ -8,6 +8,7 @@ import pytest
 
 import tidings
 from tidings import TopicPartition
+from tidings.engines.base import Capability
 
 from .helpers import eventually
 
@@ -47,6 +48,25 @@ def test_close_flushes_pending_sends(bus_url: str) -> None:
     producer.close()
     bus.close()
     assert future.result(timeout=0).offset == 0
+
+
+def test_close_closes_the_consumers_and_producers_of_the_bus(bus_url: str) -> None:
+    bus = tidings.connect(bus_url)
+    bus.create_topic("orders")
+    bus.publish("orders", b"old")
+    consumer = bus.consumer("orders", group="g", from_beginning=True)
+    assert len(consumer.poll(timeout_ms=1000)) == 1
+    producer = bus.producer(linger_ms=60_000)
+    future = producer.send("orders", b"pending")
+    durable = Capability.DURABLE in bus.engine.capabilities
+    bus.close()
+    assert future.result(timeout=0).offset == 1  # flushed
+    if durable:  # the consumer committed on close and left the group
+        with tidings.connect(bus_url) as again:
+            group = again.describe_group("g")
+            assert (group.members, group.partitions[0].committed) == ((), 1)
+    with pytest.raises(tidings.ClosedError):
+        consumer.poll(timeout_ms=10)
 
 
 def test_list_groups_shows_groups_with_members_or_offsets(bus: tidings.Bus) -> None:

@@ -169,3 +169,16 @@ def test_maintain(bus_url: str) -> None:
         assert (d.partitions[0].start_offset, d.partitions[0].end_offset) == (1, 2)
 
     run(bus_url, scenario)
+
+
+def test_a_consumer_of_a_closed_bus_refuses_work(bus_url: str) -> None:
+    async def main() -> None:
+        bus = await tidings.connect_async(bus_url)
+        await bus.create_topic("orders")
+        consumer = bus.consumer("orders", group="g", heartbeat_interval_ms=10)
+        await consumer.start()
+        await bus.close()
+        with pytest.raises(tidings.ClosedError):
+            await consumer.poll(timeout_ms=10)
+
+    asyncio.run(main())

@@ -7,19 +7,10 @@ import time
 import pytest
 
 import tidings
+from tests.kafka_vectors import KAFKA_MURMUR2
 from tidings.core.partitioner import partition_for_key
 
 from .helpers import offsets, read_all, read_partition
-
-# Kafka's UtilsTest.testMurmur2 vectors, as the Java client's signed 32-bit ints
-KAFKA_MURMUR2 = {
-    b"21": -973932308,
-    b"foobar": -790332482,
-    b"a-little-bit-long-string": -985981536,
-    b"a-little-bit-longer-string": -1486304829,
-    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
-    b"abc": 479470107,
-}
 
 
 def test_publish_returns_metadata(bus: tidings.Bus) -> None:

@@ -3,26 +3,8 @@
 from __future__ import annotations
 
 import tidings
-from tidings import Record, TopicPartition
-
-
-def read_partition(bus: tidings.Bus, topic: str, partition: int) -> list[Record]:
-    """Every record stored in one partition now, read without a group."""
-    end = bus.describe_topic(topic).partitions[partition].end_offset
-    tp = TopicPartition(topic, partition)
-    consumer = bus.consumer()
-    try:
-        consumer.assign(tp)
-        consumer.seek(tp, "earliest")
-        out: list[Record] = []
-        while consumer.position(tp) < end:
-            batch = consumer.poll(max_records=10_000, timeout_ms=1000)
-            if not batch:
-                break
-            out.extend(batch)
-        return out
-    finally:
-        consumer.close()
+from tests.conformance.helpers import read_partition
+from tidings import Record
 
 
 def read_dense(bus: tidings.Bus, topic: str) -> dict[int, list[Record]]:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 import tidings
+from tests.conformance.helpers import read_partition
 from tidings import NotATidingsStoreError, StoreError, TopicPartition
 
-from .checks import read_dense, read_partition
+from .checks import read_dense
 
 
 def refuse(path: Path, error: type[StoreError] = NotATidingsStoreError) -> str:

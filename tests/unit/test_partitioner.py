@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.kafka_vectors import KAFKA_MURMUR2
 from tidings.core.partitioner import (
     KeyPartitioner,
     StickyPartitioner,
     murmur2,
     partition_for_key,
 )
-
-# Kafka's UtilsTest.testMurmur2, as the Java client's signed 32-bit ints
-KAFKA_MURMUR2 = {
-    b"21": -973932308,
-    b"foobar": -790332482,
-    b"a-little-bit-long-string": -985981536,
-    b"a-little-bit-longer-string": -1486304829,
-    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
-    b"abc": 479470107,
-}
 
 # librdkafka's unittest_murmur2 (rdmurmur2.c): every tail length, and the empty key
 LIBRDKAFKA_MURMUR2 = {

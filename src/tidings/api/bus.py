@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -53,6 +54,8 @@ class AsyncBus:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._publisher: AsyncProducer | None = None
+        self._children: weakref.WeakSet[AsyncProducer | AsyncConsumer] = weakref.WeakSet()
+        """Producers and consumers still open, closed with the bus."""
         self._closed = False
 
     async def start(self) -> Self:
@@ -109,13 +112,15 @@ class AsyncBus:
     ) -> AsyncProducer:
         """A batching producer."""
         self._check_open()
-        return AsyncProducer(
+        producer = AsyncProducer(
             self.engine,
             asyncio.get_running_loop(),
             linger_ms=linger_ms,
             batch_size=batch_size,
             buffer_memory=buffer_memory,
         )
+        self._children.add(producer)
+        return producer
 
     @property
     def _shared_producer(self) -> AsyncProducer:
@@ -196,13 +201,15 @@ class AsyncBus:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
         )
-        return AsyncConsumer(
+        consumer = AsyncConsumer(
             self.engine.consumer(config),
             topics,
             auto_commit=auto_commit and group is not None,
             auto_commit_interval_ms=auto_commit_interval_ms,
             on_rebalance=on_rebalance,
         )
+        self._children.add(consumer)
+        return consumer
 
     # -- groups --------------------------------------------------------------------------
 
@@ -271,12 +278,12 @@ class AsyncBus:
         await self.engine.maintain()
 
     async def close(self) -> None:
-        """Flush pending publishes and close the engine."""
+        """Close what the bus made (producers flush, consumers commit and leave), the engine."""
         if self._closed:
             return
         self._closed = True
-        if self._publisher is not None:
-            await self._publisher.close()
+        for child in list(self._children):
+            await child.close()
         await self.engine.close()
 
     def _check_open(self) -> None:

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Literal, TypeVar
 
 from tidings.core.errors import (
+    ClosedError,
     GroupNotEmptyError,
     GroupNotFoundError,
     InvalidPartitionsError,
@@ -70,6 +71,7 @@ class LogEngine(Engine):
         self._waiters: list[asyncio.Future[None]] = []
         self._maintenance_interval_s = maintenance_interval_s
         self._background: list[asyncio.Task[None]] = []
+        self._closed = False
 
     async def start(self) -> None:
         """Open the store and start background maintenance."""
@@ -89,13 +91,18 @@ class LogEngine(Engine):
 
     async def close(self) -> None:
         """Stop background work, finish pending appends, close the store."""
+        self._closed = True
         for task in self._background:
             task.cancel()
-        await self.run(self.store.close)
-        self._executor.shutdown(wait=False)
+        # A cancelled call (a heartbeat, say) may still run in the pool: the store must
+        # outlive it, since closing a connection under a running query crashes SQLite.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self.store.close)
 
     async def run(self, fn: Callable[..., R], *args: object) -> R:
         """Run a blocking store call off the event loop."""
+        if self._closed:
+            raise ClosedError(f"the engine at {self.url} is closed; connect again")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args))
 

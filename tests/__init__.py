@@ -1,0 +1,1 @@
+"""The tidings test suite."""
