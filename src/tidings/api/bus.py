@@ -7,11 +7,12 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
 from tidings.api.portal import Portal
 from tidings.api.producer import AsyncProducer, Published, RecordFuture
+from tidings.api.queue import AsyncQueue, Queue
 from tidings.core.errors import ClosedError, ConfigurationError, PartitionNotFoundError
 from tidings.core.records import (
     HeadersInput,
@@ -27,6 +28,7 @@ from tidings.engines.base import (
     GroupDescription,
     OffsetReset,
     PartitionState,
+    ShareConfig,
 )
 
 
@@ -54,7 +56,9 @@ class AsyncBus:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._publisher: AsyncProducer | None = None
-        self._children: weakref.WeakSet[AsyncProducer | AsyncConsumer] = weakref.WeakSet()
+        self._children: weakref.WeakSet[AsyncProducer | AsyncConsumer | AsyncQueue] = (
+            weakref.WeakSet()
+        )
         """Producers and consumers still open, closed with the bus."""
         self._closed = False
 
@@ -210,6 +214,41 @@ class AsyncBus:
         )
         self._children.add(consumer)
         return consumer
+
+    # -- queues --------------------------------------------------------------------------
+
+    def queue(
+        self,
+        topic: str,
+        *,
+        group: str,
+        partitions: int = 1,
+        lock_timeout_ms: int = 30_000,
+        max_deliveries: int = 5,
+        dead_letter_topic: str | None = None,
+        auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+    ) -> AsyncQueue:
+        """A queue over `topic` (created if missing) whose consumers compete in `group`."""
+        self._check_open()
+        config = ShareConfig(
+            group=group,
+            topic=topic,
+            lock_timeout_ms=lock_timeout_ms,
+            max_deliveries=max_deliveries,
+            dead_letter_topic=dead_letter_topic,
+            auto_offset_reset=auto_offset_reset,
+        )
+        queue = AsyncQueue(self, config, partitions)
+        self._children.add(queue)
+        return queue
+
+    async def list_share_groups(self) -> list[str]:
+        """Every share group (the consumers of queues)."""
+        return await self.engine.list_share_groups()
+
+    async def delete_share_group(self, group: str) -> None:
+        """Forget a share group's progress; its topic keeps every record."""
+        await self.engine.delete_share_group(group)
 
     # -- groups --------------------------------------------------------------------------
 
@@ -388,6 +427,20 @@ class Bus:
         inner = self._portal.call(_make(lambda: self.aio.consumer(*topics, **options)))
         self._portal.call(inner.start())
         return Consumer(inner, self._portal)
+
+    def queue(self, topic: str, *, group: str, **options: Any) -> Queue:
+        """A queue over `topic` (created if missing); options as in AsyncBus.queue."""
+        inner = self._portal.call(_make(lambda: self.aio.queue(topic, group=group, **options)))
+        self._portal.call(inner.start())
+        return Queue(inner, self._portal)
+
+    def list_share_groups(self) -> list[str]:
+        """Every share group (the consumers of queues)."""
+        return self._portal.call(self.aio.list_share_groups())
+
+    def delete_share_group(self, group: str) -> None:
+        """Forget a share group's progress; its topic keeps every record."""
+        self._portal.call(self.aio.delete_share_group(group))
 
     def list_groups(self) -> list[str]:
         """Every consumer group."""

@@ -18,6 +18,9 @@
     ├── StoreError
     │   ├── NotATidingsStoreError   a file that is not a tidings store (left untouched)
     │   └── StoreCorruptError
+    ├── AcknowledgeError            a queue job settled twice, or after its lock expired
+    │   ├── AlreadySettledError
+    │   └── LockExpiredError
     ├── CapabilityError             the engine does not provide what was asked
     └── ClosedError                 the bus, producer or consumer was closed
 
@@ -142,6 +145,22 @@ class NotATidingsStoreError(StoreError):
 
 class StoreCorruptError(StoreError):
     """The store is damaged."""
+
+
+class AcknowledgeError(TidingsError):
+    """A queue job cannot be settled."""
+
+    def __init__(self, topic: str, partition: int, offset: int, message: str) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        super().__init__(message)
+
+
+class AlreadySettledError(AcknowledgeError):
+    """The job was already accepted, released or rejected."""
+
+
+class LockExpiredError(AcknowledgeError):
+    """The job's lock expired: the record is (or will be) delivered again."""
 
 
 class CapabilityError(TidingsError):

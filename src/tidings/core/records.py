@@ -20,6 +20,9 @@ HeadersInput = Mapping[str, bytes | str | None] | Iterable[tuple[str, bytes | st
 
 NO_HEADERS: Headers = ()
 
+DELIVER_AT = "tidings.deliver-at"
+"""Header holding the wall-clock ms before which a queue delivers a record (a delay)."""
+
 
 class Record(NamedTuple):
     """One record read from a partition of a topic."""

@@ -24,6 +24,7 @@ class Capability(StrEnum):
     OFFSETS_FOR_TIMES = "offsets_for_times"
     MULTI_PROCESS = "multi_process"
     DURABLE = "durable"
+    SHARE_GROUPS = "share_groups"
 
 
 class ProduceBatch(NamedTuple):
@@ -198,6 +199,95 @@ class EngineConsumer(ABC):
         """Leave the group and release resources."""
 
 
+@dataclass(frozen=True)
+class ShareConfig:
+    """How a share group reads a topic as a queue (KIP-932's model)."""
+
+    group: str
+    topic: str
+    lock_timeout_ms: int = 30_000
+    max_deliveries: int = 5
+    dead_letter_topic: str | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_locks: int = 10_000
+    """Records one partition may have locked at once, over all consumers."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_deliveries, int) or self.max_deliveries < 1:
+            raise ConfigurationError(
+                f"max_deliveries must be an int >= 1, not {self.max_deliveries!r}"
+            )
+        if not isinstance(self.lock_timeout_ms, int) or self.lock_timeout_ms < 1:
+            raise ConfigurationError(
+                f"lock_timeout_ms must be an int >= 1, not {self.lock_timeout_ms!r}"
+            )
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise ConfigurationError(
+                f"auto_offset_reset must be 'earliest' or 'latest', not {self.auto_offset_reset!r}"
+            )
+
+
+class Delivery(NamedTuple):
+    """A record handed to a share-group consumer, locked to it until `lock_until`."""
+
+    record: Record
+    deliveries: int
+    """How many times this record has been handed out, this time included."""
+    lock_until: int
+    """Wall-clock ms when the lock expires and the record becomes available again."""
+
+
+class AckKind(StrEnum):
+    """How a consumer settles a delivered record."""
+
+    ACCEPT = "accept"
+    RELEASE = "release"
+    REJECT = "reject"
+    RENEW = "renew"
+
+
+class Ack(NamedTuple):
+    """One acknowledgement of a delivered record."""
+
+    partition: TopicPartition
+    offset: int
+    kind: AckKind
+    delay_ms: int = 0
+    """RELEASE: how long until the record is available again; RENEW: the new lock."""
+    reason: str = ""
+    """REJECT: why, carried to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """A share group's view of one partition of its topic."""
+
+    topic: str
+    partition: int
+    available: int
+    """Records ready to hand out now (never delivered, or released and due)."""
+    in_flight: int
+    """Records locked to a consumer."""
+    delayed: int
+    """Records released with a delay, or sent with one, not yet due."""
+
+
+class EngineShareConsumer(ABC):
+    """One competing consumer of a share group."""
+
+    @abstractmethod
+    async def acquire(self, max_records: int, timeout_s: float) -> list[Delivery]:
+        """Lock and return up to `max_records`, waiting up to `timeout_s` for the first."""
+
+    @abstractmethod
+    async def acknowledge(self, acks: Sequence[Ack]) -> list[Ack]:
+        """Settle delivered records; returns the acks refused because the lock was lost."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release resources; records still locked become available when their locks expire."""
+
+
 class Engine(ABC):
     """Storage and coordination for tidings: topics, records, groups."""
 
@@ -279,3 +369,23 @@ class Engine(ABC):
     @abstractmethod
     async def maintain(self) -> None:
         """Apply retention and compaction now."""
+
+    def share_consumer(self, config: ShareConfig) -> EngineShareConsumer:
+        """A competing consumer of a share group (queue semantics)."""
+        self.require(Capability.SHARE_GROUPS, "a queue")
+        raise NotImplementedError  # an engine with the capability overrides this
+
+    async def queue_depth(self, group: str, topic: str) -> list[QueueDepth]:
+        """Available, in-flight and delayed records of a share group, per partition."""
+        self.require(Capability.SHARE_GROUPS, "queue depth")
+        raise NotImplementedError
+
+    async def list_share_groups(self) -> list[str]:
+        """Every share group with state."""
+        self.require(Capability.SHARE_GROUPS, "share groups")
+        raise NotImplementedError
+
+    async def delete_share_group(self, group: str) -> None:
+        """Forget a share group's state (its records stay in the topic)."""
+        self.require(Capability.SHARE_GROUPS, "share groups")
+        raise NotImplementedError

@@ -13,6 +13,7 @@ from tidings.core.errors import TopicExistsError, TopicNotFoundError
 from tidings.core.records import TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
+from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch, T
 
 
@@ -38,6 +39,7 @@ class MemoryStore(LogStore):
         self._specs: dict[str, TopicSpec] = {}
         self._logs: dict[str, list[_Partition]] = {}
         self._groups: dict[str, str] = {}
+        self._shares: dict[tuple[str, str, int], str] = {}
         self._listeners: list[Callable[[], None]] = []
 
     def open(self) -> None:
@@ -64,6 +66,8 @@ class MemoryStore(LogStore):
         with self._lock:
             self._log(name)
             del self._specs[name], self._logs[name]
+            for key in [k for k in self._shares if k[1] == name]:
+                del self._shares[key]
 
     def update_topic(self, spec: TopicSpec) -> None:
         """Store new settings or partitions."""
@@ -189,6 +193,37 @@ class MemoryStore(LogStore):
         """Forget a group."""
         with self._lock:
             self._groups.pop(group, None)
+
+    def update_share(
+        self, group: str, topic: str, partition: int, change: Callable[[ShareState], T]
+    ) -> T:
+        """Change a share window under the lock."""
+        with self._lock:
+            raw = self._shares.get((group, topic, partition))
+            state = ShareState.from_json(raw) if raw else ShareState()
+            result = change(state)
+            self._shares[(group, topic, partition)] = state.to_json()
+            return result
+
+    def read_shares(self, group: str) -> dict[tuple[str, int], ShareState]:
+        """A share group's windows."""
+        with self._lock:
+            return {
+                (t, p): ShareState.from_json(raw)
+                for (g, t, p), raw in self._shares.items()
+                if g == group
+            }
+
+    def share_groups(self) -> list[str]:
+        """Every share group."""
+        with self._lock:
+            return sorted({g for g, _, _ in self._shares})
+
+    def delete_share_group(self, group: str) -> None:
+        """Forget a share group."""
+        with self._lock:
+            for key in [k for k in self._shares if k[0] == group]:
+                del self._shares[key]
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Called after each append."""

@@ -27,11 +27,14 @@ from tidings.engines.base import (
     ConsumerConfig,
     Engine,
     EngineConsumer,
+    EngineShareConsumer,
     GroupDescription,
     MemberDescription,
     PartitionLag,
     PartitionState,
     ProduceBatch,
+    QueueDepth,
+    ShareConfig,
 )
 from tidings.engines.log import cleaner
 from tidings.engines.log.coordinator import GroupState
@@ -58,7 +61,12 @@ class LogEngine(Engine):
     ) -> None:
         self.store = store
         self.url = store.url
-        caps = {Capability.CONSUMER_GROUPS, Capability.COMPACTION, Capability.OFFSETS_FOR_TIMES}
+        caps = {
+            Capability.CONSUMER_GROUPS,
+            Capability.COMPACTION,
+            Capability.OFFSETS_FOR_TIMES,
+            Capability.SHARE_GROUPS,
+        }
         if store.durable:
             caps.add(Capability.DURABLE)
         if store.multi_process:
@@ -228,6 +236,27 @@ class LogEngine(Engine):
         from tidings.engines.log.consumer import LogConsumer
 
         return LogConsumer(self, config)
+
+    def share_consumer(self, config: ShareConfig) -> EngineShareConsumer:
+        """A competing consumer of a share group over this engine's log."""
+        from tidings.engines.log.queue import LogShareConsumer
+
+        return LogShareConsumer(self, config)
+
+    async def queue_depth(self, group: str, topic: str) -> list[QueueDepth]:
+        """Available, in-flight and delayed records of a share group, per partition."""
+        from tidings.engines.log.queue import queue_depth
+
+        await self.topic(topic)
+        return await queue_depth(self, group, topic)
+
+    async def list_share_groups(self) -> list[str]:
+        """Every share group with state."""
+        return await self.run(self.store.share_groups)
+
+    async def delete_share_group(self, group: str) -> None:
+        """Forget a share group's state."""
+        await self.run(self.store.delete_share_group, group)
 
     # -- groups --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from tidings.core.batch import EncodedBatch
 from tidings.core.records import TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
+from tidings.engines.log.share import ShareState
 
 T = TypeVar("T")
 
@@ -116,6 +117,24 @@ class LogStore(ABC):
     @abstractmethod
     def delete_group(self, group: str) -> None:
         """Remove a group's state."""
+
+    @abstractmethod
+    def update_share(
+        self, group: str, topic: str, partition: int, change: Callable[[ShareState], T]
+    ) -> T:
+        """Apply `change` to a share group's window over one partition, atomically."""
+
+    @abstractmethod
+    def read_shares(self, group: str) -> dict[tuple[str, int], ShareState]:
+        """A share group's windows, by (topic, partition)."""
+
+    @abstractmethod
+    def share_groups(self) -> list[str]:
+        """Every share group with stored state."""
+
+    @abstractmethod
+    def delete_share_group(self, group: str) -> None:
+        """Remove a share group's state."""
 
     @abstractmethod
     def add_listener(self, callback: Callable[[], None]) -> None:

@@ -34,6 +34,7 @@ from tidings.core.errors import (
 from tidings.core.records import TopicConfig, TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
+from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch, T
 from tidings.engines.sqlite.notify import Notifier
 
@@ -74,7 +75,16 @@ CREATE TABLE batches (
 CREATE UNIQUE INDEX batches_by_offset
     ON batches (topic_id, partition, last_offset, base_offset, max_timestamp, size);
 CREATE TABLE groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shares (
+    name TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (name, topic, partition)
+) WITHOUT ROWID;
 """
+SHARES_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS shares") :]
+"""Added after the first stores were made: created on open where missing."""
 
 _TOPIC_ID = "(SELECT id FROM topics WHERE name = ?)"
 
@@ -128,6 +138,7 @@ class SQLiteStore(LogStore):
         conn = self._conn()
         if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             self._create_schema(conn)
+        conn.execute(SHARES_TABLE)
         self._writer = threading.Thread(
             target=self._write_forever, name="tidings-writer", daemon=True
         )
@@ -264,6 +275,7 @@ class SQLiteStore(LogStore):
             conn.execute("DELETE FROM batches WHERE topic_id = ?", (topic_id,))
             conn.execute("DELETE FROM partitions WHERE topic_id = ?", (topic_id,))
             conn.execute("DELETE FROM topics WHERE id = ?", (topic_id,))
+            conn.execute("DELETE FROM shares WHERE topic = ?", (name,))
 
     def update_topic(self, spec: TopicSpec) -> None:
         """Store new settings and partitions."""
@@ -561,6 +573,45 @@ class SQLiteStore(LogStore):
             return result
         finally:
             conn.execute(f"PRAGMA synchronous = {self._sync}")
+
+    def update_share(
+        self, group: str, topic: str, partition: int, change: Callable[[ShareState], T]
+    ) -> T:
+        """Read-modify-write a share window in one write transaction (no fsync: a lost
+        change after a power cut only delivers records again)."""
+        conn = self._conn()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        key = (group, topic, partition)
+        try:
+            with self._transaction(conn):
+                row = conn.execute(
+                    "SELECT state FROM shares WHERE name = ? AND topic = ? AND partition = ?", key
+                ).fetchone()
+                state = ShareState.from_json(row[0]) if row else ShareState()
+                result = change(state)
+                conn.execute(
+                    "INSERT OR REPLACE INTO shares VALUES (?, ?, ?, ?)", (*key, state.to_json())
+                )
+            return result
+        finally:
+            conn.execute(f"PRAGMA synchronous = {self._sync}")
+
+    def read_shares(self, group: str) -> dict[tuple[str, int], ShareState]:
+        """A share group's windows."""
+        rows = self._conn().execute(
+            "SELECT topic, partition, state FROM shares WHERE name = ?", (group,)
+        )
+        return {(t, p): ShareState.from_json(raw) for t, p, raw in rows}
+
+    def share_groups(self) -> list[str]:
+        """Every share group with state."""
+        rows = self._conn().execute("SELECT DISTINCT name FROM shares ORDER BY name")
+        return [r[0] for r in rows]
+
+    def delete_share_group(self, group: str) -> None:
+        """Remove a share group's state."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM shares WHERE name = ?", (group,))
 
     def read_group(self, group: str) -> GroupState | None:
         """A group's state."""

@@ -1,0 +1,322 @@
+"""Queues: a topic read by a share group of competing consumers, one job at a time.
+
+`receive` locks records for this consumer; each `Job` is then accepted (`ack`), released
+for another try (`release`), or rejected to the dead letters (`reject`). Settlements
+are sent in batches: right away in the background, and before every `receive`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from tidings.api.portal import Portal
+from tidings.core.errors import (
+    AlreadySettledError,
+    ClosedError,
+    ConfigurationError,
+    LockExpiredError,
+)
+from tidings.core.records import (
+    DELIVER_AT,
+    Headers,
+    HeadersInput,
+    Record,
+    RecordMetadata,
+    TopicPartition,
+    normalize_headers,
+)
+from tidings.engines.base import (
+    Ack,
+    AckKind,
+    Delivery,
+    EngineShareConsumer,
+    QueueDepth,
+    ShareConfig,
+)
+
+if TYPE_CHECKING:
+    from tidings.api.bus import AsyncBus
+
+log = logging.getLogger("tidings")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Job:
+    """A record locked to this consumer until it is settled or its lock expires."""
+
+    __slots__ = ("_queue", "_settled", "deliveries", "lock_until", "record")
+
+    def __init__(self, delivery: Delivery, queue: AsyncQueue) -> None:
+        self.record: Record = delivery.record
+        self.deliveries = delivery.deliveries
+        """How many times the record was handed out, this time included."""
+        self.lock_until = delivery.lock_until
+        """Wall-clock ms when the lock expires and the record goes to another consumer."""
+        self._queue = queue
+        self._settled: AckKind | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        """The record's key."""
+        return self.record.key
+
+    @property
+    def value(self) -> bytes | None:
+        """The record's value."""
+        return self.record.value
+
+    @property
+    def headers(self) -> Headers:
+        """The record's headers."""
+        return self.record.headers
+
+    @property
+    def offset(self) -> int:
+        """The record's offset in its partition."""
+        return self.record.offset
+
+    def ack(self) -> None:
+        """Accept: the job is done and never delivered again."""
+        self._settle(AckKind.ACCEPT)
+
+    def release(self, delay_ms: int = 0) -> None:
+        """Give the job back for another try, after `delay_ms` (its delivery count grows)."""
+        _check_delay(delay_ms, "delay_ms")
+        self._settle(AckKind.RELEASE, delay_ms)
+
+    def reject(self, reason: str = "") -> None:
+        """Poison: send the record to the dead-letter topic at once, with `reason`."""
+        self._settle(AckKind.REJECT, reason=reason)
+
+    def extend_lock(self, ms: int) -> None:
+        """Keep the lock for `ms` more milliseconds from now (for long work)."""
+        _check_delay(ms, "ms")
+        self._check()
+        self.lock_until = _now_ms() + ms
+        self._queue.submit(self._ack(AckKind.RENEW, ms))
+
+    def _settle(self, kind: AckKind, delay_ms: int = 0, reason: str = "") -> None:
+        self._check()
+        self._settled = kind
+        self._queue.submit(self._ack(kind, delay_ms, reason))
+
+    def _ack(self, kind: AckKind, delay_ms: int = 0, reason: str = "") -> Ack:
+        r = self.record
+        return Ack(self._queue.partition(r.partition), r.offset, kind, delay_ms, reason)
+
+    def _check(self) -> None:
+        r = self.record
+        if self._settled is not None:
+            raise AlreadySettledError(
+                r.topic,
+                r.partition,
+                r.offset,
+                f"job {r.topic}[{r.partition}]@{r.offset} was already settled "
+                f"({self._settled.value}); settle each job once",
+            )
+        if _now_ms() >= self.lock_until:
+            raise LockExpiredError(
+                r.topic,
+                r.partition,
+                r.offset,
+                f"the lock on job {r.topic}[{r.partition}]@{r.offset} expired; the record "
+                f"goes to another consumer; use a longer lock_timeout_ms or extend_lock()",
+            )
+
+    def __repr__(self) -> str:
+        r = self.record
+        return f"<Job {r.topic}[{r.partition}]@{r.offset} delivery {self.deliveries}>"
+
+
+def _check_delay(value: object, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{name} must be an int >= 0 (milliseconds), not {value!r}")
+
+
+class AsyncQueue:
+    """A queue over a topic: `send` jobs, `receive` them, settle each one."""
+
+    def __init__(self, bus: AsyncBus, config: ShareConfig, partitions: int) -> None:
+        self._bus = bus
+        self._config = config
+        self._partitions = partitions
+        self._inner: EngineShareConsumer | None = None
+        self._acks: deque[Ack] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._submit_lock = threading.Lock()
+        self._flush_pending = False
+        self._flush_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.refused = 0
+        """Settlements the store refused because the lock had been lost meanwhile."""
+
+    @property
+    def topic(self) -> str:
+        """The topic holding the queue's records."""
+        return self._config.topic
+
+    @property
+    def group(self) -> str:
+        """The share group whose consumers compete for the records."""
+        return self._config.group
+
+    async def start(self) -> Self:
+        """Create the topic (and dead-letter topic) if missing; idempotent."""
+        if self._inner is None:
+            config = self._config
+            await self._bus.create_topic(config.topic, self._partitions, exist_ok=True)
+            if config.dead_letter_topic is not None:
+                await self._bus.create_topic(config.dead_letter_topic, exist_ok=True)
+            self._inner = self._bus.engine.share_consumer(config)
+        return self
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def send(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        delay_ms: int = 0,
+    ) -> RecordMetadata:
+        """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
+        await self.start()
+        _check_delay(delay_ms, "delay_ms")
+        hdrs = normalize_headers(headers)
+        if delay_ms:
+            hdrs = (*hdrs, (DELIVER_AT, str(_now_ms() + delay_ms).encode()))
+        return await self._bus.publish(self._config.topic, value, key=key, headers=hdrs)
+
+    async def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
+        """Lock up to `max_records` jobs for this consumer, waiting up to `timeout_ms`."""
+        if self._closed:
+            raise ClosedError("queue is closed")
+        await self.start()
+        await self.flush()
+        assert self._inner is not None
+        deliveries = await self._inner.acquire(max_records, timeout_ms / 1000)
+        return [Job(d, self) for d in deliveries]
+
+    def submit(self, ack: Ack) -> None:
+        """Queue a settlement to send soon (safe from any thread)."""
+        with self._submit_lock:
+            self._acks.append(ack)
+            if self._flush_pending:
+                return  # the running background flush takes this one too
+            self._flush_pending = True
+        self._loop.call_soon_threadsafe(self._start_background_flush)
+
+    def _start_background_flush(self) -> None:
+        task = self._loop.create_task(self._flush_background())
+        self._tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_background(self) -> None:
+        while True:
+            await self.flush()
+            with self._submit_lock:
+                if not self._acks:
+                    self._flush_pending = False
+                    return
+
+    def partition(self, number: int) -> TopicPartition:
+        """The topic partition `number` of this queue."""
+        return TopicPartition(self._config.topic, number)
+
+    async def flush(self) -> None:
+        """Send every settlement made so far; return once the store has them."""
+        async with self._flush_lock:  # also waits for a background flush under way
+            while self._acks and self._inner is not None:
+                acks = [self._acks.popleft() for _ in range(len(self._acks))]
+                refused = await self._inner.acknowledge(acks)
+                if refused:
+                    self.refused += len(refused)
+                    log.warning(
+                        "%d settlement(s) on queue %r refused: their locks expired first; "
+                        "those records are delivered again",
+                        len(refused),
+                        self._config.topic,
+                    )
+
+    async def depth(self) -> list[QueueDepth]:
+        """Available, in-flight and delayed jobs, per partition."""
+        return await self._bus.engine.queue_depth(self._config.group, self._config.topic)
+
+    async def close(self) -> None:
+        """Send pending settlements and stop; unsettled jobs return after their locks."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.flush()
+        if self._inner is not None:
+            await self._inner.close()
+
+
+class Queue:
+    """The sync face of AsyncQueue."""
+
+    def __init__(self, inner: AsyncQueue, portal: Portal) -> None:
+        self.aio = inner
+        self._portal = portal
+
+    @property
+    def topic(self) -> str:
+        """The topic holding the queue's records."""
+        return self.aio.topic
+
+    @property
+    def group(self) -> str:
+        """The share group whose consumers compete for the records."""
+        return self.aio.group
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def send(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        delay_ms: int = 0,
+    ) -> RecordMetadata:
+        """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
+        return self._portal.call(self.aio.send(value, key=key, headers=headers, delay_ms=delay_ms))
+
+    def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
+        """Lock up to `max_records` jobs for this consumer, waiting up to `timeout_ms`."""
+        return self._portal.call(self.aio.receive(max_records, timeout_ms))
+
+    def flush(self) -> None:
+        """Send every settlement made so far; return once the store has them."""
+        self._portal.call(self.aio.flush())
+
+    def depth(self) -> list[QueueDepth]:
+        """Available, in-flight and delayed jobs, per partition."""
+        return self._portal.call(self.aio.depth())
+
+    def close(self) -> None:
+        """Send pending settlements and stop; unsettled jobs return after their locks."""
+        self._portal.call(self.aio.close())

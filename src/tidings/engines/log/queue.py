@@ -1,0 +1,300 @@
+"""LogShareConsumer: a competing consumer of a share group over a LogEngine's log.
+
+Records stay where they are, in the topic; a share group keeps only a small window per
+partition (see `share`). Acquiring reads the records at the window's end, then moves the
+window in one store transaction, so consumers in any thread or process never hold the
+same record at once. Dead letters are ordinary records appended to another topic.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+from tidings.core import batch as codec
+from tidings.core.errors import ClosedError
+from tidings.core.records import DELIVER_AT, Headers, Record, TopicPartition
+from tidings.engines.base import (
+    Ack,
+    AckKind,
+    Delivery,
+    EngineShareConsumer,
+    PartitionState,
+    ProduceBatch,
+    QueueDepth,
+    ShareConfig,
+)
+from tidings.engines.log import share
+from tidings.engines.log.share import ACQUIRED, AVAILABLE, Fresh, Settled, ShareState, Taken
+
+if TYPE_CHECKING:
+    from tidings.engines.log.engine import LogEngine
+
+READ_BYTES = 1 << 20
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, the unit of locks and delays."""
+    return time.time_ns() // 1_000_000
+
+
+class LogShareConsumer(EngineShareConsumer):
+    """One member of a share group: acquires, settles and dead-letters records."""
+
+    def __init__(self, engine: LogEngine, config: ShareConfig) -> None:
+        self._engine = engine
+        self._store = engine.store
+        self._config = config
+        self._member = f"{config.group}-{uuid.uuid4().hex[:12]}"
+        self._rotation = 0
+        self._closed = False
+
+    async def acquire(self, max_records: int, timeout_s: float) -> list[Delivery]:
+        """Lock up to `max_records`, waiting up to `timeout_s` for the first."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._closed:
+                raise ClosedError("queue is closed")
+            version = self._engine.version
+            out, next_due = await self._engine.run(self._acquire, max_records)
+            left = deadline - time.monotonic()
+            if out or left <= 0:
+                return out
+            if next_due is not None:  # a delay ends or a lock expires before the deadline
+                left = min(left, max(0.001, (next_due - now_ms()) / 1000))
+            await self._engine.wait_for_data(version, left)
+
+    def _acquire(self, max_records: int) -> tuple[list[Delivery], int | None]:
+        """Blocking: take records from each partition in turn."""
+        topic = self._config.topic
+        extents = self._store.partition_states(topic)
+        windows = self._store.read_shares(self._config.group)
+        self._rotation = (self._rotation + 1) % len(extents)
+        order = extents[self._rotation :] + extents[: self._rotation]
+        out: list[Delivery] = []
+        next_due: int | None = None
+        for extent in order:
+            if len(out) >= max_records:
+                break
+            window = windows.get((topic, extent.partition))
+            deliveries, due = self._acquire_partition(extent, window, max_records - len(out))
+            out.extend(deliveries)
+            if due is not None:
+                next_due = due if next_due is None else min(next_due, due)
+        return out, next_due
+
+    def _acquire_partition(
+        self, extent: PartitionState, window: ShareState | None, limit: int
+    ) -> tuple[list[Delivery], int | None]:
+        config = self._config
+        p = extent.partition
+        if window is not None and window.start >= 0:
+            read_from = window.end
+        else:
+            reset = extent.start_offset if config.auto_offset_reset == "earliest" else None
+            read_from = extent.end_offset if reset is None else reset
+        read_from = max(read_from, extent.start_offset)
+        fresh = self._read_fresh(p, read_from, extent.end_offset)
+        now = now_ms()
+
+        def change(state: ShareState) -> tuple[Taken, int | None]:
+            share.place(state, read_from)
+            share.skip_to(state, extent.start_offset)
+            taken = share.acquire(
+                state,
+                self._member,
+                now,
+                limit=limit,
+                lock_ms=config.lock_timeout_ms,
+                max_deliveries=config.max_deliveries,
+                fresh=Fresh([(r.offset, _not_before(r)) for r in fresh], _read_end(fresh)),
+                max_locks=config.max_locks,
+            )
+            return taken, _next_due(state)
+
+        taken, next_due = self._store.update_share(config.group, config.topic, p, change)
+        if taken.dead:
+            self._dead_letter(
+                p,
+                [
+                    (o, n, f"delivered {n} times without being accepted")
+                    for first, last, n in taken.dead
+                    for o in range(first, last + 1)
+                ],
+            )
+        if not taken.deliver:
+            return [], next_due
+        known = {r.offset: r for r in fresh}
+        lock_until = now + config.lock_timeout_ms
+        out = []
+        for first, last, n in taken.deliver:
+            for record in self._records(p, first, last, known):
+                out.append(Delivery(record, n, lock_until))
+        return out, next_due
+
+    def _read_fresh(self, partition: int, offset: int, end: int) -> list[Record]:
+        """The records at and after `offset`, up to about READ_BYTES."""
+        if offset >= end:
+            return []
+        return [
+            r
+            for b in self._store.read(self._config.topic, partition, offset, READ_BYTES)
+            for r in codec.decode(self._config.topic, partition, b.base_offset, b.data)
+            if r.offset >= offset
+        ]
+
+    def _records(
+        self, partition: int, first: int, last: int, known: dict[int, Record]
+    ) -> list[Record]:
+        """The records at offsets `first..last` (fewer where compaction left gaps)."""
+        if known and min(known) <= first and last <= max(known):
+            return [known[o] for o in range(first, last + 1) if o in known]
+        out: list[Record] = []
+        offset = first
+        while offset <= last:
+            records = self._read_fresh(partition, offset, last + 1)
+            if not records:
+                break
+            out.extend(r for r in records if r.offset <= last)
+            offset = records[-1].offset + 1
+        return out
+
+    async def acknowledge(self, acks: Sequence[Ack]) -> list[Ack]:
+        """Settle records; the refused acks are returned."""
+        if not acks:
+            return []
+        return await self._engine.run(self._acknowledge, acks)
+
+    def _acknowledge(self, acks: Sequence[Ack]) -> list[Ack]:
+        config = self._config
+        by_partition: dict[int, list[Ack]] = defaultdict(list)
+        for ack in acks:
+            by_partition[ack.partition.partition].append(ack)
+        refused: list[Ack] = []
+        for p, mine in by_partition.items():
+            settled = self._store.update_share(config.group, config.topic, p, self._settle(mine))
+            gone = set(settled.refused)
+            refused.extend(a for a in mine if a.offset in gone)
+            if settled.dead:
+                reasons = {a.offset: a.reason for a in mine}
+                self._dead_letter(
+                    p,
+                    [
+                        (o, n, reasons.get(o) or f"released {n} times without being accepted")
+                        for o, n in settled.dead
+                    ],
+                )
+        return refused
+
+    def _settle(self, acks: Sequence[Ack]) -> Callable[[ShareState], Settled]:
+        """The transition that applies `acks` now."""
+        return partial(
+            share.settle,
+            member=self._member,
+            now=now_ms(),
+            acks=acks,
+            max_deliveries=self._config.max_deliveries,
+        )
+
+    def _dead_letter(self, partition: int, dead: list[tuple[int, int, str]]) -> None:
+        """Copy records to the dead-letter topic (if any), then accept them here."""
+        config = self._config
+        if config.dead_letter_topic is not None:
+            target = self._engine.lookup_topic(config.dead_letter_topic)
+            why = {o: (n, reason) for o, n, reason in dead}
+            records = [
+                r
+                for first, last in _spans(sorted(why))
+                for r in self._records(partition, first, last, {})
+            ]
+            if records:
+                batch = codec.encode(
+                    [r.value for r in records],
+                    [r.key for r in records],
+                    [r.timestamp for r in records],
+                    [_dead_letter_headers(r, *why[r.offset]) for r in records],
+                )
+                produce = ProduceBatch(target.name, partition % target.partitions, batch)
+                self._store.submit([produce]).result()
+        tp = TopicPartition(config.topic, partition)
+        accepts = [Ack(tp, o, AckKind.ACCEPT) for o, _, _ in dead]
+        self._store.update_share(config.group, config.topic, partition, self._settle(accepts))
+
+    async def close(self) -> None:
+        """Stop; records still locked to this member become available when locks expire."""
+        self._closed = True
+
+
+async def queue_depth(engine: LogEngine, group: str, topic: str) -> list[QueueDepth]:
+    """Available, in-flight and delayed records of a share group over `topic`."""
+    extents = await engine.run(engine.store.partition_states, topic)
+    windows = await engine.run(engine.store.read_shares, group)
+    now = now_ms()
+    out = []
+    for extent in extents:
+        window = windows.get((topic, extent.partition))
+        if window is None or window.start < 0:
+            out.append(
+                QueueDepth(topic, extent.partition, extent.end_offset - extent.start_offset, 0, 0)
+            )
+            continue
+        unseen = max(0, extent.end_offset - max(window.end, extent.start_offset))
+        locked = sum(
+            r.last - r.first + 1 for r in window.runs if r.state == ACQUIRED and r.until > now
+        )
+        expired = window.count(ACQUIRED) - locked
+        out.append(
+            QueueDepth(
+                topic,
+                extent.partition,
+                available=unseen + window.count(AVAILABLE, now, due=True) + expired,
+                in_flight=locked,
+                delayed=window.count(AVAILABLE, now, due=False),
+            )
+        )
+    return out
+
+
+def _dead_letter_headers(record: Record, deliveries: int, reason: str) -> Headers:
+    """The record's headers plus where it came from and why it is a dead letter."""
+    facts = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "deliveries": deliveries,
+        "reason": reason,
+    }
+    return (*record.headers, *((f"tidings.dlq.{k}", str(v).encode()) for k, v in facts.items()))
+
+
+def _not_before(record: Record) -> int:
+    raw = record.header(DELIVER_AT)
+    try:
+        return int(raw) if raw else 0
+    except ValueError:
+        return 0  # a malformed delay delivers at once rather than never
+
+
+def _read_end(records: Sequence[Record]) -> int:
+    return records[-1].offset + 1 if records else 0
+
+
+def _next_due(state: ShareState) -> int | None:
+    """When a delay ends or a lock expires next in this window."""
+    dues = [r.until for r in state.runs if r.state in (AVAILABLE, ACQUIRED) and r.until > 0]
+    return min(dues) if dues else None
+
+
+def _spans(offsets: Sequence[int]) -> list[tuple[int, int]]:
+    """Ascending offsets as (first, last) runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for o in offsets:
+        if out and out[-1][1] == o - 1:
+            out[-1] = (out[-1][0], o)
+        else:
+            out.append((o, o))
+    return out
