@@ -557,42 +557,43 @@ class SQLiteStore(LogStore):
 
     def update_group(self, group: str, change: Callable[[GroupState], T], durable: bool) -> T:
         """Read-modify-write a group's state in one write transaction."""
-        conn = self._conn()
-        conn.execute(f"PRAGMA synchronous = {self._sync if durable else 'NORMAL'}")
-        try:
-            with self._transaction(conn):
-                row = conn.execute("SELECT state FROM groups WHERE name = ?", (group,)).fetchone()
-                state = GroupState.from_json(row[0]) if row else GroupState()
-                result = change(state)
-                if state.forgotten:
-                    conn.execute("DELETE FROM groups WHERE name = ?", (group,))
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO groups VALUES (?, ?)", (group, state.to_json())
-                    )
-            return result
-        finally:
-            conn.execute(f"PRAGMA synchronous = {self._sync}")
+        with self._state_transaction(durable) as conn:
+            row = conn.execute("SELECT state FROM groups WHERE name = ?", (group,)).fetchone()
+            state = GroupState.from_json(row[0]) if row else GroupState()
+            result = change(state)
+            if state.forgotten:
+                conn.execute("DELETE FROM groups WHERE name = ?", (group,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO groups VALUES (?, ?)", (group, state.to_json())
+                )
+        return result
 
     def update_share(
         self, group: str, topic: str, partition: int, change: Callable[[ShareState], T]
     ) -> T:
-        """Read-modify-write a share window in one write transaction (no fsync: a lost
-        change after a power cut only delivers records again)."""
-        conn = self._conn()
-        conn.execute("PRAGMA synchronous = NORMAL")
+        """Read-modify-write a share window in one write transaction."""
         key = (group, topic, partition)
+        # Not durable: a change lost to a power cut only hands records out again.
+        with self._state_transaction(durable=False) as conn:
+            row = conn.execute(
+                "SELECT state FROM shares WHERE name = ? AND topic = ? AND partition = ?", key
+            ).fetchone()
+            state = ShareState.from_json(row[0]) if row else ShareState()
+            result = change(state)
+            conn.execute(
+                "INSERT OR REPLACE INTO shares VALUES (?, ?, ?, ?)", (*key, state.to_json())
+            )
+        return result
+
+    @contextmanager
+    def _state_transaction(self, durable: bool) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection, fsynced only when `durable`."""
+        conn = self._conn()
+        conn.execute(f"PRAGMA synchronous = {self._sync if durable else 'NORMAL'}")
         try:
             with self._transaction(conn):
-                row = conn.execute(
-                    "SELECT state FROM shares WHERE name = ? AND topic = ? AND partition = ?", key
-                ).fetchone()
-                state = ShareState.from_json(row[0]) if row else ShareState()
-                result = change(state)
-                conn.execute(
-                    "INSERT OR REPLACE INTO shares VALUES (?, ?, ?, ?)", (*key, state.to_json())
-                )
-            return result
+                yield conn
         finally:
             conn.execute(f"PRAGMA synchronous = {self._sync}")
 
