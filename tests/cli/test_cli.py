@@ -9,12 +9,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+import tidings
 from tidings.cli.main import cli
 
 
@@ -328,3 +330,35 @@ def test_every_command_has_help() -> None:
         result = CliRunner().invoke(cli, [*command, "--help"])
         assert result.exit_code == 0, command
         assert result.stdout.startswith("Usage: ")
+
+
+def test_group_consume_waits_for_its_share_of_the_partitions(url: str) -> None:
+    ok(url, "topics", "create", "orders", "--partitions", "2")
+    for p in range(2):
+        for i in range(3):
+            ok(url, "produce", "orders", f"p{p}-{i}", "--partition", str(p))
+    with tidings.connect(url) as bus:
+        # a member that owns both partitions until the command's consumer joins; it gives
+        # one up inside a poll, as in Kafka, so it keeps polling
+        member = bus.consumer(
+            "orders", group="billing", auto_commit=False, heartbeat_interval_ms=100
+        )
+        member.poll(timeout_ms=500)
+        assert len(member.assignment()) == 2
+        stop = threading.Event()
+        polling = threading.Thread(target=lambda: poll_until(member, stop))
+        polling.start()
+        try:
+            records = consumed(url, "orders", "--group", "billing", "--from-beginning")
+        finally:
+            stop.set()
+            polling.join()
+            member.close()
+    assert len(records) == 3
+    assert len({r["partition"] for r in records}) == 1
+
+
+def poll_until(consumer: tidings.Consumer, stop: threading.Event) -> None:
+    """Poll `consumer` (handing records to nobody) until `stop` is set."""
+    while not stop.is_set():
+        consumer.poll(timeout_ms=50)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -133,3 +135,53 @@ def test_describe_group_after_its_topic_is_deleted(bus: tidings.Bus) -> None:
 def test_maintain_on_an_empty_bus(bus: tidings.Bus) -> None:
     bus.maintain()
     assert bus.list_topics() == []
+
+
+def test_close_closes_the_engine_even_if_a_child_fails_to(
+    bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = tidings.connect(bus_url)
+    bus.create_topic("orders")
+    failing = bus.producer()
+    flush = failing.aio.close
+
+    async def failing_close() -> None:
+        await flush()
+        raise tidings.StoreError("the disk went away")
+
+    monkeypatch.setattr(failing.aio, "close", failing_close)
+    producer = bus.producer(linger_ms=60_000)
+    future = producer.send("orders", b"pending")
+    with pytest.raises(tidings.StoreError, match="the disk went away"):
+        bus.close()
+    assert future.result(timeout=0).offset == 0  # the other producer was still flushed
+    with pytest.raises(tidings.ClosedError):  # the engine closed
+        asyncio.run(bus.engine.list_topics())
+    with pytest.raises(tidings.ClosedError):  # and the background loop stopped
+        bus.list_topics()
+    bus.close()  # a second close has nothing left to do
+
+
+def test_reset_offsets_closes_its_probe_when_the_lookup_fails(
+    bus: tidings.Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus.create_topic("orders")
+    engine = bus.engine
+    make = engine.consumer
+    closed: list[bool] = []
+
+    class FailingProbe:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def offsets_for_times(self, times: Any) -> Any:
+            raise tidings.StoreError("lookup failed")
+
+        async def close(self) -> None:
+            await self.inner.close()
+            closed.append(True)
+
+    monkeypatch.setattr(engine, "consumer", lambda config: FailingProbe(make(config)))
+    with pytest.raises(tidings.StoreError, match="lookup failed"):
+        bus.reset_offsets("g", "orders", timestamp_ms=0)
+    assert closed == [True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -95,12 +96,22 @@ def test_await_poll_and_manual_commit(bus_url: str) -> None:
 def test_poll_wakes_when_a_record_arrives(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:
         await bus.create_topic("orders")
-        async with bus.consumer("orders", group="g", from_beginning=True) as consumer:
+        # a long heartbeat: the wake-up must come from the append, not from a heartbeat
+        async with bus.consumer(
+            "orders",
+            group="g",
+            from_beginning=True,
+            heartbeat_interval_ms=5000,
+            session_timeout_ms=30_000,
+        ) as consumer:
+            await consumer.poll(timeout_ms=0)
             waiting = asyncio.create_task(consumer.poll(timeout_ms=5000))
             await asyncio.sleep(0.05)
+            published = time.monotonic()
             await bus.publish("orders", b"v")
             records = await asyncio.wait_for(waiting, 2)
             assert [r.value for r in records] == [b"v"]
+            assert time.monotonic() - published < 0.5
 
     run(bus_url, scenario)
 

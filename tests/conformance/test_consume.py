@@ -249,3 +249,19 @@ def test_subscribe_to_many_topics(bus: tidings.Bus) -> None:
     with bus.consumer("orders", "payments", group="g", from_beginning=True) as consumer:
         records = drain(consumer, 7)
     assert {r.topic for r in records} == {"orders", "payments"}
+
+
+def test_a_rebalance_listener_that_raises_loses_no_record(bus: tidings.Bus) -> None:
+    fill(bus, partitions=1, per_partition=10)
+    calls = []
+
+    def fail_once(change: tidings.Rebalance) -> None:
+        calls.append(change)
+        if len(calls) == 1:
+            raise RuntimeError("listener failed")
+
+    with bus.consumer("orders", group="g", from_beginning=True, on_rebalance=fail_once) as consumer:
+        with pytest.raises(RuntimeError, match="listener failed"):
+            consumer.poll(timeout_ms=1000)
+        assert offsets(drain(consumer, 10)) == list(range(10))
+    assert bus.describe_group("g").partitions[0].committed == 10

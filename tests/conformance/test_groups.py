@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +21,17 @@ STRATEGIES = ["range", "cooperative-sticky"]
 def member(bus: tidings.Bus, group: str = "g", **options: object) -> tidings.Consumer:
     """A group member of "orders" that heartbeats often."""
     return bus.consumer("orders", group=group, **{**FAST, **options})
+
+
+def settle(condition: Callable[[], bool], *consumers: tidings.Consumer, what: str) -> None:
+    """Poll the members until `condition` holds: as in Kafka, rebalances happen in poll."""
+
+    def polled() -> bool:
+        for c in consumers:
+            c.poll(timeout_ms=0)
+        return condition()
+
+    eventually(polled, what=what)
 
 
 def split(*consumers: tidings.Consumer) -> bool:
@@ -47,7 +60,7 @@ def orders(bus: tidings.Bus) -> tidings.Bus:
 
 def test_single_member_owns_every_partition(orders: tidings.Bus) -> None:
     with member(orders) as a:
-        eventually(lambda: a.assignment() == ALL, what="the only member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the only member to own all")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -56,7 +69,7 @@ def test_two_members_split_partitions(orders: tidings.Bus, strategy: str) -> Non
         member(orders, strategy=strategy, from_beginning=True) as a,
         member(orders, strategy=strategy, from_beginning=True) as b,
     ):
-        eventually(lambda: split(a, b), what="a valid split")
+        settle(lambda: split(a, b), a, b, what="a valid split")
         assert len(a.assignment()) == len(b.assignment()) == 2
         values = [b"%d" % i for i in range(40)]
         metas = orders.publish_many("orders", values, keys=values)
@@ -77,7 +90,7 @@ def test_three_members_split_partitions(orders: tidings.Bus, strategy: str) -> N
         member(orders, strategy=strategy) as b,
         member(orders, strategy=strategy) as c,
     ):
-        eventually(lambda: split(a, b, c), what="a valid split")
+        settle(lambda: split(a, b, c), a, b, c, what="a valid split")
         assert sorted(len(x.assignment()) for x in (a, b, c)) == [1, 1, 2]
 
 
@@ -86,9 +99,9 @@ def test_member_that_leaves_hands_its_partitions_over(orders: tidings.Bus, strat
     a = member(orders, strategy=strategy, from_beginning=True)
     b = member(orders, strategy=strategy)
     try:
-        eventually(lambda: split(a, b), what="a valid split")
+        settle(lambda: split(a, b), a, b, what="a valid split")
         b.close()
-        eventually(lambda: a.assignment() == ALL, what="the remaining member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the remaining member to own all")
         orders.publish_many(
             "orders", [b"%d" % i for i in range(4)], keys=[b"%d" % i for i in range(4)]
         )
@@ -107,7 +120,7 @@ def test_handover_resumes_after_committed_offsets(orders: tidings.Bus) -> None:
         a.commit()
         b = member(orders, from_beginning=True)
         try:
-            eventually(lambda: split(a, b), what="a valid split")
+            settle(lambda: split(a, b), a, b, what="a valid split")
             assert b.poll(timeout_ms=100) == []
             orders.publish_many("orders", [b"new"] * 8, keys=keys[:8])
             assert len(poll_until([a, b], 8)) == 8
@@ -120,9 +133,9 @@ def test_handover_resumes_after_committed_offsets(orders: tidings.Bus) -> None:
 def test_cooperative_sticky_join_moves_only_what_moves(orders: tidings.Bus) -> None:
     changes: list[tidings.Rebalance] = []
     with member(orders, strategy="cooperative-sticky", on_rebalance=changes.append) as a:
-        eventually(lambda: a.assignment() == ALL, what="the first member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the first member to own all")
         with member(orders, strategy="cooperative-sticky") as b:
-            eventually(lambda: split(a, b), what="a valid split")
+            settle(lambda: split(a, b), a, b, what="a valid split")
             a.poll(timeout_ms=0)  # delivers pending rebalance callbacks
             revoked = {tp for change in changes for tp in change.revoked}
             assigned = {tp for change in changes for tp in change.assigned}
@@ -134,9 +147,9 @@ def test_cooperative_sticky_join_moves_only_what_moves(orders: tidings.Bus) -> N
 def test_range_join_revokes_before_reassigning(orders: tidings.Bus) -> None:
     changes: list[tidings.Rebalance] = []
     with member(orders, on_rebalance=changes.append) as a:
-        eventually(lambda: a.assignment() == ALL, what="the first member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the first member to own all")
         with member(orders) as b:
-            eventually(lambda: split(a, b), what="a valid split")
+            settle(lambda: split(a, b), a, b, what="a valid split")
             a.poll(timeout_ms=0)
             assert (set(changes[0].revoked), set(changes[0].assigned)) == (set(), ALL)
             assert (set(changes[1].revoked), set(changes[1].assigned)) == (ALL, set())
@@ -150,10 +163,11 @@ def test_members_of_one_group_must_share_a_strategy(orders: tidings.Bus) -> None
 
 def test_group_picks_up_added_partitions(orders: tidings.Bus) -> None:
     with member(orders) as a:
-        eventually(lambda: a.assignment() == ALL, what="the member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the member to own all")
         orders.add_partitions("orders", 6)
-        eventually(
+        settle(
             lambda: a.assignment() == {TopicPartition("orders", p) for p in range(6)},
+            a,
             what="the member to own the new partitions",
         )
 
@@ -161,7 +175,7 @@ def test_group_picks_up_added_partitions(orders: tidings.Bus) -> None:
 def test_commit_of_a_partition_not_owned_fails(orders: tidings.Bus) -> None:
     orders.publish_many("orders", [b"v"] * 4, keys=[b"%d" % i for i in range(4)])
     with member(orders, auto_commit=False) as a, member(orders, auto_commit=False) as b:
-        eventually(lambda: split(a, b), what="a valid split")
+        settle(lambda: split(a, b), a, b, what="a valid split")
         theirs = sorted(b.assignment())[0]
         with pytest.raises(CommitFailedError) as info:
             a.commit({theirs: 1})
@@ -187,7 +201,7 @@ def test_describe_group(orders: tidings.Bus) -> None:
         orders.publish_many("orders", [b"v"] * 5, partition=p)
     tp = [TopicPartition("orders", p) for p in range(4)]
     with member(orders, client_id="billing-1", auto_commit=False) as a:
-        eventually(lambda: a.assignment() == ALL, what="the member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the member to own all")
         a.commit({tp[0]: 3, tp[1]: 5})
         d = orders.describe_group("g")
         assert d.group == "g"
@@ -228,7 +242,7 @@ def committed_group(bus: tidings.Bus) -> None:
             for i in range(5):
                 producer.send("orders", b"v", partition=p, timestamp=(i + 1) * 1000)
     with member(bus, auto_commit=False) as a:
-        eventually(lambda: a.assignment() == ALL, what="the member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the member to own all")
         a.commit(dict.fromkeys(ALL, 2))
 
 
@@ -303,7 +317,7 @@ def test_delete_group(orders: tidings.Bus) -> None:
 
 def test_delete_live_group_is_refused(orders: tidings.Bus) -> None:
     with member(orders) as a:
-        eventually(lambda: a.assignment() == ALL, what="the member to own all")
+        settle(lambda: a.assignment() == ALL, a, what="the member to own all")
         with pytest.raises(GroupNotEmptyError):
             orders.delete_group("g")
         assert orders.list_groups() == ["g"]
@@ -313,3 +327,44 @@ def test_delete_live_group_is_refused(orders: tidings.Bus) -> None:
 def test_delete_unknown_group(bus: tidings.Bus) -> None:
     with pytest.raises(GroupNotFoundError):
         bus.delete_group("nobody")
+
+
+def take(into: list[tidings.Record], consumer: tidings.Consumer) -> bool:
+    """Poll `consumer` once into `into`; True, so it can lead a condition."""
+    into.extend(consumer.poll(timeout_ms=20))
+    return True
+
+
+def test_iterating_across_a_rebalance_hands_no_record_to_two_members(orders: tidings.Bus) -> None:
+    for p in range(4):
+        orders.publish_many("orders", [b"%d" % i for i in range(500)], partition=p)
+    by_a: list[tidings.Record] = []
+    by_b: list[tidings.Record] = []
+    a = member(orders, from_beginning=True)
+    try:
+        # a iterates in its own thread, as applications do; b joins while a holds a batch
+        reading = threading.Thread(target=lambda: by_a.extend(a), daemon=True)
+        reading.start()
+        eventually(lambda: len(by_a) > 0, what="a to start")
+        with member(orders, from_beginning=True) as b:
+            eventually(lambda: take(by_b, b) and split(a, b), what="the split")
+            orders.publish_many("orders", [b"new"] * 40, keys=[b"%d" % i for i in range(40)])
+            eventually(lambda: take(by_b, b) and len(by_a) + len(by_b) >= 2040, what="all")
+    finally:
+        a.close()
+        reading.join(timeout=5)
+    records = [(r.partition, r.offset) for r in by_a + by_b]
+    assert len(records) == len(set(records)) == 2040
+
+
+def test_a_member_that_stops_polling_leaves_the_group(orders: tidings.Bus) -> None:
+    with member(orders, max_poll_interval_ms=300) as a:
+        settle(lambda: a.assignment() == ALL, a, what="the member to own all")
+        with member(orders) as b:
+            # a never polls again: after max_poll_interval_ms it is out, and b owns all
+            eventually(lambda: not b.poll(timeout_ms=0) and b.assignment() == ALL, what="b")
+            with pytest.raises(CommitFailedError, match="out of group"):
+                a.commit({TopicPartition("orders", 0): 0})
+            assert {m.member_id for m in orders.describe_group("g").members} == {
+                next(iter(o.owner for o in orders.describe_group("g").partitions))
+            }

@@ -162,3 +162,27 @@ def test_pause_and_resume(orders: tidings.Bus, reader: tidings.Consumer) -> None
     assert reader.assignment() == {TP0, TP1}
     reader.resume(TP0)
     assert read(reader, TP0) == list(range(11))
+
+
+def test_seek_past_the_end_applies_the_reset_policy(orders: tidings.Bus) -> None:
+    with orders.consumer(auto_offset_reset="earliest") as consumer:
+        consumer.assign(TP0)
+        consumer.seek(TP0, 1000)
+        assert offsets(consumer.poll(timeout_ms=1000)) == list(range(10))
+    with orders.consumer(auto_offset_reset="none") as consumer:
+        consumer.assign(TP0)
+        consumer.seek(TP0, 1000)
+        with pytest.raises(tidings.OffsetOutOfRangeError, match="1000"):
+            consumer.poll(timeout_ms=1000)
+
+
+def test_pause_takes_back_records_not_yet_handed_out(reader: tidings.Consumer) -> None:
+    records = iter(reader)
+    first = next(records)
+    paused = TopicPartition(first.topic, first.partition)
+    reader.pause(paused)
+    rest = [next(records) for _ in range(10)]  # all of the other partition
+    assert all((r.topic, r.partition) != paused for r in rest)
+    reader.resume(paused)
+    back = [next(records) for _ in range(9)]
+    assert [(r.partition, r.offset) for r in back] == [(paused.partition, o) for o in range(1, 10)]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -175,3 +179,144 @@ def test_bytes_like_values_are_stored_as_bytes(bus: tidings.Bus) -> None:
     (record,) = read_partition(bus, "orders")
     assert (record.key, record.value) == (b"mv", b"ba")
     assert type(record.value) is bytes
+
+
+def test_record_over_buffer_memory_is_refused_at_once(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    outcome: list[BaseException | None] = []
+
+    def send() -> None:
+        try:
+            with bus.producer(batch_size=1000, buffer_memory=1000) as producer:
+                producer.send("orders", b"x" * 2000)
+            outcome.append(None)
+        except BaseException as e:  # reported to the test thread below
+            outcome.append(e)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert outcome, "send() of a record larger than buffer_memory blocked"
+    error = outcome[0]
+    assert isinstance(error, RecordTooLargeError)
+    assert (error.size, error.limit, error.setting) == (2000, 1000, "buffer_memory")
+    assert "buffer_memory" in str(error)
+    producer = bus.producer(batch_size=1000, buffer_memory=1000)
+    with pytest.raises(RecordTooLargeError):
+        producer.send_many("orders", [b"ok", b"x" * 2000])
+    producer.close()
+    assert bus.describe_topic("orders").records == 0
+
+
+def test_send_many_counts_toward_buffer_memory(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    producer = bus.producer(linger_ms=60_000, batch_size=1000, buffer_memory=1000)
+    first = producer.send("orders", b"x" * 700)  # stays buffered: linger is long
+    returned = threading.Event()
+
+    def send_many() -> None:
+        producer.send_many("orders", [b"y" * 100] * 5)
+        returned.set()
+
+    thread = threading.Thread(target=send_many, daemon=True)
+    thread.start()
+    assert not returned.wait(0.3), "send_many went past a full buffer"
+    producer.flush()  # stores the first record, which makes room
+    assert returned.wait(5)
+    producer.close()
+    assert first.result(timeout=0).offset == 0
+    assert [r.value for r in read_partition(bus, "orders")] == [b"x" * 700] + [b"y" * 100] * 5
+
+
+def test_send_many_larger_than_buffer_memory_is_stored_alone(bus: tidings.Bus) -> None:
+    bus.create_topic("orders")
+    with bus.producer(batch_size=1000, buffer_memory=1000) as producer:
+        metas = producer.send_many("orders", [b"z" * 100] * 30).result(timeout=5)
+        after = producer.send("orders", b"after").result(timeout=5)
+    assert [m.offset for m in metas] == list(range(30))
+    assert after.offset == 30
+
+
+def test_send_many_counts_keys_toward_max_message_bytes(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", max_message_bytes=1000)
+    with pytest.raises(RecordTooLargeError) as info:
+        bus.publish_many("orders", [b"v"], keys=[b"k" * 5000])
+    assert info.value.size == 5001
+    with pytest.raises(RecordTooLargeError):
+        bus.publish_many("orders", [b"v" * 600, b"w"], keys=[b"k" * 600, None])
+    with bus.producer() as producer:
+        with pytest.raises(RecordTooLargeError):
+            producer.send_many("orders", [b"v" * 500], keys=[b"k" * 501])
+        with pytest.raises(InvalidRecordError):
+            producer.send_many("orders", [b"v"], keys=["text"])  # type: ignore[list-item]
+    assert bus.describe_topic("orders").records == 0
+    assert bus.publish_many("orders", [b"v" * 500], keys=[b"k" * 500])[0].offset == 0
+
+
+def send_until_closed(
+    send: Callable[[str, bytes], Any], futures: list[tuple[bytes, Any]], name: str
+) -> None:
+    """Send numbered records to 'orders' until a send is refused with ClosedError."""
+    for i in itertools.count():
+        value = b"%s-%d" % (name.encode(), i)
+        try:
+            futures.append((value, send("orders", value)))
+        except tidings.ClosedError:
+            return
+
+
+def race_close(send: Callable[[str, bytes], Any], close: Callable[[], None], name: str) -> Any:
+    """Three threads send until `close()`, called meanwhile, refuses them; their futures."""
+    futures: list[list[tuple[bytes, Any]]] = [[], [], []]
+    threads = [
+        threading.Thread(target=send_until_closed, args=(send, f, f"{name}.{t}"), daemon=True)
+        for t, f in enumerate(futures)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    close()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive(), "a send was neither accepted nor refused"
+    return [f for per_thread in futures for f in per_thread]
+
+
+def settle(futures: list[tuple[bytes, Any]]) -> dict[tuple[int, int], bytes]:
+    """Where each record went; close() has returned, so every future must be settled."""
+    stored: dict[tuple[int, int], bytes] = {}
+    unsettled = sum(not future.done() for _, future in futures)
+    assert unsettled == 0, f"{unsettled} of {len(futures)} sends still pending after close()"
+    for value, future in futures:
+        try:
+            meta = future.result(timeout=0)
+        except tidings.ClosedError:
+            continue
+        stored[(meta.partition, meta.offset)] = value
+    return stored
+
+
+def test_sends_racing_producer_close_are_stored_or_refused(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", partitions=2)
+    stored: dict[tuple[int, int], bytes] = {}
+    for trial in range(5):
+        producer = bus.producer(linger_ms=5)
+        stored.update(settle(race_close(producer.send, producer.close, f"{trial}")))
+    for p in range(2):
+        by_offset = {r.offset: r.value for r in read_partition(bus, "orders", p)}
+        assert {o: v for (q, o), v in stored.items() if q == p} == by_offset
+
+
+def test_sends_racing_bus_close_are_stored_or_refused(bus_url: str) -> None:
+    stored: dict[tuple[int, int], bytes] = {}
+    for trial in range(5):
+        bus = tidings.connect(bus_url)
+        bus.create_topic("orders", partitions=2, exist_ok=True)
+        producer = bus.producer(linger_ms=5)
+        stored.update(settle(race_close(producer.send, bus.close, f"{trial}")))
+    if bus_url.startswith("memory"):
+        return  # its records went with the bus; every future has settled, which is the point
+    with tidings.connect(bus_url) as bus:
+        for p in range(2):
+            by_offset = {r.offset: r.value for r in read_partition(bus, "orders", p)}
+            assert {o: v for (q, o), v in stored.items() if q == p} == by_offset

@@ -182,3 +182,27 @@ def test_partitions_of_a_killed_member_resume_after_its_last_commit(
         assert [m.client_id for m in members] == ["b"]
     print(f"b took over a's partitions {takeover_s:.2f}s after the kill (session timeout 1s)")
     assert takeover_s < 10, f"takeover took {takeover_s:.1f}s with a 1s session timeout"
+
+
+def test_the_group_of_a_killed_sole_member_can_be_reset_after_its_session(
+    children: Children, store_url: str
+) -> None:
+    with tidings.connect(store_url) as bus:
+        bus.create_topic("jobs", partitions=2)
+        bus.publish_many("jobs", [b"v"] * 10, partition=0)
+        a = children.start("a", WORKER, store_url, "jobs", "workers", "a", 0.02)
+        a.wait_for(lambda: bool(a.fields("c")), what="a to commit")
+        a.kill()
+        with pytest.raises(tidings.GroupNotEmptyError):
+            bus.reset_offsets("workers", "jobs", to="earliest")  # its session still runs
+        # as a Kafka coordinator does, the group expires the silent member (1 s session)
+        deadline = time.monotonic() + 10
+        while bus.describe_group("workers").members and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bus.describe_group("workers").state == "Empty"
+        assert bus.reset_offsets("workers", "jobs", to="earliest") == {
+            tidings.TopicPartition("jobs", 0): 0,
+            tidings.TopicPartition("jobs", 1): 0,
+        }
+        bus.delete_group("workers")
+        assert bus.list_groups() == []

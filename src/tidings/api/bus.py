@@ -187,6 +187,7 @@ class AsyncBus:
         strategy: AssignmentStrategy = "range",
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 1_000,
+        max_poll_interval_ms: int = 300_000,
         client_id: str = "tidings",
         on_rebalance: RebalanceListener | None = None,
     ) -> AsyncConsumer:
@@ -204,6 +205,7 @@ class AsyncBus:
             strategy=strategy,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
         )
         consumer = AsyncConsumer(
             self.engine.consumer(config),
@@ -303,8 +305,10 @@ class AsyncBus:
                 times[tp] = timestamp_ms
         if times:
             probe = self.engine.consumer(ConsumerConfig())
-            found = await probe.offsets_for_times(times)
-            await probe.close()
+            try:
+                found = await probe.offsets_for_times(times)
+            finally:
+                await probe.close()
             for tp, off in found.items():
                 targets[tp] = states[tp.partition].end_offset if off is None else off
         await self.engine.set_group_offsets(group, targets)
@@ -317,13 +321,25 @@ class AsyncBus:
         await self.engine.maintain()
 
     async def close(self) -> None:
-        """Close what the bus made (producers flush, consumers commit and leave), the engine."""
+        """Close what the bus made (producers flush, consumers commit and leave), the engine.
+
+        The engine is closed even if closing one of the others fails; the first such error
+        is raised afterwards.
+        """
         if self._closed:
             return
         self._closed = True
-        for child in list(self._children):
-            await child.close()
-        await self.engine.close()
+        first: Exception | None = None
+        try:
+            for child in list(self._children):
+                try:
+                    await child.close()
+                except Exception as e:  # close the rest and the engine before reporting it
+                    first = first or e
+        finally:
+            await self.engine.close()
+        if first is not None:
+            raise first
 
     def _check_open(self) -> None:
         if self._closed:
@@ -466,8 +482,11 @@ class Bus:
         """Flush pending publishes, close the engine, stop the background loop."""
         if self._portal.loop.is_closed():
             return
-        self._portal.call(self.aio.close())
-        self._portal.close()
+        self._portal.check_caller()  # on the loop's own thread: refuse before stopping it
+        try:
+            self._portal.call(self.aio.close())
+        finally:
+            self._portal.close()
 
 
 class Producer:

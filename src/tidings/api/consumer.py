@@ -56,13 +56,37 @@ class _Cursor:
         return None
 
     def load(self, records: list[Record], handed_out: bool) -> None:
-        """Take a poll's records; all count as consumed when poll() returned them."""
+        """Take a poll's records, after telling the listeners of any rebalance.
+
+        A listener that raises gives the records back to the log, so none is counted as
+        consumed without the application having seen it.
+        """
+        try:
+            for rebalance in self.inner.take_rebalances():
+                for listener in self.listeners:
+                    listener(rebalance)
+        except BaseException:
+            self.set_batch([], handed_out=True)
+            self.give_back(records)
+            raise
+        self.set_batch(records, handed_out)
+
+    def set_batch(self, records: list[Record], handed_out: bool) -> None:
+        """Make `records` the current batch; all count as consumed when `handed_out`."""
         self.batch = records
         self.runs = _runs(records)
         self.pending = iter(()) if handed_out else iter(records)
-        for rebalance in self.inner.take_rebalances():
-            for listener in self.listeners:
-                listener(rebalance)
+
+    def hold_back(self, partitions: set[TopicPartition]) -> None:
+        """Take the not yet handed out records of `partitions` back to the log."""
+        pending = list(self.pending)
+        self.set_batch([r for r in pending if (r.topic, r.partition) not in partitions], False)
+        self.give_back([r for r in pending if (r.topic, r.partition) in partitions])
+
+    def give_back(self, records: list[Record]) -> None:
+        """Rewind each partition to the first of `records` it returned."""
+        for tp, start, _ in _runs(records):
+            self.inner.rewind(tp, records[start].offset)
 
 
 def _runs(records: list[Record]) -> list[tuple[TopicPartition, int, int]]:
@@ -120,30 +144,33 @@ class AsyncConsumer:
 
     async def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
-        records = await self._poll(max_records, timeout_ms)
-        self._cursor.load(records, handed_out=True)
-        return records
+        return await self._poll(max_records, timeout_ms, handed_out=True)
 
-    async def _poll(self, max_records: int, timeout_ms: float) -> list[Record]:
+    async def _poll(self, max_records: int, timeout_ms: float, handed_out: bool) -> list[Record]:
+        """Poll the engine and make the records the cursor's batch, on the loop."""
         if self._closed:
-            raise ClosedError("consumer is closed")
+            raise ClosedError("consumer is closed; create a new one with bus.consumer()")
         await self.start()
         due = self._cursor.due()
         if due:
             await self._inner.commit(due)
-        return await self._inner.poll(max_records, timeout_ms / 1000)
+        records = await self._inner.poll(max_records, timeout_ms / 1000)
+        self._cursor.load(records, handed_out)
+        return records
 
     def __aiter__(self) -> Self:
+        """Iterate records as they come, waiting for new ones forever."""
         return self
 
     async def __anext__(self) -> Record:
+        """The next record."""
         while True:
             record = next(self._cursor.pending, None)
             if record is not None:
                 return record
             if self._closed:
                 raise StopAsyncIteration
-            self._cursor.load(await self._poll(ITER_BATCH, 1000), handed_out=False)
+            await self._poll(ITER_BATCH, 1000, handed_out=False)
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit the records handed out so far (or explicit next-offsets) to the group."""
@@ -169,8 +196,7 @@ class AsyncConsumer:
     async def seek(self, partition: TopicPartition, offset: int | str) -> None:
         """Move to an offset, 'earliest' or 'latest'."""
         tp = TopicPartition(*partition)
-        cursor = self._cursor
-        cursor.load([r for r in cursor.pending if (r.topic, r.partition) != tp], handed_out=False)
+        self._cursor.hold_back({tp})
         await self._inner.seek(tp, offset)
 
     async def seek_to_time(self, timestamp_ms: int) -> None:
@@ -186,8 +212,10 @@ class AsyncConsumer:
         return await self._inner.offsets_for_times(timestamps)
 
     def pause(self, *partitions: TopicPartition) -> None:
-        """Stop returning records from `partitions`."""
-        self._inner.pause(partitions)
+        """Stop returning records from `partitions` (those not yet handed out go back)."""
+        tps = {TopicPartition(*tp) for tp in partitions}
+        self._cursor.hold_back(tps)
+        self._inner.pause(list(tps))
 
     def resume(self, *partitions: TopicPartition) -> None:
         """Return records from `partitions` again."""
@@ -221,12 +249,15 @@ class Consumer:
         self.close()
 
     def __iter__(self) -> Iterator[Record]:
+        """Iterate records as they come, waiting for new ones forever."""
         cursor = self._cursor
         while True:
             yield from cursor.pending
+            if length_hint(cursor.pending):
+                continue  # a seek or pause replaced the batch while it was being read
             if self._async._closed:
                 return
-            cursor.load(self._portal.call(self._async._poll(ITER_BATCH, 1000)), handed_out=False)
+            self._portal.call(self._async._poll(ITER_BATCH, 1000, handed_out=False))
 
     def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
@@ -267,12 +298,12 @@ class Consumer:
         return self._portal.call(self._async.offsets_for_times(timestamps))
 
     def pause(self, *partitions: TopicPartition) -> None:
-        """Stop returning records from `partitions`."""
-        self._async.pause(*partitions)
+        """Stop returning records from `partitions` (those not yet handed out go back)."""
+        self._portal.run(lambda: self._async.pause(*partitions))
 
     def resume(self, *partitions: TopicPartition) -> None:
         """Return records from `partitions` again."""
-        self._async.resume(*partitions)
+        self._portal.run(lambda: self._async.resume(*partitions))
 
     def close(self) -> None:
         """Commit what was consumed (with auto-commit), leave the group."""

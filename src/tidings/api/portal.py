@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from tidings.core.errors import ClosedError
@@ -39,6 +39,14 @@ class Portal:
             # nobody and have them committed on close.
             future.cancel()
             raise
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Run the plain function `fn` on the portal's loop (where the async core lives)."""
+
+        async def call() -> T:
+            return fn()
+
+        return self.call(call())
 
     def check_caller(self) -> None:
         """Refuse a sync call that would wait forever: on a closed bus or on its own loop."""

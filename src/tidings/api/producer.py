@@ -3,6 +3,10 @@
 `send` is a plain method, safe from any thread and from the event loop; it returns a
 `RecordFuture` that is both awaitable and `.result()`-able, so the async and sync faces
 share every line of it.
+
+Every record accepted by `send`/`send_many` ends one of two ways: its future resolves with
+where it was stored, or fails (with `ClosedError` if the producer closed before it could be
+stored). A send that races `close()` is either accepted and then flushed by it, or refused.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ from tidings.core.records import (
 from tidings.engines.base import Engine, ProduceBatch
 
 _BYTES_OR_NONE = frozenset((bytes, type(None)))
+_CLOSED = "the producer is closed; create a new producer with bus.producer()"
+
+_Chunk = tuple[int, Sequence[int], Sequence[bytes | None], Sequence[bytes | None] | None]
+"""One batch of a send_many: partition, input indexes, values, keys."""
 
 
 def now_ms() -> int:
@@ -76,6 +84,7 @@ class _OpenBatch:
         self.headers.append(headers)
 
     def encode(self) -> ProduceBatch:
+        """The batch as the engine stores it, with missing keys and headers filled in."""
         count = len(self.values)
         keys = self.keys
         if keys is not None and len(keys) < count:
@@ -191,10 +200,15 @@ class AsyncProducer:
         partition: int | None = None,
         timestamp: int | None = None,
     ) -> RecordFuture:
-        """Queue one record; the returned future resolves once it is durable."""
+        """Queue one record; the returned future resolves once it is durable.
+
+        Off the event loop, a send blocks while `buffer_memory` bytes wait to be stored;
+        on the loop it never blocks (await the futures for back-pressure). A record larger
+        than `buffer_memory` could never fit and raises RecordTooLargeError at once.
+        """
         # The hot path of the producer: every line here is paid once per record.
         if self._closed:
-            raise ClosedError("producer is closed")
+            raise ClosedError(_CLOSED)
         spec = self._cached_topic(topic) or self._engine.lookup_topic(topic)
         if value is None:
             size = 0
@@ -212,6 +226,8 @@ class AsyncProducer:
             size += sum(len(n) + len(v or b"") for n, v in hdrs)
         if size > spec.config.max_message_bytes:
             raise RecordTooLargeError(topic, size, spec.config.max_message_bytes)
+        if size > self._buffer_memory:
+            raise RecordTooLargeError(topic, size, self._buffer_memory, setting="buffer_memory")
         # -1: the topic's sticky partition, whose open batch is one dict look-up away
         p = -1 if key is None and partition is None else self._partition(spec, key, partition)
         ts = time_ns() // 1_000_000 if timestamp is None else timestamp
@@ -219,7 +235,9 @@ class AsyncProducer:
         lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
         try:
             if self._buffered + size > self._buffer_memory and not self._on_loop():
-                self._space.wait_for(lambda: self._buffered + size <= self._buffer_memory)
+                self._wait_for_room(size)
+            if self._closed:  # checked under the lock: close() flushes only what is in
+                raise ClosedError(_CLOSED)
             batch = self._sticky_batches.get(topic) if p < 0 else self._open.get((topic, p))
             if batch is None:
                 batch = self._sticky_batch(spec) if p < 0 else self._start_batch(topic, p)
@@ -238,6 +256,10 @@ class AsyncProducer:
         finally:
             lock.release()
         return RecordFuture(batch, index)
+
+    def _wait_for_room(self, size: int) -> None:
+        """Block until `size` more bytes fit in buffer_memory or the producer closes (lock held)."""
+        self._space.wait_for(lambda: self._closed or self._buffered + size <= self._buffer_memory)
 
     def _sticky_batch(self, spec: TopicSpec) -> _OpenBatch:
         """The open batch unkeyed records of `spec` join now (lock held)."""
@@ -297,9 +319,11 @@ class AsyncProducer:
             produce_batch = batch.encode()
             (result,) = await self._engine.append([produce_batch])
         except BaseException as e:
-            batch.future.set_exception(e)
+            if not batch.future.done():
+                batch.future.set_exception(e)
         else:
-            batch.future.set_result(result.base_offset)
+            if not batch.future.done():  # a close that could not wait may have failed it
+                batch.future.set_result(result.base_offset)
         finally:
             with self._lock:
                 self._in_flight.discard(batch.future)
@@ -314,30 +338,89 @@ class AsyncProducer:
         keys: Sequence[bytes | None] | None = None,
         partition: int | None = None,
     ) -> BatchFuture:
-        """Queue many records at once, stored as whole batches; one future for all."""
+        """Queue many records at once, stored as whole batches; one future for all.
+
+        The call's bytes (keys and values) count toward `buffer_memory` as a loop of
+        `send` calls would: off the event loop it blocks until they fit. A call larger
+        than the whole buffer is not refused (its records are already in memory): it waits
+        until nothing else is buffered and is then stored alone. Each record is checked on
+        its own, as `send` checks it: over the topic's `max_message_bytes` or over
+        `buffer_memory`, the whole call is refused with RecordTooLargeError.
+        """
         if self._closed:
-            raise ClosedError("producer is closed")
+            raise ClosedError(_CLOSED)
         spec = self._engine.cached_topic(topic) or self._engine.lookup_topic(topic)
-        limit = spec.config.max_message_bytes
         if keys is not None and len(keys) != len(values):
             raise ConfigurationError(f"got {len(values)} values but {len(keys)} keys")
-        kinds = set(map(type, values))  # one C-speed pass instead of a check per record
-        if not kinds <= _BYTES_OR_NONE:
-            for v in values:
-                if v is not None and type(v) is not bytes:
-                    as_bytes(v, "value")
-        sizes = (
-            [0 if v is None else len(v) for v in values]
-            if type(None) in kinds
-            else list(map(len, values))  # type: ignore[arg-type]
-        )
-        if sizes and max(sizes) > limit:
-            raise RecordTooLargeError(topic, max(sizes), limit)
+        sizes = _sizes(values, "value")  # values only: what the codec lays out
+        total = sum(sizes)
+        if keys is not None:
+            key_sizes = _sizes(keys, "key")
+            total += sum(key_sizes)
+            largest = max(map(sum, zip(sizes, key_sizes, strict=True)), default=0)
+        else:
+            largest = max(sizes, default=0)
+        if largest > spec.config.max_message_bytes:
+            raise RecordTooLargeError(topic, largest, spec.config.max_message_bytes)
+        if largest > self._buffer_memory:
+            raise RecordTooLargeError(topic, largest, self._buffer_memory, setting="buffer_memory")
+        future: Future[Published] = Future()
+        with self._lock:
+            if not self._on_loop():
+                self._wait_for_room(min(total, self._buffer_memory))
+            if self._closed:
+                raise ClosedError(_CLOSED)
+            self._buffered += total
+            self._in_flight.add(future)  # type: ignore[arg-type]
+        try:
+            ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
+        except BaseException:
+            self._release(future, total)
+            raise
+
+        async def store() -> None:
+            try:
+                results = await self._engine.append(batches)
+            except BaseException as e:
+                if not future.done():
+                    future.set_exception(e)
+                return
+            finally:
+                self._release(future, total)
+            if future.done():  # a close that could not wait has failed it
+                return
+            if all(isinstance(idx, range) for _, idx, _, _ in chunks):
+                runs = [
+                    (idx[0], p, r.base_offset)
+                    for (p, idx, _, _), r in zip(chunks, results, strict=True)
+                ]
+                future.set_result(Published(topic, ts, len(values), runs))
+                return
+            partitions = array("i", [0]) * len(values)
+            offsets = array("q", [0]) * len(values)
+            for (p, idx, _, _), r in zip(chunks, results, strict=True):
+                for offset, i in enumerate(idx, r.base_offset):
+                    offsets[i] = offset
+                    partitions[i] = p
+            future.set_result(
+                Published(topic, ts, len(values), partitions=partitions, offsets=offsets)
+            )
+
+        self._later(lambda: self._loop.create_task(store()))
+        return BatchFuture(future)
+
+    def _encode_many(
+        self,
+        spec: TopicSpec,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None] | None,
+        sizes: list[int],
+        partition: int | None,
+    ) -> tuple[int, list[_Chunk], list[ProduceBatch]]:
+        """The batches of a send_many: grouped by key's partition, else cut at batch_size."""
+        topic = spec.name
         ts = now_ms()
-        chunks: list[
-            tuple[int, Sequence[int], Sequence[bytes | None], Sequence[bytes | None] | None]
-        ]
-        chunks = []
+        chunks: list[_Chunk] = []
         if keys is not None and partition is None and any(k is not None for k in keys):
             groups: dict[int, list[int]] = {}
             for i, k in enumerate(keys):
@@ -376,40 +459,14 @@ class AsyncProducer:
             )
             for p, idx, v, k in chunks
         ]
-        future: Future[Published] = Future()
+        return ts, chunks, batches
 
-        async def store() -> None:
-            try:
-                results = await self._engine.append(batches)
-            except BaseException as e:
-                future.set_exception(e)
-                return
-            if all(isinstance(idx, range) for _, idx, _, _ in chunks):
-                runs = [
-                    (idx[0], p, r.base_offset)
-                    for (p, idx, _, _), r in zip(chunks, results, strict=True)
-                ]
-                future.set_result(Published(topic, ts, len(values), runs))
-                return
-            partitions = array("i", [0]) * len(values)
-            offsets = array("q", [0]) * len(values)
-            for (p, idx, _, _), r in zip(chunks, results, strict=True):
-                for offset, i in enumerate(idx, r.base_offset):
-                    offsets[i] = offset
-                    partitions[i] = p
-            future.set_result(
-                Published(topic, ts, len(values), partitions=partitions, offsets=offsets)
-            )
-
-        with self._lock:
-            self._in_flight.add(future)  # type: ignore[arg-type]
-        future.add_done_callback(self._discard)
-        self._later(lambda: self._loop.create_task(store()))
-        return BatchFuture(future)
-
-    def _discard(self, future: Future[Any]) -> None:
+    def _release(self, future: Future[Any], size: int) -> None:
+        """Give back a send_many's share of buffer_memory; it is no longer in flight."""
         with self._lock:
             self._in_flight.discard(future)
+            self._buffered -= size
+            self._space.notify_all()
 
     async def flush(self) -> None:
         """Store every queued record; return once all are durable (errors stay on their futures)."""
@@ -421,10 +478,36 @@ class AsyncProducer:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
 
     async def close(self) -> None:
-        """Flush and refuse further sends."""
-        if not self._closed:
-            await self.flush()
+        """Refuse further sends, then store every record already accepted."""
+        with self._lock:
+            # Closed before flushing and under the lock, so a send racing this close
+            # either joined a batch that the flush below stores, or is refused.
             self._closed = True
+            self._space.notify_all()  # senders waiting for room: refused, not stuck
+        try:
+            await self.flush()
+        finally:
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """Fail with ClosedError every future a flush could not finish (it was cancelled)."""
+        with self._lock:
+            pending = [b.future for b in self._open.values()] + list(self._in_flight)
+        for future in pending:
+            if not future.done():
+                future.set_exception(ClosedError(_CLOSED))
+
+
+def _sizes(items: Sequence[bytes | None], what: str) -> list[int]:
+    """The length of each of `items`, after refusing any that is not bytes or None."""
+    kinds = set(map(type, items))  # one C-speed pass instead of a check per record
+    if not kinds <= _BYTES_OR_NONE:
+        for item in items:
+            if item is not None and type(item) is not bytes:
+                as_bytes(item, what)
+    if type(None) in kinds:
+        return [0 if item is None else len(item) for item in items]
+    return list(map(len, items))  # type: ignore[arg-type]
 
 
 def _equal_step(sizes: list[int], batch_size: int) -> int | None:

@@ -167,7 +167,7 @@ def consume(
     out = sys.stdout.buffer
     with open_bus() as bus, stop_on_signals() as stop:
         ends = end_offsets(bus, topics)
-        with open_consumer(bus, topics, group, from_beginning, ends) as consumer:
+        with open_consumer(bus, topics, group, from_beginning, ends, follow=follow) as consumer:
             for batch in poll_until_done(
                 consumer, ends, stop, follow=follow, max_records=max_records, idle_ms=idle_ms
             ):
@@ -189,10 +189,20 @@ def open_consumer(
     group: str | None,
     from_beginning: bool,
     partitions: Iterable[TopicPartition],
+    *,
+    follow: bool = True,
 ) -> tidings.Consumer:
     """A group member subscribed to `topics`, or a groupless reader of every partition."""
     if group is not None:
-        return bus.consumer(*topics, group=group, from_beginning=from_beginning)
+        # Not following, the command lives about IDLE_MS: a member that joins while others
+        # own the partitions must get its share well within that, so it heartbeats often.
+        heartbeat_ms = 1000 if follow else POLL_MS
+        return bus.consumer(
+            *topics,
+            group=group,
+            from_beginning=from_beginning,
+            heartbeat_interval_ms=heartbeat_ms,
+        )
     consumer = bus.consumer(from_beginning=from_beginning)
     consumer.assign(*partitions)
     return consumer
@@ -226,9 +236,16 @@ def poll_until_done(
 
 
 def caught_up(consumer: tidings.Consumer, ends: dict[TopicPartition, int]) -> bool:
-    """Whether every assigned partition's position has reached its end offset."""
+    """Whether every assigned partition's position has reached its end offset.
+
+    With nothing assigned yet (the group's other members still own every partition) it
+    has not: the caller keeps polling for an assignment until its idle time runs out.
+    """
+    assignment = consumer.assignment()
+    if not assignment:
+        return False
     try:
-        return all(consumer.position(tp) >= ends.get(tp, 0) for tp in consumer.assignment())
+        return all(consumer.position(tp) >= ends.get(tp, 0) for tp in assignment)
     except ConfigurationError:  # a partition assigned since the last poll has no position yet
         return False
 

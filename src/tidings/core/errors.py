@@ -3,7 +3,8 @@
     TidingsError
     ├── ConfigurationError          a URL, option or setting is wrong
     ├── InvalidRecordError          a value/key/header of the wrong type
-    ├── RecordTooLargeError         a record over the topic's max_message_bytes
+    ├── RecordTooLargeError         a record over the topic's max_message_bytes, or
+    │                               over the producer's buffer_memory
     ├── TopicError
     │   ├── InvalidTopicError       a name that breaks Kafka's naming rule
     │   ├── TopicNotFoundError
@@ -44,15 +45,25 @@ class InvalidRecordError(TidingsError, TypeError):
 
 
 class RecordTooLargeError(TidingsError):
-    """A record is larger than the topic's max_message_bytes."""
+    """A record is larger than the topic's max_message_bytes or the producer's buffer_memory."""
 
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        self.topic, self.size, self.limit = topic, size, limit
-        super().__init__(
-            f"record of {size} bytes exceeds max_message_bytes={limit} of topic {topic!r}; "
-            f"send a smaller record or raise the limit with "
-            f"bus.alter_topic({topic!r}, max_message_bytes=...)"
-        )
+    def __init__(
+        self, topic: str, size: int, limit: int, *, setting: str = "max_message_bytes"
+    ) -> None:
+        self.topic, self.size, self.limit, self.setting = topic, size, limit, setting
+        if setting == "buffer_memory":
+            message = (
+                f"record of {size} bytes for topic {topic!r} exceeds the producer's "
+                f"buffer_memory={limit}; send a smaller record or create the producer with "
+                f"a larger buffer: bus.producer(buffer_memory=...)"
+            )
+        else:
+            message = (
+                f"record of {size} bytes exceeds {setting}={limit} of topic {topic!r}; "
+                f"send a smaller record or raise the limit with "
+                f"bus.alter_topic({topic!r}, {setting}=...)"
+            )
+        super().__init__(message)
 
 
 class TopicError(TidingsError):

@@ -109,6 +109,8 @@ class ConsumerConfig:
     strategy: AssignmentStrategy = "range"
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    max_poll_interval_ms: int = 300_000
+    """A member that does not poll for this long leaves the group (it is presumed stuck)."""
     max_partition_fetch_bytes: int = 1 << 20
     fetch_max_bytes: int = 50 << 20
     extra: dict[str, object] = field(default_factory=dict)
@@ -122,6 +124,10 @@ class ConsumerConfig:
         if self.strategy not in ("range", "cooperative-sticky"):
             raise ConfigurationError(
                 f"strategy must be 'range' or 'cooperative-sticky', not {self.strategy!r}"
+            )
+        if self.max_poll_interval_ms <= 0:
+            raise ConfigurationError(
+                f"max_poll_interval_ms must be > 0, not {self.max_poll_interval_ms!r}"
             )
         if self.heartbeat_interval_ms <= 0 or self.session_timeout_ms <= self.heartbeat_interval_ms:
             raise ConfigurationError("need 0 < heartbeat_interval_ms < session_timeout_ms")
@@ -171,6 +177,10 @@ class EngineConsumer(ABC):
     @abstractmethod
     def positions(self) -> dict[TopicPartition, int]:
         """The next offset of every assigned partition that has a position yet."""
+
+    @abstractmethod
+    def rewind(self, partition: TopicPartition, offset: int) -> None:
+        """Make `offset` the next record of `partition` (records given back, or a seek)."""
 
     @abstractmethod
     async def seek(self, partition: TopicPartition, offset: int | str) -> None:

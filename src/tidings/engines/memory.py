@@ -151,16 +151,17 @@ class MemoryStore(LogStore):
         replaced: Sequence[int],
         batches: Sequence[tuple[int, EncodedBatch]],
     ) -> None:
-        """Rewrite compacted batches."""
+        """Rewrite compacted batches, only those still stored and not below the log start."""
         with self._lock:
             part = self._partition(topic, partition)
             gone = set(replaced)
             kept = [(m, d) for m, d in part.batches if m.base_offset not in gone]
+            present = {m.base_offset for m, _ in part.batches} & gone
             for base, batch in batches:
-                meta = BatchMeta(
-                    base, base + batch.last_delta, batch.max_timestamp, len(batch.data)
-                )
-                kept.append((meta, batch.data))
+                last = base + batch.last_delta
+                if base in present and last >= part.start:
+                    meta = BatchMeta(base, last, batch.max_timestamp, len(batch.data))
+                    kept.append((meta, batch.data))
             kept.sort(key=lambda item: item[0].base_offset)
             part.batches = kept
             part.lasts = [m.last_offset for m, _ in kept]
@@ -188,11 +189,6 @@ class MemoryStore(LogStore):
         """Every group."""
         with self._lock:
             return sorted(self._groups)
-
-    def delete_group(self, group: str) -> None:
-        """Forget a group."""
-        with self._lock:
-            self._groups.pop(group, None)
 
     def update_share(
         self, group: str, topic: str, partition: int, change: Callable[[ShareState], T]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from tidings.core import batch as codec
 from tidings.core.records import Record, TopicSpec
-from tidings.engines.log.store import LogStore
+from tidings.engines.log.store import LogStore, StoredBatch
 
 
 def apply_retention(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
@@ -32,6 +34,10 @@ def apply_retention(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
             store.truncate_before(spec.name, partition, cut)
 
 
+PAGE_BYTES = 4 << 20
+"""How much of a partition compaction reads at a time: its memory is this plus the key map."""
+
+
 def compact(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
     """Keep the latest record per key; drop tombstones older than delete_retention_ms."""
     config = spec.config
@@ -39,38 +45,60 @@ def compact(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
         return
     lag_horizon = now_ms - config.min_compaction_lag_ms
     tombstone_horizon = now_ms - config.delete_retention_ms
-    for partition in range(spec.partitions):
-        batches = store.read(spec.name, partition, 0, 1 << 62)
-        decoded = [codec.decode(spec.name, partition, b.base_offset, b.data) for b in batches]
+    for state in store.partition_states(spec.name):
+        # Records appended from here on are left for the next run: they were not in the
+        # key map, and a partition written without pause would never be finished.
+        start, end = state.start_offset, state.end_offset
         latest: dict[bytes, int] = {}
-        for records in decoded:
-            for r in records:
-                if r.key is not None:
-                    latest[r.key] = r.offset
-        replaced: list[int] = []
-        rewritten: list[tuple[int, codec.EncodedBatch]] = []
-        for stored, records in zip(batches, decoded, strict=True):
-            if codec.info(stored.data).max_timestamp > lag_horizon:
-                continue
-            kept = [r for r in records if _keep(r, latest, tombstone_horizon)]
-            if len(kept) == len(records):
-                continue
-            replaced.append(stored.base_offset)
-            if kept:
-                rewritten.append((stored.base_offset, _encode(kept, stored.base_offset)))
-        if replaced:
-            store.replace_batches(spec.name, partition, replaced, rewritten)
+        for page in _pages(store, spec.name, state.partition, start, end):
+            for stored in page:
+                for r in codec.decode(spec.name, state.partition, stored.base_offset, stored.data):
+                    if r.key is not None:
+                        latest[r.key] = r.offset
+        for page in _pages(store, spec.name, state.partition, start, end):
+            replaced: list[int] = []
+            rewritten: list[tuple[int, codec.EncodedBatch]] = []
+            for stored in page:
+                if codec.info(stored.data).max_timestamp > lag_horizon:
+                    continue
+                records = codec.decode(spec.name, state.partition, stored.base_offset, stored.data)
+                kept = [r for r in records if _keep(r, latest, tombstone_horizon)]
+                if len(kept) == len(records):
+                    continue
+                replaced.append(stored.base_offset)
+                if kept:
+                    rewritten.append((stored.base_offset, _encode(kept, stored.base_offset)))
+            if replaced:
+                # each batch is rewritten on its own, at its own base offset; the store
+                # skips any that retention deleted since this page was read
+                store.replace_batches(spec.name, state.partition, replaced, rewritten)
+
+
+def _pages(
+    store: LogStore, topic: str, partition: int, start: int, end: int
+) -> Iterator[list[StoredBatch]]:
+    """The batches of a partition that begin before `end`, read PAGE_BYTES at a time."""
+    offset = start
+    while offset < end:
+        page = [b for b in store.read(topic, partition, offset, PAGE_BYTES) if b.base_offset < end]
+        if not page:
+            return
+        yield page
+        last = page[-1]
+        offset = last.base_offset + codec.info(last.data).last_delta + 1
 
 
 def _keep(record: Record, latest: dict[bytes, int], tombstone_horizon: int) -> bool:
+    """Whether compaction keeps `record`: unkeyed, or its key's latest and not an old tombstone."""
     if record.key is None:
         return True
-    if latest[record.key] != record.offset:
+    if latest.get(record.key, record.offset) != record.offset:
         return False
     return record.value is not None or record.timestamp >= tombstone_horizon
 
 
 def _encode(records: list[Record], base_offset: int) -> codec.EncodedBatch:
+    """`records` as one batch at `base_offset`, each at its own offset delta."""
     return codec.encode(
         [r.value for r in records],
         [r.key for r in records],

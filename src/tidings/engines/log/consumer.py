@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from bisect import bisect_left
@@ -13,7 +14,14 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from tidings.core import batch as codec
-from tidings.core.errors import ClosedError, ConfigurationError, OffsetOutOfRangeError
+from tidings.core.errors import (
+    ClosedError,
+    CommitFailedError,
+    ConfigurationError,
+    OffsetOutOfRangeError,
+    PartitionNotFoundError,
+    TidingsError,
+)
 from tidings.core.records import Record, TopicPartition
 from tidings.engines.base import ConsumerConfig, EngineConsumer, Rebalance
 from tidings.engines.log import coordinator
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from tidings.engines.log.engine import LogEngine
 
 _offset = attrgetter("offset")
+log = logging.getLogger("tidings")
 
 
 class LogConsumer(EngineConsumer):
@@ -42,6 +51,8 @@ class LogConsumer(EngineConsumer):
         self._sync_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
         self._next_heartbeat = 0.0
+        self._last_poll = time.monotonic()
+        self._revoke_due = False
         self._rotation = 0
         self._closed = False
 
@@ -58,7 +69,7 @@ class LogConsumer(EngineConsumer):
             await self._engine.topic(topic)
         self._topics = list(dict.fromkeys(topics))
         await self._join()
-        await self._sync()
+        await self._sync(in_poll=True)
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._heartbeat_forever())
 
@@ -85,48 +96,60 @@ class LogConsumer(EngineConsumer):
         specs = await self._engine.refresh_topics()
         return {t: specs[t].partitions for t in self._topics if t in specs}
 
-    async def _sync(self, revoked: Sequence[tuple[str, int]] = ()) -> None:
-        """Heartbeat; give up what the group takes away, take what it gives."""
-        async with self._sync_lock:
-            await self._sync_locked(list(revoked))
+    async def _sync(self, in_poll: bool) -> None:
+        """Heartbeat; take what the group gives; in a poll, also give up what it takes.
 
-    async def _sync_locked(self, revoked: list[tuple[str, int]]) -> None:
-        assert self._group is not None and self._member_id is not None
-        group, member_id = self._group, self._member_id
+        As in Kafka, partitions are revoked only inside poll(): records the application
+        already holds are processed and committed before another member gets them.
+        """
+        async with self._sync_lock:
+            await self._sync_locked(in_poll)
+
+    async def _sync_locked(self, in_poll: bool) -> None:
+        assert self._group is not None
+        group = self._group
         self._next_heartbeat = time.monotonic() + self._config.heartbeat_interval_ms / 1000
+        revoked: list[tuple[str, int]] = []
         while True:
+            if self._member_id is None:  # left the group: rejoin on the next poll
+                if not in_poll:
+                    return
+                self._lose(tuple(self._positions))
+                await self._join()
+            assert self._member_id is not None
             counts = await self._partition_counts()
             try:
                 change = partial(
                     coordinator.sync,
                     group=group,
-                    member_id=member_id,
+                    member_id=self._member_id,
                     now_ms=_now_ms(),
                     partitions=counts,
                     revoked=revoked,
                 )
                 result = await self._engine.run(self._store.update_group, group, change, False)
             except UnknownMemberError:
-                lost = tuple(self._positions)
-                self._drop(lost)
-                self._rebalances.append(Rebalance(lost, ()))
-                await self._join()
-                member_id = self._member_id
-                revoked = []
+                self._member_id = None  # expired by the group: its partitions went elsewhere
                 continue
-            if result.revoke:
-                gone = [TopicPartition(*tp) for tp in result.revoke]
-                await self._commit_owned(gone)
-                self._drop(gone)
-                self._rebalances.append(Rebalance(tuple(gone), ()))
-                revoked = result.revoke
-                continue
+            revoked = []
             if result.assign:
                 new = [TopicPartition(*tp) for tp in result.assign]
                 for tp in new:
                     self._positions[tp] = None
                 self._rebalances.append(Rebalance((), tuple(new)))
-            return
+            self._revoke_due = bool(result.revoke)
+            if not result.revoke or not in_poll:
+                return
+            gone = [TopicPartition(*tp) for tp in result.revoke]
+            await self._commit_owned(gone)
+            self._drop(gone)
+            self._rebalances.append(Rebalance(tuple(gone), ()))
+            revoked = result.revoke
+
+    def _lose(self, partitions: Sequence[TopicPartition]) -> None:
+        if partitions:
+            self._drop(partitions)
+            self._rebalances.append(Rebalance(tuple(partitions), ()))
 
     async def _commit_owned(self, partitions: Sequence[TopicPartition]) -> None:
         if self.commit_source is None:
@@ -150,17 +173,32 @@ class LogConsumer(EngineConsumer):
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            with contextlib.suppress(Exception):
-                await self._sync()
+            idle_ms = (time.monotonic() - self._last_poll) * 1000
+            if self._member_id is not None and idle_ms > self._config.max_poll_interval_ms:
+                await self._leave_idle(idle_ms)
+            with contextlib.suppress(TidingsError):  # a busy store: the next beat retries
+                await self._sync(in_poll=False)
             self._next_heartbeat = max(self._next_heartbeat, time.monotonic() + interval)
+
+    async def _leave_idle(self, idle_ms: float) -> None:
+        """Leave the group: the application stopped polling (Kafka's max.poll.interval.ms)."""
+        log.warning(
+            "consumer %s of group %r did not poll for %.0f ms (max_poll_interval_ms=%d); "
+            "it leaves the group and rejoins on its next poll",
+            self._member_id,
+            self._group,
+            idle_ms,
+            self._config.max_poll_interval_ms,
+        )
+        async with self._sync_lock:
+            await self._leave()
+            self._member_id = None
 
     async def assign(self, partitions: Sequence[TopicPartition]) -> None:
         """Read exactly these partitions."""
         for tp in partitions:
             spec = await self._engine.topic(tp.topic)
             if not 0 <= tp.partition < spec.partitions:
-                from tidings.core.errors import PartitionNotFoundError
-
                 raise PartitionNotFoundError(tp.topic, tp.partition, spec.partitions)
         self._drop([tp for tp in self._positions if tp not in partitions])
         for tp in partitions:
@@ -182,9 +220,10 @@ class LogConsumer(EngineConsumer):
         if self._closed:
             raise ClosedError("consumer is closed")
         deadline = time.monotonic() + timeout_s
+        self._last_poll = time.monotonic()
         while True:
-            if self._member_id is not None and time.monotonic() >= self._next_heartbeat:
-                await self._sync()
+            if self._group is not None and self._topics and self._sync_due():
+                await self._sync(in_poll=True)
             version = self._engine.version
             records = await self._fetch(max_records)
             remaining = deadline - time.monotonic()
@@ -192,7 +231,16 @@ class LogConsumer(EngineConsumer):
                 return records
             if self._member_id is not None:
                 remaining = min(remaining, max(0.0, self._next_heartbeat - time.monotonic()))
+            self._last_poll = time.monotonic()
             await self._engine.wait_for_data(version, remaining)
+
+    def _sync_due(self) -> bool:
+        """Whether this poll must talk to the group first (rejoin, revoke or heartbeat)."""
+        return (
+            self._member_id is None
+            or self._revoke_due
+            or time.monotonic() >= self._next_heartbeat
+        )
 
     async def _fetch(self, max_records: int) -> list[Record]:
         active = [tp for tp in self._positions if tp not in self._paused]
@@ -235,12 +283,13 @@ class LogConsumer(EngineConsumer):
         for tp, position in positions.items():
             assert position is not None
             batches = self._store.read(tp.topic, tp.partition, position, limit)
-            if not batches:
-                continue
-            if batches[0].base_offset > position:
+            if not batches or batches[0].base_offset > position:
+                # at the end, past it (a seek), or before the start (retention)
                 state = self._store.partition_states(tp.topic)[tp.partition]
-                if position < state.start_offset:
+                if not state.start_offset <= position <= state.end_offset:
                     out[tp] = self._reset(tp, position, state.start_offset, state.end_offset)
+                    continue
+                if not batches:
                     continue
             records = codec.decode(tp.topic, tp.partition, batches[0].base_offset, batches[0].data)
             for b in batches[1:]:
@@ -313,6 +362,10 @@ class LogConsumer(EngineConsumer):
                 )
         if offset < 0:
             raise ConfigurationError(f"offset must be >= 0, not {offset}")
+        self.rewind(partition, offset)
+
+    def rewind(self, partition: TopicPartition, offset: int) -> None:
+        """Make `offset` the next record of `partition` (records given back, or a seek)."""
         self._positions[partition] = offset
         self._buffers.pop(partition, None)
 
@@ -325,6 +378,12 @@ class LogConsumer(EngineConsumer):
         if not offsets:
             return
         group, member_id = self._group, self._member_id
+        if member_id is None and self._topics:
+            raise CommitFailedError(
+                group,
+                f"commit failed: this consumer is out of group {group!r} (it did not poll or "
+                f"heartbeat in time); its partitions were reassigned and will be re-read",
+            )
         plain = {(tp[0], tp[1]): off for tp, off in offsets.items()}
         await self._engine.run(
             self._store.update_group,
@@ -375,13 +434,16 @@ class LogConsumer(EngineConsumer):
         self._closed = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        await self._leave()
+
+    async def _leave(self) -> None:
         if self._member_id is None or self._group is None:
             return
-        group, member_id = self._group, self._member_id
+        member_id = self._member_id
         counts = await self._partition_counts()
         await self._engine.run(
             self._store.update_group,
-            group,
+            self._group,
             lambda s: coordinator.leave(s, member_id, counts),
             False,
         )

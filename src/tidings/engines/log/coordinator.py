@@ -127,6 +127,12 @@ def expire(state: GroupState, now_ms: int) -> list[str]:
     return dead
 
 
+def reap(state: GroupState, now_ms: int, partitions: dict[str, int]) -> None:
+    """Remove members whose session timed out (a crashed process) and rebalance the rest."""
+    if expire(state, now_ms):
+        _rebalance(state, partitions)
+
+
 def sync(
     state: GroupState,
     group: str,

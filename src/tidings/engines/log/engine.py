@@ -16,7 +16,6 @@ from tidings.core.errors import (
     GroupNotEmptyError,
     GroupNotFoundError,
     InvalidPartitionsError,
-    TidingsError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -36,7 +35,7 @@ from tidings.engines.base import (
     QueueDepth,
     ShareConfig,
 )
-from tidings.engines.log import cleaner
+from tidings.engines.log import cleaner, coordinator
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.store import LogStore
 
@@ -140,8 +139,12 @@ class LogEngine(Engine):
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, timeout_s)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout_s)
+        finally:
+            with contextlib.suppress(ValueError):  # already taken by _bump
+                self._waiters.remove(waiter)
 
     # -- topics --------------------------------------------------------------------------
 
@@ -266,9 +269,7 @@ class LogEngine(Engine):
 
     async def describe_group(self, group: str) -> GroupDescription:
         """Members, assignment and lag."""
-        state = await self.run(self.store.read_group, group)
-        if state is None:
-            raise GroupNotFoundError(group)
+        state = await self._update_group(group, lambda state: state, durable=False)
         specs = await self.refresh_topics()
         topics = set(state.offsets) | state.subscribed_topics()
         extents: dict[tuple[str, int], PartitionState] = {}
@@ -308,15 +309,13 @@ class LogEngine(Engine):
         )
 
     async def delete_group(self, group: str) -> None:
-        """Delete an empty group."""
+        """Delete an empty group and its committed offsets, in one transaction."""
 
-        def check(state: GroupState) -> None:
+        def forget(state: GroupState) -> None:
             _require_empty(group, state, "delete")
+            state.offsets.clear()  # a forgotten group's row is deleted
 
-        if await self.run(self.store.read_group, group) is None:
-            raise GroupNotFoundError(group)
-        await self.run(self.store.update_group, group, check, True)
-        await self.run(self.store.delete_group, group)
+        await self._update_group(group, forget, durable=True)
 
     async def set_group_offsets(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         """Overwrite committed offsets of an empty group."""
@@ -326,7 +325,27 @@ class LogEngine(Engine):
             for (topic, partition), offset in offsets.items():
                 state.offsets.setdefault(topic, {})[str(partition)] = offset
 
-        await self.run(self.store.update_group, group, change, True)
+        await self._update_group(group, change, durable=True, must_exist=False)
+
+    async def _update_group(
+        self,
+        group: str,
+        change: Callable[[GroupState], R],
+        *,
+        durable: bool,
+        must_exist: bool = True,
+    ) -> R:
+        """Apply an admin change to a group after expiring members whose session ended."""
+        specs = self._specs
+
+        def reaped(state: GroupState) -> R:
+            if must_exist and state.forgotten and not state.generation:
+                raise GroupNotFoundError(group)
+            counts = {t: specs[t].partitions for t in state.subscribed_topics() if t in specs}
+            coordinator.reap(state, now_ms(), counts)
+            return change(state)
+
+        return await self.run(self.store.update_group, group, reaped, durable)
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -349,7 +368,7 @@ class LogEngine(Engine):
             await asyncio.sleep(interval_s)
             try:
                 await job()
-            except TidingsError:
+            except Exception:
                 # A busy or briefly unreadable store: the next round tries again.
                 log.exception("background %s failed; retrying in %.0fs", job.__name__, interval_s)
 

@@ -115,10 +115,6 @@ class LogStore(ABC):
         """Every group with stored state."""
 
     @abstractmethod
-    def delete_group(self, group: str) -> None:
-        """Remove a group's state."""
-
-    @abstractmethod
     def update_share(
         self, group: str, topic: str, partition: int, change: Callable[[ShareState], T]
     ) -> T:

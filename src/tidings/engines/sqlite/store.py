@@ -524,28 +524,44 @@ class SQLiteStore(LogStore):
         replaced: Sequence[int],
         batches: Sequence[tuple[int, EncodedBatch]],
     ) -> None:
-        """Swap compacted batches in one transaction."""
+        """Swap compacted batches in one transaction, only those still stored.
+
+        Retention (of any process) may have deleted a batch since compaction read it; its
+        rewrite is then dropped, so nothing below the log start is ever stored again.
+        """
+        rewrites = dict(batches)
         with self._transaction() as conn:
             topic_id = self._topic_id(conn, topic)
-            conn.executemany(
-                "DELETE FROM batches WHERE topic_id = ? AND partition = ? AND base_offset = ?",
-                [(topic_id, partition, base) for base in replaced],
-            )
+            row = conn.execute(
+                "SELECT start_offset FROM partitions WHERE topic_id = ? AND partition = ?",
+                (topic_id, partition),
+            ).fetchone()
+            if row is None:
+                return
+            (start,) = row
+            rows = []
+            for base in replaced:
+                deleted = conn.execute(
+                    "DELETE FROM batches WHERE topic_id = ? AND partition = ? AND base_offset = ?",
+                    (topic_id, partition, base),
+                ).rowcount
+                b = rewrites.get(base)
+                if deleted and b is not None and base + b.last_delta >= start:
+                    rows.append(
+                        (
+                            topic_id,
+                            partition,
+                            base,
+                            base + b.last_delta,
+                            b.max_timestamp,
+                            len(b.data),
+                            b.data,
+                        )
+                    )
             conn.executemany(
                 "INSERT INTO batches (topic_id, partition, base_offset, last_offset, "
                 "max_timestamp, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        topic_id,
-                        partition,
-                        base,
-                        base + b.last_delta,
-                        b.max_timestamp,
-                        len(b.data),
-                        b.data,
-                    )
-                    for base, b in batches
-                ],
+                rows,
             )
             conn.execute(
                 "UPDATE partitions SET size_bytes = (SELECT coalesce(sum(size), 0) FROM batches "
@@ -622,11 +638,6 @@ class SQLiteStore(LogStore):
     def groups(self) -> list[str]:
         """Every group with state."""
         return [r[0] for r in self._conn().execute("SELECT name FROM groups ORDER BY name")]
-
-    def delete_group(self, group: str) -> None:
-        """Remove a group's state."""
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM groups WHERE name = ?", (group,))
 
 
 def _spec(name: str, partitions: int, config: str) -> TopicSpec:
