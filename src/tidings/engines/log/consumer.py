@@ -237,9 +237,7 @@ class LogConsumer(EngineConsumer):
     def _sync_due(self) -> bool:
         """Whether this poll must talk to the group first (rejoin, revoke or heartbeat)."""
         return (
-            self._member_id is None
-            or self._revoke_due
-            or time.monotonic() >= self._next_heartbeat
+            self._member_id is None or self._revoke_due or time.monotonic() >= self._next_heartbeat
         )
 
     async def _fetch(self, max_records: int) -> list[Record]:
