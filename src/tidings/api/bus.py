@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
-from tidings.api.portal import Portal
+from tidings.api.portal import Portal, SyncFace
 from tidings.api.producer import AsyncProducer, Published, RecordFuture
 from tidings.api.queue import AsyncQueue, Queue
 from tidings.core.errors import ClosedError, ConfigurationError, PartitionNotFoundError
@@ -346,25 +346,13 @@ class AsyncBus:
             raise ClosedError("the bus is closed; connect again")
 
 
-class Bus:
+class Bus(SyncFace[AsyncBus]):
     """The sync face of AsyncBus; every call runs the async core on a background loop."""
-
-    def __init__(self, core: AsyncBus, portal: Portal) -> None:
-        self.aio = core
-        self._portal = portal
 
     @property
     def engine(self) -> Engine:
         """The engine under this bus."""
         return self.aio.engine
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def create_topic(
         self, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
@@ -429,24 +417,23 @@ class Bus:
         self, *, linger_ms: float = 5, batch_size: int = 1 << 20, buffer_memory: int = 64 << 20
     ) -> Producer:
         """A batching producer: `send()` returns a future; `flush()` waits for all."""
-        inner = self._portal.call(
-            _make(
-                lambda: self.aio.producer(
-                    linger_ms=linger_ms, batch_size=batch_size, buffer_memory=buffer_memory
-                )
+        # built on the portal's loop: producers and consumers bind to it
+        inner = self._portal.run(
+            lambda: self.aio.producer(
+                linger_ms=linger_ms, batch_size=batch_size, buffer_memory=buffer_memory
             )
         )
         return Producer(inner, self._portal)
 
     def consumer(self, *topics: str, **options: Any) -> Consumer:
         """A consumer of `topics` in a group; options as in AsyncBus.consumer."""
-        inner = self._portal.call(_make(lambda: self.aio.consumer(*topics, **options)))
+        inner = self._portal.run(lambda: self.aio.consumer(*topics, **options))
         self._portal.call(inner.start())
         return Consumer(inner, self._portal)
 
     def queue(self, topic: str, *, group: str, **options: Any) -> Queue:
         """A queue over `topic` (created if missing); options as in AsyncBus.queue."""
-        inner = self._portal.call(_make(lambda: self.aio.queue(topic, group=group, **options)))
+        inner = self._portal.run(lambda: self.aio.queue(topic, group=group, **options))
         self._portal.call(inner.start())
         return Queue(inner, self._portal)
 
@@ -489,22 +476,13 @@ class Bus:
             self._portal.close()
 
 
-class Producer:
+class Producer(SyncFace[AsyncProducer]):
     """The sync face of AsyncProducer."""
 
     def __init__(self, inner: AsyncProducer, portal: Portal) -> None:
-        self.aio = inner
-        self._portal = portal
+        super().__init__(inner, portal)
         self.send = inner.send
         self.send_many = inner.send_many
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def flush(self) -> None:
         """Store every queued record; return once all are durable."""
@@ -513,8 +491,3 @@ class Producer:
     def close(self) -> None:
         """Flush and refuse further sends."""
         self._portal.call(self.aio.close())
-
-
-async def _make(factory: Any) -> Any:
-    """Build an object on the portal's loop (producers and consumers bind to it)."""
-    return factory()

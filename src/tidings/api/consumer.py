@@ -10,7 +10,7 @@ from operator import length_hint
 from types import TracebackType
 from typing import Self
 
-from tidings.api.portal import Portal
+from tidings.api.portal import Portal, SyncFace
 from tidings.core.errors import ClosedError, TidingsError
 from tidings.core.records import Record, TopicPartition
 from tidings.engines.base import EngineConsumer, Rebalance
@@ -232,21 +232,12 @@ class AsyncConsumer:
         await self._inner.close()
 
 
-class Consumer:
+class Consumer(SyncFace[AsyncConsumer]):
     """The sync face of AsyncConsumer: `for record in consumer`, `consumer.poll()`."""
 
     def __init__(self, inner: AsyncConsumer, portal: Portal) -> None:
-        self._async = inner
-        self._portal = portal
+        super().__init__(inner, portal)
         self._cursor = inner._cursor
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[Record]:
         """Iterate records as they come, waiting for new ones forever."""
@@ -255,56 +246,56 @@ class Consumer:
             yield from cursor.pending
             if length_hint(cursor.pending):
                 continue  # a seek or pause replaced the batch while it was being read
-            if self._async._closed:
+            if self.aio._closed:
                 return
-            self._portal.call(self._async._poll(ITER_BATCH, 1000, handed_out=False))
+            self._portal.call(self.aio._poll(ITER_BATCH, 1000, handed_out=False))
 
     def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
-        return self._portal.call(self._async.poll(max_records, timeout_ms))
+        return self._portal.call(self.aio.poll(max_records, timeout_ms))
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit the records handed out so far (or explicit next-offsets)."""
-        self._portal.call(self._async.commit(offsets))
+        self._portal.call(self.aio.commit(offsets))
 
     def committed(self, *partitions: TopicPartition) -> dict[TopicPartition, int]:
         """The group's committed offsets."""
-        return self._portal.call(self._async.committed(*partitions))
+        return self._portal.call(self.aio.committed(*partitions))
 
     def assign(self, *partitions: TopicPartition) -> None:
         """Read exactly these partitions, without group membership."""
-        self._portal.call(self._async.assign(*partitions))
+        self._portal.call(self.aio.assign(*partitions))
 
     def assignment(self) -> set[TopicPartition]:
         """Partitions this consumer reads now."""
-        return self._async.assignment()
+        return self.aio.assignment()
 
     def position(self, partition: TopicPartition) -> int:
         """The next offset this consumer will read from `partition`."""
-        return self._async.position(partition)
+        return self.aio.position(partition)
 
     def seek(self, partition: TopicPartition, offset: int | str) -> None:
         """Move to an offset, 'earliest' or 'latest'."""
-        self._portal.call(self._async.seek(partition, offset))
+        self._portal.call(self.aio.seek(partition, offset))
 
     def seek_to_time(self, timestamp_ms: int) -> None:
         """Move every assigned partition to its first record at or after `timestamp_ms`."""
-        self._portal.call(self._async.seek_to_time(timestamp_ms))
+        self._portal.call(self.aio.seek_to_time(timestamp_ms))
 
     def offsets_for_times(
         self, timestamps: dict[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
         """The first offset at or after each time."""
-        return self._portal.call(self._async.offsets_for_times(timestamps))
+        return self._portal.call(self.aio.offsets_for_times(timestamps))
 
     def pause(self, *partitions: TopicPartition) -> None:
         """Stop returning records from `partitions` (those not yet handed out go back)."""
-        self._portal.run(lambda: self._async.pause(*partitions))
+        self._portal.run(lambda: self.aio.pause(*partitions))
 
     def resume(self, *partitions: TopicPartition) -> None:
         """Return records from `partitions` again."""
-        self._portal.run(lambda: self._async.resume(*partitions))
+        self._portal.run(lambda: self.aio.resume(*partitions))
 
     def close(self) -> None:
         """Commit what was consumed (with auto-commit), leave the group."""
-        self._portal.call(self._async.close())
+        self._portal.call(self.aio.close())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 from tidings.core.errors import ClosedError
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class Portal:
@@ -65,3 +68,24 @@ class Portal:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+class SyncFace(ABC, Generic[C]):
+    """A sync face: the async core object it drives on the portal, closed by `with`."""
+
+    def __init__(self, core: C, portal: Portal) -> None:
+        self.aio = core
+        """The async object behind this face, for use inside async code."""
+        self._portal = portal
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the core holds."""

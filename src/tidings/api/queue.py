@@ -15,7 +15,7 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from tidings.api.portal import Portal
+from tidings.api.portal import SyncFace
 from tidings.core.errors import (
     AlreadySettledError,
     ClosedError,
@@ -269,12 +269,8 @@ class AsyncQueue:
             await self._inner.close()
 
 
-class Queue:
+class Queue(SyncFace[AsyncQueue]):
     """The sync face of AsyncQueue."""
-
-    def __init__(self, inner: AsyncQueue, portal: Portal) -> None:
-        self.aio = inner
-        self._portal = portal
 
     @property
     def topic(self) -> str:
@@ -285,14 +281,6 @@ class Queue:
     def group(self) -> str:
         """The share group whose consumers compete for the records."""
         return self.aio.group
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def send(
         self,
