@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import log, raw
+from bench import queue as queue_section
 from bench.stats import Latency
 
 SEND_LOOP_TARGET = 700_000
@@ -151,6 +152,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--dir", type=Path, help="where to put the stores (default: a temp dir)")
+    parser.add_argument(
+        "--queue",
+        action="store_true",
+        help="run the queue section instead: tidings queues beside persist-queue and "
+        "litequeue (its own sizes; --records, --round-trips and --repeat do not apply)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.round_trips, args.repeat = 20_000, 64, 1
@@ -160,6 +167,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run everything and print the table."""
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.queue:
+        return main_queue(args)
     directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
     started = time.perf_counter()
     try:
@@ -189,6 +198,37 @@ def main(argv: list[str] | None = None) -> int:
                     "tidings": asdict(results),
                     "table": [asdict(r) for r in table],
                 },
+                indent=2,
+            )
+        )
+    return 0
+
+
+def main_queue(args: argparse.Namespace) -> int:
+    """Run the queue section and print its table."""
+    sizes = queue_section.Sizes.quick() if args.quick else queue_section.Sizes()
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
+    started = time.perf_counter()
+    try:
+        results = queue_section.measure(directory / "queue", sizes)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    table = [Row(*cells) for cells in queue_section.rows(results)]
+    elapsed = time.perf_counter() - started
+    print(
+        f"tidings bench --queue: 100-byte jobs on sqlite:// (default fsync), "
+        f"receive(max_records={queue_section.RECEIVE}), median of {sizes.repeat}, "
+        f"python {platform.python_version()}, {elapsed:.0f} s"
+    )
+    print(render(table))
+    for note in results.notes:
+        print(f"note: {note}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {"queue": asdict(results), "table": [asdict(r) for r in table]},
                 indent=2,
             )
         )

@@ -16,7 +16,7 @@ LOCK = 100
 
 def fresh(offsets: range | list[int], read_end: int | None = None, delayed: int = 0) -> Fresh:
     """Records at `offsets`, all due, or due at `delayed`."""
-    records = [(o, delayed) for o in offsets]
+    records = [(o, o, delayed) for o in offsets]
     return Fresh(records, read_end if read_end is not None else (records[-1][0] + 1))
 
 
@@ -101,7 +101,7 @@ def test_gaps_left_by_compaction_are_done() -> None:
 def test_delayed_records_wait_in_the_window() -> None:
     state = ShareState()
     share.place(state, 0)
-    taken = take(state, "a", 0, log=Fresh([(0, 50), (1, 0)], 2))
+    taken = take(state, "a", 0, log=Fresh([(0, 0, 50), (1, 1, 0)], 2))
     assert taken.deliver == [(1, 1, 1)]
     assert state.count(AVAILABLE, 0, due=False) == 1
     assert take(state, "a", 50).deliver == [(0, 0, 1)]

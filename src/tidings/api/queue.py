@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from tidings.api.bus import AsyncBus
 
 log = logging.getLogger("tidings")
+ACK_LINGER_S = 0.005
+"""How long a background flush waits for more settlements (a receive() sends them
+sooner, riding on its transaction)."""
 
 
 def _now_ms() -> int:
@@ -86,7 +89,11 @@ class Job:
 
     def ack(self) -> None:
         """Accept: the job is done and never delivered again."""
-        self._settle(AckKind.ACCEPT)
+        if self._settled is not None or time.time_ns() // 1_000_000 >= self.lock_until:
+            self._check()
+        self._settled = AckKind.ACCEPT
+        r = self.record
+        self._queue.accept(r.partition, r.offset)
 
     def release(self, delay_ms: int = 0) -> None:
         """Give the job back for another try, after `delay_ms` (its delivery count grows)."""
@@ -157,6 +164,8 @@ class AsyncQueue:
         self._flush_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._tps: dict[int, TopicPartition] = {}
+        self._accepting: list[int] | None = None
         self.refused = 0
         """Settlements the store refused because the lock had been lost meanwhile."""
 
@@ -209,19 +218,63 @@ class AsyncQueue:
         if self._closed:
             raise ClosedError("queue is closed")
         await self.start()
-        await self.flush()
         assert self._inner is not None
-        deliveries = await self._inner.acquire(max_records, timeout_ms / 1000)
+        async with self._flush_lock:  # acks made so far ride along with the acquisition
+            acks = self._take_acks()
+            refused: list[Ack] = []
+            deliveries = await self._inner.acquire(max_records, timeout_ms / 1000, acks, refused)
+        if refused:
+            self.refused += len(refused)
+            log.warning(
+                "%d settlement(s) on queue %r refused: their locks expired first; "
+                "those records are delivered again",
+                len(refused),
+                self._config.topic,
+            )
         return [Job(d, self) for d in deliveries]
+
+    def accept(self, partition: int, offset: int) -> None:
+        """Queue an accept; consecutive ones on a partition become one ranged Ack."""
+        with self._submit_lock:
+            run = self._accepting
+            if run is not None and run[0] == partition and run[2] == offset - 1:
+                run[2] = offset
+            else:
+                self._close_run()
+                self._accepting = [partition, offset, offset]
+            if self._flush_pending:
+                return
+            self._flush_pending = True
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, ACK_LINGER_S, self._start_background_flush
+        )
+
+    def _close_run(self) -> None:
+        run = self._accepting
+        if run is not None:
+            self._acks.append(
+                Ack(self.partition(run[0]), run[1], AckKind.ACCEPT, length=run[2] - run[1] + 1)
+            )
+            self._accepting = None
+
+    def _take_acks(self) -> list[Ack]:
+        with self._submit_lock:
+            self._close_run()
+            acks = list(self._acks)
+            self._acks.clear()
+        return acks
 
     def submit(self, ack: Ack) -> None:
         """Queue a settlement to send soon (safe from any thread)."""
         with self._submit_lock:
+            self._close_run()
             self._acks.append(ack)
             if self._flush_pending:
                 return  # the running background flush takes this one too
             self._flush_pending = True
-        self._loop.call_soon_threadsafe(self._start_background_flush)
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, ACK_LINGER_S, self._start_background_flush
+        )
 
     def _start_background_flush(self) -> None:
         task = self._loop.create_task(self._flush_background())
@@ -232,19 +285,24 @@ class AsyncQueue:
         while True:
             await self.flush()
             with self._submit_lock:
-                if not self._acks:
+                if not self._acks and self._accepting is None:
                     self._flush_pending = False
                     return
 
     def partition(self, number: int) -> TopicPartition:
         """The topic partition `number` of this queue."""
-        return TopicPartition(self._config.topic, number)
+        tp = self._tps.get(number)
+        if tp is None:
+            tp = self._tps[number] = TopicPartition(self._config.topic, number)
+        return tp
 
     async def flush(self) -> None:
         """Send every settlement made so far; return once the store has them."""
         async with self._flush_lock:  # also waits for a background flush under way
-            while self._acks and self._inner is not None:
-                acks = [self._acks.popleft() for _ in range(len(self._acks))]
+            while self._inner is not None:
+                acks = self._take_acks()
+                if not acks:
+                    break
                 refused = await self._inner.acknowledge(acks)
                 if refused:
                     self.refused += len(refused)

@@ -266,6 +266,8 @@ class Ack(NamedTuple):
     """RELEASE: how long until the record is available again; RENEW: the new lock."""
     reason: str = ""
     """REJECT: why, carried to the dead-letter topic."""
+    length: int = 1
+    """ACCEPT: how many consecutive offsets from `offset` it settles (1 or more)."""
 
 
 @dataclass(frozen=True)
@@ -286,8 +288,15 @@ class EngineShareConsumer(ABC):
     """One competing consumer of a share group."""
 
     @abstractmethod
-    async def acquire(self, max_records: int, timeout_s: float) -> list[Delivery]:
-        """Lock and return up to `max_records`, waiting up to `timeout_s` for the first."""
+    async def acquire(
+        self,
+        max_records: int,
+        timeout_s: float,
+        acks: Sequence[Ack] = (),
+        refused: list[Ack] | None = None,
+    ) -> list[Delivery]:
+        """Lock and return up to `max_records`, waiting up to `timeout_s` for the first;
+        settle `acks` first, in the same store transactions (refused ones go to `refused`)."""
 
     @abstractmethod
     async def acknowledge(self, acks: Sequence[Ack]) -> list[Ack]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from tidings.core import batch as codec
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from tidings.engines.log.engine import LogEngine
 
 READ_BYTES = 1 << 20
+_offset = attrgetter("offset")
 
 
 def now_ms() -> int:
@@ -52,15 +55,26 @@ class LogShareConsumer(EngineShareConsumer):
         self._member = f"{config.group}-{uuid.uuid4().hex[:12]}"
         self._rotation = 0
         self._closed = False
+        self._decoded: dict[int, tuple[list[Record], bool]] = {}
+        """Per partition, the records of the batches read last (records never change in
+        place; compaction only drops some, as if they had been read just before)."""
 
-    async def acquire(self, max_records: int, timeout_s: float) -> list[Delivery]:
-        """Lock up to `max_records`, waiting up to `timeout_s` for the first."""
+    async def acquire(
+        self,
+        max_records: int,
+        timeout_s: float,
+        acks: Sequence[Ack] = (),
+        refused: list[Ack] | None = None,
+    ) -> list[Delivery]:
+        """Lock up to `max_records`, waiting up to `timeout_s` for the first; settle `acks`
+        first, in the same transactions (refused ones are appended to `refused`)."""
         deadline = time.monotonic() + timeout_s
         while True:
             if self._closed:
                 raise ClosedError("queue is closed")
             version = self._engine.version
-            out, next_due = await self._engine.run(self._acquire, max_records)
+            out, next_due = await self._engine.run(self._acquire, max_records, acks, refused)
+            acks = ()
             left = deadline - time.monotonic()
             if out or left <= 0:
                 return out
@@ -68,8 +82,13 @@ class LogShareConsumer(EngineShareConsumer):
                 left = min(left, max(0.001, (next_due - now_ms()) / 1000))
             await self._engine.wait_for_data(version, left)
 
-    def _acquire(self, max_records: int) -> tuple[list[Delivery], int | None]:
+    def _acquire(
+        self, max_records: int, acks: Sequence[Ack] = (), refused: list[Ack] | None = None
+    ) -> tuple[list[Delivery], int | None]:
         """Blocking: take records from each partition in turn."""
+        by_partition: dict[int, list[Ack]] = defaultdict(list)
+        for ack in acks:
+            by_partition[ack.partition.partition].append(ack)
         topic = self._config.topic
         extents = self._store.partition_states(topic)
         windows = self._store.read_shares(self._config.group)
@@ -81,14 +100,26 @@ class LogShareConsumer(EngineShareConsumer):
             if len(out) >= max_records:
                 break
             window = windows.get((topic, extent.partition))
-            deliveries, due = self._acquire_partition(extent, window, max_records - len(out))
+            mine = by_partition.pop(extent.partition, None)
+            deliveries, due = self._acquire_partition(
+                extent, window, max_records - len(out), mine, refused
+            )
             out.extend(deliveries)
             if due is not None:
                 next_due = due if next_due is None else min(next_due, due)
+        if by_partition:
+            left = self._acknowledge([a for mine in by_partition.values() for a in mine])
+            if refused is not None:
+                refused.extend(left)
         return out, next_due
 
     def _acquire_partition(
-        self, extent: PartitionState, window: ShareState | None, limit: int
+        self,
+        extent: PartitionState,
+        window: ShareState | None,
+        limit: int,
+        mine: list[Ack] | None = None,
+        refused: list[Ack] | None = None,
     ) -> tuple[list[Delivery], int | None]:
         config = self._config
         p = extent.partition
@@ -99,9 +130,14 @@ class LogShareConsumer(EngineShareConsumer):
             read_from = extent.end_offset if reset is None else reset
         read_from = max(read_from, extent.start_offset)
         fresh = self._read_fresh(p, read_from, extent.end_offset)
+        plain = self._plain(p, fresh)
         now = now_ms()
 
+        settled: list[Settled] = []
+
         def change(state: ShareState) -> tuple[Taken, int | None]:
+            if mine:
+                settled.append(share.settle(state, self._member, now, mine, config.max_deliveries))
             share.place(state, read_from)
             share.skip_to(state, extent.start_offset)
             taken = share.acquire(
@@ -111,12 +147,21 @@ class LogShareConsumer(EngineShareConsumer):
                 limit=limit,
                 lock_ms=config.lock_timeout_ms,
                 max_deliveries=config.max_deliveries,
-                fresh=Fresh([(r.offset, _not_before(r)) for r in fresh], _read_end(fresh)),
+                fresh=Fresh(
+                    [(fresh[0].offset, fresh[-1].offset, 0)]
+                    if plain
+                    else ((r.offset, r.offset, _not_before(r) if r.headers else 0) for r in fresh),
+                    _read_end(fresh),
+                ),
                 max_locks=config.max_locks,
             )
             return taken, _next_due(state)
 
         taken, next_due = self._store.update_share(config.group, config.topic, p, change)
+        if mine and settled:
+            left = self._after_settle(p, mine, settled[0])
+            if refused is not None:
+                refused.extend(left)
         if taken.dead:
             self._dead_letter(
                 p,
@@ -128,7 +173,7 @@ class LogShareConsumer(EngineShareConsumer):
             )
         if not taken.deliver:
             return [], next_due
-        known = {r.offset: r for r in fresh}
+        known = fresh
         lock_until = now + config.lock_timeout_ms
         out = []
         for first, last, n in taken.deliver:
@@ -140,19 +185,33 @@ class LogShareConsumer(EngineShareConsumer):
         """The records at and after `offset`, up to about READ_BYTES."""
         if offset >= end:
             return []
-        return [
+        cached = self._decoded.get(partition)
+        if cached and cached[0] and cached[0][0].offset <= offset <= cached[0][-1].offset:
+            records = cached[0]
+            return records[bisect_left(records, offset, key=_offset) :]
+        records = [
             r
             for b in self._store.read(self._config.topic, partition, offset, READ_BYTES)
             for r in codec.decode(self._config.topic, partition, b.base_offset, b.data)
-            if r.offset >= offset
         ]
+        plain = bool(records) and (
+            records[-1].offset - records[0].offset + 1 == len(records)
+            and not any(r.headers for r in records)
+        )
+        self._decoded[partition] = (records, plain)
+        return records[bisect_left(records, offset, key=_offset) :]
 
-    def _records(
-        self, partition: int, first: int, last: int, known: dict[int, Record]
-    ) -> list[Record]:
+    def _plain(self, partition: int, fresh: list[Record]) -> bool:
+        """Whether `fresh` (a tail of the cached records) is dense and has no headers."""
+        cached = self._decoded.get(partition)
+        return bool(fresh) and cached is not None and cached[1] and fresh[-1] is cached[0][-1]
+
+    def _records(self, partition: int, first: int, last: int, known: list[Record]) -> list[Record]:
         """The records at offsets `first..last` (fewer where compaction left gaps)."""
-        if known and min(known) <= first and last <= max(known):
-            return [known[o] for o in range(first, last + 1) if o in known]
+        if known and known[0].offset <= first and last <= known[-1].offset:
+            i = bisect_left(known, first, key=_offset)
+            j = bisect_right(known, last, key=_offset)
+            return known[i:j]
         out: list[Record] = []
         offset = first
         while offset <= last:
@@ -177,18 +236,21 @@ class LogShareConsumer(EngineShareConsumer):
         refused: list[Ack] = []
         for p, mine in by_partition.items():
             settled = self._store.update_share(config.group, config.topic, p, self._settle(mine))
-            gone = set(settled.refused)
-            refused.extend(a for a in mine if a.offset in gone)
-            if settled.dead:
-                reasons = {a.offset: a.reason for a in mine}
-                self._dead_letter(
-                    p,
-                    [
-                        (o, n, reasons.get(o) or f"released {n} times without being accepted")
-                        for o, n in settled.dead
-                    ],
-                )
+            refused.extend(self._after_settle(p, mine, settled))
         return refused
+
+    def _after_settle(self, partition: int, acks: Sequence[Ack], settled: Settled) -> list[Ack]:
+        """Dead-letter what settling condemned; the acks the store refused."""
+        if settled.dead:
+            reasons = {a.offset: a.reason for a in acks}
+            self._dead_letter(
+                partition,
+                [
+                    (o, n, reasons.get(o) or f"released {n} times without being accepted")
+                    for o, n in settled.dead
+                ],
+            )
+        return _refused(acks, set(settled.refused))
 
     def _settle(self, acks: Sequence[Ack]) -> Callable[[ShareState], Settled]:
         """The transition that applies `acks` now."""
@@ -209,7 +271,7 @@ class LogShareConsumer(EngineShareConsumer):
             records = [
                 r
                 for first, last in _spans(sorted(why))
-                for r in self._records(partition, first, last, {})
+                for r in self._records(partition, first, last, [])
             ]
             if records:
                 batch = codec.encode(
@@ -297,4 +359,22 @@ def _spans(offsets: Sequence[int]) -> list[tuple[int, int]]:
             out[-1] = (out[-1][0], o)
         else:
             out.append((o, o))
+    return out
+
+
+def _refused(acks: Sequence[Ack], gone: set[int]) -> list[Ack]:
+    """The acks (one per offset for ranged accepts) whose offsets were refused."""
+    if not gone:
+        return []
+    out = []
+    for a in acks:
+        if a.length == 1:
+            if a.offset in gone:
+                out.append(a)
+        else:
+            out.extend(
+                Ack(a.partition, o, a.kind)
+                for o in range(a.offset, a.offset + a.length)
+                if o in gone
+            )
     return out

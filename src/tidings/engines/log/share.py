@@ -13,7 +13,8 @@ A store applies these functions atomically, as it does the consumer-group transi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -81,8 +82,9 @@ class ShareState:
 class Fresh(NamedTuple):
     """Records read from the log at the window's end, for the window to take in."""
 
-    records: Sequence[tuple[int, int]]
-    """(offset, not_before_ms) of each record read, ascending; 0 means deliver at once."""
+    records: Iterable[tuple[int, int, int]]
+    """(first, last, not_before_ms) spans of consecutive records that share a due time,
+    ascending; 0 means deliver at once. Iterated once, inside the store transaction."""
     read_end: int
     """The offset after the last one read: offsets below it without a record are gaps."""
 
@@ -162,22 +164,33 @@ def acquire(
 def _take_fresh(
     state: ShareState, locked: Run, *, now: int, limit: int, fresh: Fresh, taken: Taken
 ) -> None:
-    """Extend the window over records read at its end, acquiring the due ones as `locked`."""
+    """Extend the window over records read at its end, acquiring the due ones as `locked`.
+
+    A span of consecutive due records is taken in one step, not record by record.
+    """
     expected = state.end
-    for offset, not_before in fresh.records:
-        if offset < state.end:
-            continue  # another consumer took it in since the read
-        if not_before <= now and limit <= 0:
+    for span_first, last, not_before in fresh.records:
+        if last < state.end:
+            continue  # another consumer took them in since the read
+        first = max(span_first, state.end)
+        due = not_before <= now
+        if due and limit <= 0:
             return
-        if offset > expected:
-            _append(state, Run(expected, offset - 1, DONE))  # gap left by compaction
-        if not_before > now:
-            _append(state, Run(offset, offset, AVAILABLE, 0, not_before))
+        if first > expected:
+            _append(state, Run(expected, first - 1, DONE))  # gap left by compaction
+        if not due:
+            _append(state, Run(first, last, AVAILABLE, 0, not_before))
         else:
-            _append(state, _part(locked, offset, offset))
-            _extend(taken.deliver, offset, 1)
-            limit -= 1
-        expected = offset + 1
+            end = min(last, first + limit - 1)
+            _append(state, _part(locked, first, end))
+            if taken.deliver and taken.deliver[-1][1] == first - 1 and taken.deliver[-1][2] == 1:
+                taken.deliver[-1] = (taken.deliver[-1][0], end, 1)
+            else:
+                taken.deliver.append((first, end, 1))
+            limit -= end - first + 1
+            if end < last:
+                return
+        expected = last + 1
     if fresh.read_end > state.end:
         _append(state, Run(state.end, fresh.read_end - 1, DONE))  # a gap at the tail
 
@@ -185,44 +198,109 @@ def _take_fresh(
 def settle(
     state: ShareState, member: str, now: int, acks: Iterable[Ack], max_deliveries: int
 ) -> Settled:
-    """Apply a member's acknowledgements; refuse those whose lock it no longer holds."""
+    """Apply a member's acknowledgements; refuse those whose lock it no longer holds.
+
+    One pass over the acks in offset order: each is checked against the window as it
+    was (bisect on the runs); consecutive accepts inside one held run become one change;
+    the window is rebuilt once. A batch of k acks costs O(k log r + r), not O(k * r).
+    """
     settled = Settled([], [])
-    for ack in acks:
-        run = _find(state, ack.offset)
-        if run is None or run.state != ACQUIRED or run.member != member or run.until <= now:
-            settled.refused.append(ack.offset)
-            continue
+    runs = state.runs
+    firsts = [r.first for r in runs]
+    ordered = sorted(acks, key=_ack_offset)  # stable: of two acks of one offset, the later wins
+    changes: list[Run] = []
+    i, n = 0, len(ordered)
+    while i < n:
+        ack = ordered[i]
         o = ack.offset
+        k = bisect_right(firsts, o) - 1
+        run = runs[k] if k >= 0 and runs[k].last >= o else None
+        if ack.length > 1:  # a ranged accept: piece by piece over the runs it covers
+            i += 1
+            last_o = o + ack.length - 1
+            while o <= last_o:
+                run = runs[k] if 0 <= k < len(runs) and runs[k].first <= o <= runs[k].last else None
+                end = min(last_o, run.last) if run is not None else o
+                if run is None or run.state != ACQUIRED or run.member != member or run.until <= now:
+                    settled.refused.extend(range(o, end + 1))
+                else:
+                    _add_change(changes, Run(o, end, DONE))
+                o = end + 1
+                k += 1
+            continue
+        if run is None or run.state != ACQUIRED or run.member != member or run.until <= now:
+            settled.refused.append(o)
+            i += 1
+            continue
+        i += 1
         if ack.kind == AckKind.ACCEPT:
-            _assign(state, Run(o, o, DONE))
+            last = o
+            while (
+                i < n
+                and ordered[i].offset == last + 1
+                and last < run.last
+                and ordered[i].kind == AckKind.ACCEPT
+            ):
+                last += 1
+                i += 1
+            new = Run(o, last, DONE)
         elif ack.kind == AckKind.RENEW:
-            _assign(state, Run(o, o, ACQUIRED, run.deliveries, now + ack.delay_ms, member))
+            new = Run(o, o, ACQUIRED, run.deliveries, now + ack.delay_ms, member)
         elif ack.kind == AckKind.RELEASE and run.deliveries < max_deliveries:
-            _assign(state, Run(o, o, AVAILABLE, run.deliveries, now + ack.delay_ms))
+            new = Run(o, o, AVAILABLE, run.deliveries, now + ack.delay_ms)
         else:  # rejected, or released once too often: to the dead letters
             settled.dead.append((o, run.deliveries))
+            continue
+        _add_change(changes, new)
+    if changes:
+        _assign_many(state, changes)
     _tidy(state)
     return settled
+
+
+def _add_change(changes: list[Run], new: Run) -> None:
+    if changes:
+        prev = changes[-1]
+        if prev.last >= new.first:  # an earlier ack of the same offset: the later wins
+            prev.last = new.first - 1
+            if prev.last < prev.first:
+                changes.pop()
+        elif prev.last == new.first - 1 and prev.same(new):
+            prev.last = new.last
+            return
+    changes.append(new)
+
+
+def _ack_offset(ack: Ack) -> int:
+    return ack.offset
+
+
+def _assign_many(state: ShareState, changes: list[Run]) -> None:
+    """`_assign` for ascending, disjoint `changes` inside the window, in one pass."""
+    out: list[Run] = []
+    k = 0
+    for run in state.runs:
+        cursor = run.first
+        while k < len(changes) and changes[k].first <= run.last:
+            new = changes[k]
+            if new.first > cursor:
+                out.append(_part(run, cursor, new.first - 1))
+            end = min(new.last, run.last)
+            out.append(_part(new, max(new.first, cursor), end))
+            cursor = end + 1
+            if new.last > run.last:  # the change goes on into the next run
+                changes[k] = _part(new, run.last + 1, new.last)
+                break
+            k += 1
+        if cursor <= run.last:
+            out.append(_part(run, cursor, run.last))
+    state.runs = out
 
 
 def _expire(state: ShareState, now: int) -> None:
     for run in state.runs:
         if run.state == ACQUIRED and run.until <= now:
             run.state, run.until, run.member = AVAILABLE, 0, None
-
-
-def _find(state: ShareState, offset: int) -> Run | None:
-    for run in state.runs:
-        if run.first <= offset <= run.last:
-            return run
-    return None
-
-
-def _extend(runs: list[tuple[int, int, int]], offset: int, deliveries: int) -> None:
-    if runs and runs[-1][1] == offset - 1 and runs[-1][2] == deliveries:
-        runs[-1] = (runs[-1][0], offset, deliveries)
-    else:
-        runs.append((offset, offset, deliveries))
 
 
 def _append(state: ShareState, run: Run) -> None:
