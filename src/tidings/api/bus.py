@@ -196,7 +196,7 @@ class AsyncBus:
         if topics and group is None:
             raise ConfigurationError(
                 "subscribing to topics needs a group (group='name'); to read without one, "
-                "create bus.consumer() and call assign(TopicPartition(topic, partition))"
+                "use bus.subscribe(*topics) (from now on) or bus.consumer() and assign()"
             )
         config = ConsumerConfig(
             group=group,
@@ -212,6 +212,31 @@ class AsyncBus:
             topics,
             auto_commit=auto_commit and group is not None,
             auto_commit_interval_ms=auto_commit_interval_ms,
+            on_rebalance=on_rebalance,
+        )
+        self._children.add(consumer)
+        return consumer
+
+    def subscribe(
+        self,
+        *topics: str,
+        on_rebalance: RebalanceListener | None = None,
+    ) -> AsyncConsumer:
+        """An ephemeral subscription: every record of `topics` published from now on.
+
+        Topics may be patterns (`orders.*`, `orders.>`, `^regex`); a matching topic created
+        later is read from its first record. No group, nothing committed, nothing left
+        behind when it closes.
+        """
+        self._check_open()
+        if not topics:
+            raise ConfigurationError(
+                "subscribe needs a topic or a pattern, e.g. bus.subscribe('orders.*')"
+            )
+        consumer = AsyncConsumer(
+            self.engine.consumer(ConsumerConfig(auto_offset_reset="latest")),
+            topics,
+            auto_commit=False,
             on_rebalance=on_rebalance,
         )
         self._children.add(consumer)
@@ -247,6 +272,10 @@ class AsyncBus:
     async def list_share_groups(self) -> list[str]:
         """Every share group (the consumers of queues)."""
         return await self.engine.list_share_groups()
+
+    async def list_queues(self) -> list[tuple[str, str]]:
+        """Every queue as (share group, topic)."""
+        return await self.engine.list_queues()
 
     async def delete_share_group(self, group: str) -> None:
         """Forget a share group's progress; its topic keeps every record."""
@@ -431,6 +460,12 @@ class Bus(SyncFace[AsyncBus]):
         self._portal.call(inner.start())
         return Consumer(inner, self._portal)
 
+    def subscribe(self, *topics: str, **options: Any) -> Consumer:
+        """An ephemeral subscription to `topics` (names or patterns) from now on."""
+        inner = self._portal.run(lambda: self.aio.subscribe(*topics, **options))
+        self._portal.call(inner.start())
+        return Consumer(inner, self._portal)
+
     def queue(self, topic: str, *, group: str, **options: Any) -> Queue:
         """A queue over `topic` (created if missing); options as in AsyncBus.queue."""
         inner = self._portal.run(lambda: self.aio.queue(topic, group=group, **options))
@@ -440,6 +475,10 @@ class Bus(SyncFace[AsyncBus]):
     def list_share_groups(self) -> list[str]:
         """Every share group (the consumers of queues)."""
         return self._portal.call(self.aio.list_share_groups())
+
+    def list_queues(self) -> list[tuple[str, str]]:
+        """Every queue as (share group, topic)."""
+        return self._portal.call(self.aio.list_queues())
 
     def delete_share_group(self, group: str) -> None:
         """Forget a share group's progress; its topic keeps every record."""

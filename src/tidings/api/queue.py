@@ -149,6 +149,11 @@ def _check_delay(value: object, name: str) -> None:
         raise ConfigurationError(f"{name} must be an int >= 0 (milliseconds), not {value!r}")
 
 
+def _check_count(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"max_records must be an int >= 0, not {value!r}")
+
+
 class AsyncQueue:
     """A queue over a topic: `send` jobs, `receive` them, settle each one."""
 
@@ -178,6 +183,11 @@ class AsyncQueue:
     def group(self) -> str:
         """The share group whose consumers compete for the records."""
         return self._config.group
+
+    @property
+    def dead_letter_topic(self) -> str | None:
+        """Where records go after too many deliveries or a reject (None: dropped)."""
+        return self._config.dead_letter_topic
 
     async def start(self) -> Self:
         """Create the topic (and dead-letter topic) if missing; idempotent."""
@@ -317,6 +327,33 @@ class AsyncQueue:
         """Available, in-flight and delayed jobs, per partition."""
         return await self._bus.engine.queue_depth(self._config.group, self._config.topic)
 
+    async def peek(self, max_records: int = 10) -> list[Record]:
+        """The next records a receive would get, without locking them or counting a delivery."""
+        _check_count(max_records)
+        await self.start()
+        await self.flush()
+        if not max_records:
+            return []
+        return await self._bus.engine.queue_peek(self._config, max_records)
+
+    async def purge(self) -> int:
+        """Settle every job not locked to a consumer, so none is delivered; how many."""
+        await self.start()
+        await self.flush()
+        return await self._bus.engine.queue_purge(self._config)
+
+    async def dead_letters(self) -> int:
+        """Records in the dead-letter topic not redriven yet (0 without a dead-letter topic)."""
+        await self.start()
+        return await self._bus.engine.queue_dead_letters(self._config)
+
+    async def redrive(self, max_records: int | None = None) -> int:
+        """Copy dead letters back into the queue (each only once); how many were copied."""
+        if max_records is not None:
+            _check_count(max_records)
+        await self.start()
+        return await self._bus.engine.queue_redrive(self._config, max_records)
+
     async def close(self) -> None:
         """Send pending settlements and stop; unsettled jobs return after their locks."""
         if self._closed:
@@ -340,6 +377,11 @@ class Queue(SyncFace[AsyncQueue]):
         """The share group whose consumers compete for the records."""
         return self.aio.group
 
+    @property
+    def dead_letter_topic(self) -> str | None:
+        """Where records go after too many deliveries or a reject (None: dropped)."""
+        return self.aio.dead_letter_topic
+
     def send(
         self,
         value: bytes | None,
@@ -362,6 +404,22 @@ class Queue(SyncFace[AsyncQueue]):
     def depth(self) -> list[QueueDepth]:
         """Available, in-flight and delayed jobs, per partition."""
         return self._portal.call(self.aio.depth())
+
+    def peek(self, max_records: int = 10) -> list[Record]:
+        """The next records a receive would get, without locking them or counting a delivery."""
+        return self._portal.call(self.aio.peek(max_records))
+
+    def purge(self) -> int:
+        """Settle every job not locked to a consumer, so none is delivered; how many."""
+        return self._portal.call(self.aio.purge())
+
+    def dead_letters(self) -> int:
+        """Records in the dead-letter topic not redriven yet (0 without a dead-letter topic)."""
+        return self._portal.call(self.aio.dead_letters())
+
+    def redrive(self, max_records: int | None = None) -> int:
+        """Copy dead letters back into the queue (each only once); how many were copied."""
+        return self._portal.call(self.aio.redrive(max_records))
 
     def close(self) -> None:
         """Send pending settlements and stop; unsettled jobs return after their locks."""

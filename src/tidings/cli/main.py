@@ -10,6 +10,7 @@ import click
 from tidings.api.connect import DEFAULT_URL
 from tidings.cli.common import Options
 from tidings.cli.groups import groups
+from tidings.cli.queues import queues
 from tidings.cli.records import consume, produce
 from tidings.cli.topics import topics
 from tidings.cli.tour import tour
@@ -29,11 +30,11 @@ from tidings.core.errors import TidingsError
 @click.version_option(package_name="tidings", prog_name="tidings")
 @click.pass_context
 def cli(ctx: click.Context, url: str) -> None:
-    """tidings: partitioned logs and consumer groups on an embedded broker."""
+    """tidings: partitioned logs, consumer groups and queues on an embedded broker."""
     ctx.obj = Options(url)
 
 
-for command in (topics, produce, consume, groups, tour):
+for command in (topics, produce, consume, groups, queues, tour):
     cli.add_command(command)
 
 

@@ -408,3 +408,28 @@ class Engine(ABC):
         """Forget a share group's state (its records stay in the topic)."""
         self.require(Capability.SHARE_GROUPS, "share groups")
         raise NotImplementedError
+
+    async def list_queues(self) -> list[tuple[str, str]]:
+        """Every (share group, topic) pair with state: the queues, for administration."""
+        self.require(Capability.SHARE_GROUPS, "listing queues")
+        raise NotImplementedError
+
+    async def queue_peek(self, config: ShareConfig, max_records: int) -> list[Record]:
+        """The records the share group would be handed next, without locking them."""
+        self.require(Capability.SHARE_GROUPS, "peeking at a queue")
+        raise NotImplementedError
+
+    async def queue_purge(self, config: ShareConfig) -> int:
+        """Settle every record of the queue not locked to a consumer; how many."""
+        self.require(Capability.SHARE_GROUPS, "purging a queue")
+        raise NotImplementedError
+
+    async def queue_dead_letters(self, config: ShareConfig) -> int:
+        """Records in the queue's dead-letter topic not redriven yet."""
+        self.require(Capability.SHARE_GROUPS, "counting dead letters")
+        raise NotImplementedError
+
+    async def queue_redrive(self, config: ShareConfig, max_records: int | None) -> int:
+        """Copy dead letters back to the queue's topic, each once; how many."""
+        self.require(Capability.SHARE_GROUPS, "redriving dead letters")
+        raise NotImplementedError

@@ -23,12 +23,16 @@ from tidings.core.errors import (
     TidingsError,
 )
 from tidings.core.records import Record, TopicPartition
+from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, EngineConsumer, Rebalance
 from tidings.engines.log import coordinator
 from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
 
 if TYPE_CHECKING:
     from tidings.engines.log.engine import LogEngine
+
+METADATA_MAX_AGE_S = 1.0
+"""How often a subscription without a group looks for new matching topics."""
 
 _offset = attrgetter("offset")
 log = logging.getLogger("tidings")
@@ -43,6 +47,11 @@ class LogConsumer(EngineConsumer):
         self._config = config
         self._group = config.group
         self._topics: list[str] = []
+        """The topics followed now: the named ones and those the patterns match."""
+        self._literal: list[str] = []
+        self._patterns: list[str] = []
+        self._subscribed = False
+        self._from_start: set[TopicPartition] = set()
         self._member_id: str | None = None
         self._positions: dict[TopicPartition, int | None] = {}
         self._buffers: dict[TopicPartition, list[Record]] = {}
@@ -59,31 +68,58 @@ class LogConsumer(EngineConsumer):
     # -- membership ----------------------------------------------------------------------
 
     async def subscribe(self, topics: Sequence[str]) -> None:
-        """Join the group for `topics`."""
-        if self._group is None:
-            raise ConfigurationError(
-                "subscribing needs a group; pass group='name', or use assign() to read "
-                "chosen partitions without one"
-            )
-        for topic in topics:
+        """Follow `topics` (names or patterns): in the group, or alone from their end."""
+        names = list(dict.fromkeys(topics))
+        self._patterns = [t for t in names if is_pattern(t)]
+        for pattern in self._patterns:
+            compile_pattern(pattern)  # refuse a bad pattern now
+        self._literal = [t for t in names if not is_pattern(t)]
+        for topic in self._literal:
             await self._engine.topic(topic)
-        self._topics = list(dict.fromkeys(topics))
+        self._subscribed = True
+        if self._group is None:  # an ephemeral subscription: no group, nothing stored
+            await self._follow_topics(initial=True)
+            return
         await self._join()
         await self._sync(in_poll=True)
         if self._heartbeat is None:
             self._heartbeat = asyncio.create_task(self._heartbeat_forever())
 
+    async def _follow_topics(self, initial: bool) -> None:
+        """Without a group: read every partition of the matching topics.
+
+        Partitions there at the start are read from their end; those of topics created
+        later, from their beginning, so nothing published after subscribing is missed.
+        """
+        self._next_heartbeat = time.monotonic() + METADATA_MAX_AGE_S
+        counts = await self._partition_counts()
+        wanted = {TopicPartition(t, p) for t in self._topics for p in range(counts.get(t, 0))}
+        new = [tp for tp in sorted(wanted) if tp not in self._positions]
+        ends = {}
+        if initial:  # fixed now, not at the first poll: nothing sent after this is missed
+            for topic in {tp.topic for tp in new}:
+                for state in await self._engine.run(self._store.partition_states, topic):
+                    ends[TopicPartition(topic, state.partition)] = state.end_offset
+        for tp in new:
+            self._positions[tp] = ends.get(tp)
+            if not initial:
+                self._from_start.add(tp)
+        gone = [tp for tp in self._positions if tp not in wanted]  # deleted topics
+        self._drop(gone)
+        if new or gone:
+            self._rebalances.append(Rebalance(tuple(gone), tuple(new)))
+
     async def _join(self) -> None:
         assert self._group is not None
         config = self._config
+        counts = await self._partition_counts()  # also settles which topics are followed
         member = MemberState(
             member_id=f"{config.client_id}-{uuid.uuid4().hex[:12]}",
             client_id=config.client_id,
-            topics=self._topics,
+            topics=list(self._topics),
             session_timeout_ms=config.session_timeout_ms,
             heartbeat_ms=_now_ms(),
         )
-        counts = await self._partition_counts()
         group = self._group
 
         def change(state: GroupState) -> None:
@@ -94,7 +130,13 @@ class LogConsumer(EngineConsumer):
 
     async def _partition_counts(self) -> dict[str, int]:
         specs = await self._engine.refresh_topics()
-        return {t: specs[t].partitions for t in self._topics if t in specs}
+        if self._patterns:  # topics created or deleted since may match now
+            found = matching(self._patterns, specs)
+            self._topics = list(dict.fromkeys([*self._literal, *found]))
+        else:
+            self._topics = self._literal
+        # every topic's count: members of one group may follow different topics
+        return {t: spec.partitions for t, spec in specs.items()}
 
     async def _sync(self, in_poll: bool) -> None:
         """Heartbeat; take what the group gives; in a poll, also give up what it takes.
@@ -126,6 +168,7 @@ class LogConsumer(EngineConsumer):
                     now_ms=_now_ms(),
                     partitions=counts,
                     revoked=revoked,
+                    topics=self._topics,
                 )
                 result = await self._engine.run(self._store.update_group, group, change, False)
             except UnknownMemberError:
@@ -222,20 +265,25 @@ class LogConsumer(EngineConsumer):
         deadline = time.monotonic() + timeout_s
         self._last_poll = time.monotonic()
         while True:
-            if self._group is not None and self._topics and self._sync_due():
-                await self._sync(in_poll=True)
+            if self._subscribed and self._sync_due():
+                if self._group is None:
+                    await self._follow_topics(initial=False)
+                else:
+                    await self._sync(in_poll=True)
             version = self._engine.version
             records = await self._fetch(max_records)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            if self._member_id is not None:
+            if self._subscribed:
                 remaining = min(remaining, max(0.0, self._next_heartbeat - time.monotonic()))
             self._last_poll = time.monotonic()
             await self._engine.wait_for_data(version, remaining)
 
     def _sync_due(self) -> bool:
-        """Whether this poll must talk to the group first (rejoin, revoke or heartbeat)."""
+        """Whether this poll must look at the group or the topics first."""
+        if self._group is None:
+            return time.monotonic() >= self._next_heartbeat
         return (
             self._member_id is None or self._revoke_due or time.monotonic() >= self._next_heartbeat
         )
@@ -307,6 +355,9 @@ class LogConsumer(EngineConsumer):
     def _initial_position(self, tp: TopicPartition) -> int:
         """Blocking: the committed offset, or where auto_offset_reset says to start."""
         state = self._store.partition_states(tp.topic)[tp.partition]
+        if tp in self._from_start:
+            self._from_start.discard(tp)
+            return state.start_offset
         committed = None
         if self._group is not None:
             group_state = self._store.read_group(self._group)

@@ -141,14 +141,18 @@ def sync(
     now_ms: int,
     partitions: dict[str, int],
     revoked: list[Partition],
+    topics: list[str] | None = None,
 ) -> SyncResult:
-    """Heartbeat: record `revoked`, expire the dead, and say what to revoke and take."""
+    """Heartbeat: record `revoked` and the member's `topics` (patterns match new ones),
+    expire the dead, and say what to revoke and take."""
     member = state.members.get(member_id)
     if member is None:
         raise UnknownMemberError(
             group, f"member {member_id} is no longer in group {group!r}; it must rejoin"
         )
     member.heartbeat_ms = now_ms
+    if topics is not None and topics != member.topics:
+        member.topics = list(topics)  # the partition counts below then differ: a rebalance
     for tp in revoked:
         if tp in member.owned:
             member.owned.remove(tp)

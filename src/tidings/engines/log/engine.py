@@ -13,13 +13,20 @@ from typing import Literal, TypeVar
 
 from tidings.core.errors import (
     ClosedError,
+    ConfigurationError,
     GroupNotEmptyError,
     GroupNotFoundError,
     InvalidPartitionsError,
     TopicExistsError,
     TopicNotFoundError,
 )
-from tidings.core.records import TopicConfig, TopicPartition, TopicSpec, validate_partitions
+from tidings.core.records import (
+    Record,
+    TopicConfig,
+    TopicPartition,
+    TopicSpec,
+    validate_partitions,
+)
 from tidings.engines.base import (
     AppendResult,
     Capability,
@@ -252,6 +259,47 @@ class LogEngine(Engine):
 
         await self.topic(topic)
         return await queue_depth(self, group, topic)
+
+    async def list_queues(self) -> list[tuple[str, str]]:
+        """Every (share group, topic) pair with state."""
+        from tidings.engines.log.queue import list_queues
+
+        return await list_queues(self)
+
+    async def queue_peek(self, config: ShareConfig, max_records: int) -> list[Record]:
+        """The records the share group would be handed next, without locking them."""
+        from tidings.engines.log.queue import peek
+
+        await self.topic(config.topic)
+        return await peek(self, config, max_records)
+
+    async def queue_purge(self, config: ShareConfig) -> int:
+        """Settle every record of the queue not locked to a consumer; how many."""
+        from tidings.engines.log.queue import purge
+
+        await self.topic(config.topic)
+        return await purge(self, config)
+
+    async def queue_dead_letters(self, config: ShareConfig) -> int:
+        """Records in the queue's dead-letter topic not redriven yet."""
+        from tidings.engines.log.queue import dead_letters
+
+        if config.dead_letter_topic is not None:
+            await self.topic(config.dead_letter_topic)
+        return await dead_letters(self, config)
+
+    async def queue_redrive(self, config: ShareConfig, max_records: int | None) -> int:
+        """Copy dead letters back to the queue's topic, each once; how many."""
+        from tidings.engines.log.queue import redrive
+
+        if config.dead_letter_topic is None:
+            raise ConfigurationError(
+                f"queue {config.topic!r} (group {config.group!r}) has no dead-letter topic; "
+                f"name it with bus.queue(..., dead_letter_topic=...)"
+            )
+        await self.topic(config.topic)
+        await self.topic(config.dead_letter_topic)
+        return await redrive(self, config, max_records)
 
     async def list_share_groups(self) -> list[str]:
         """Every share group with state."""

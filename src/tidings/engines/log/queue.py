@@ -321,6 +321,178 @@ async def queue_depth(engine: LogEngine, group: str, topic: str) -> list[QueueDe
     return out
 
 
+REDRIVE_PREFIX = "__redrive."
+"""Share groups named so mark which dead letters of a queue were already redriven."""
+REDRIVE_BATCH = 1000
+REDRIVE_LOCK_MS = 60_000
+REDRIVES = "tidings.redrives"
+"""Header on a redriven record: how many times it came back from the dead letters."""
+DLQ_PREFIX = "tidings.dlq."
+
+
+def redrive_group(group: str) -> str:
+    """The share group over the dead-letter topic that marks what `group` redrove."""
+    return f"{REDRIVE_PREFIX}{group}"
+
+
+async def list_queues(engine: LogEngine) -> list[tuple[str, str]]:
+    """Every (share group, topic) with stored state, redrive markers left out."""
+
+    def blocking() -> list[tuple[str, str]]:
+        store = engine.store
+        return sorted(
+            {
+                (group, topic)
+                for group in store.share_groups()
+                if not group.startswith(REDRIVE_PREFIX)
+                for topic, _ in store.read_shares(group)
+            }
+        )
+
+    return await engine.run(blocking)
+
+
+async def peek(engine: LogEngine, config: ShareConfig, max_records: int) -> list[Record]:
+    """The records the group would be handed next, partition by partition, unlocked."""
+    return await engine.run(_peek, engine, config, max_records)
+
+
+def _peek(engine: LogEngine, config: ShareConfig, max_records: int) -> list[Record]:
+    reader = LogShareConsumer(engine, config)  # for its reading, never for acquiring
+    store = engine.store
+    windows = store.read_shares(config.group)
+    now = now_ms()
+    out: list[Record] = []
+    for extent in store.partition_states(config.topic):
+        p = extent.partition
+        window = windows.get((config.topic, p))
+        if window is not None and window.start >= 0:
+            read_from = window.end
+            for first, last in share.due(window, now, config.max_deliveries):
+                lo = max(first, extent.start_offset)  # below it, retention deleted them
+                if lo <= last and len(out) < max_records:
+                    out.extend(reader._records(p, lo, last, [])[: max_records - len(out)])
+        elif config.auto_offset_reset == "earliest":
+            read_from = extent.start_offset
+        else:
+            read_from = extent.end_offset
+        offset = max(read_from, extent.start_offset)
+        while len(out) < max_records and offset < extent.end_offset:
+            records = reader._read_fresh(p, offset, extent.end_offset)
+            if not records:
+                break
+            out.extend(r for r in records if _not_before(r) <= now)
+            offset = records[-1].offset + 1
+        del out[max_records:]
+    return out
+
+
+async def purge(engine: LogEngine, config: ShareConfig) -> int:
+    """Settle every record not under a live lock as done; how many were settled."""
+
+    def blocking() -> int:
+        store = engine.store
+        purged = 0
+        for extent in store.partition_states(config.topic):
+            start = extent.start_offset if config.auto_offset_reset == "earliest" else None
+            change = partial(
+                share.purge,
+                now=now_ms(),
+                place_at=extent.end_offset if start is None else start,
+                log_start=extent.start_offset,
+                log_end=extent.end_offset,
+            )
+            purged += store.update_share(config.group, config.topic, extent.partition, change)
+        return purged
+
+    return await engine.run(blocking)
+
+
+async def dead_letters(engine: LogEngine, config: ShareConfig) -> int:
+    """Records in the queue's dead-letter topic not redriven yet (0 without one)."""
+    if config.dead_letter_topic is None:
+        return 0
+    depth = await queue_depth(engine, redrive_group(config.group), config.dead_letter_topic)
+    return sum(d.available + d.in_flight + d.delayed for d in depth)
+
+
+async def redrive(engine: LogEngine, config: ShareConfig, max_records: int | None) -> int:
+    """Copy dead letters back to the queue's topic, each once; how many were copied."""
+    assert config.dead_letter_topic is not None
+    marker = LogShareConsumer(
+        engine,
+        ShareConfig(
+            group=redrive_group(config.group),
+            topic=config.dead_letter_topic,
+            lock_timeout_ms=REDRIVE_LOCK_MS,
+            max_deliveries=1 << 30,
+        ),
+    )
+    partitions = (await engine.topic(config.topic)).partitions
+    copied = 0
+    while max_records is None or copied < max_records:
+        limit = REDRIVE_BATCH if max_records is None else min(REDRIVE_BATCH, max_records - copied)
+        # Locked first, so a concurrent redrive takes other records; accepted once copied
+        # (a crash in between copies those records again: at least once, never lost).
+        taken = await marker.acquire(limit, 0)
+        if not taken:
+            break
+        by_partition: dict[int, list[Record]] = defaultdict(list)
+        for d in taken:
+            by_partition[_origin_partition(d.record, partitions)].append(d.record)
+        await engine.append(
+            [
+                ProduceBatch(
+                    config.topic,
+                    p,
+                    codec.encode(
+                        [r.value for r in records],
+                        [r.key for r in records],
+                        [r.timestamp for r in records],
+                        [_redriven_headers(r) for r in records],
+                    ),
+                )
+                for p, records in sorted(by_partition.items())
+            ]
+        )
+        await marker.acknowledge(
+            [
+                Ack(
+                    TopicPartition(d.record.topic, d.record.partition),
+                    d.record.offset,
+                    AckKind.ACCEPT,
+                )
+                for d in taken
+            ]
+        )
+        copied += len(taken)
+    await marker.close()
+    return copied
+
+
+def _origin_partition(record: Record, partitions: int) -> int:
+    """The partition a dead letter came from, when the topic still has it (else 0)."""
+    raw = record.header(f"{DLQ_PREFIX}partition")
+    try:
+        p = int(raw) if raw else 0
+    except ValueError:
+        return 0
+    return p if 0 <= p < partitions else 0
+
+
+def _redriven_headers(record: Record) -> Headers:
+    """The original headers (without the dead-letter facts), with the redrive count."""
+    raw = record.header(REDRIVES)
+    try:
+        count = int(raw) if raw else 0
+    except ValueError:
+        count = 0
+    kept = tuple(
+        (k, v) for k, v in record.headers if not k.startswith(DLQ_PREFIX) and k != REDRIVES
+    )
+    return (*kept, (REDRIVES, str(count + 1).encode()))
+
+
 def _dead_letter_headers(record: Record, deliveries: int, reason: str) -> Headers:
     """The record's headers plus where it came from and why it is a dead letter."""
     facts = {

@@ -345,3 +345,36 @@ def _tidy(state: ShareState) -> None:
     if not merged:
         state.start = state.end
     state.runs = merged
+
+
+def due(state: ShareState, now: int, max_deliveries: int) -> list[tuple[int, int]]:
+    """The (first, last) spans the next acquisition would hand out from the window, in
+    order: available and due, or locked under an expired lock, and not yet condemned."""
+    return [
+        (r.first, r.last)
+        for r in state.runs
+        if r.state in (AVAILABLE, ACQUIRED) and r.until <= now and r.deliveries < max_deliveries
+    ]
+
+
+def purge(state: ShareState, now: int, *, place_at: int, log_start: int, log_end: int) -> int:
+    """Mark every record below `log_end` done except those under a live lock; the count.
+
+    A new window is first placed at `place_at` (where the group would start reading), so
+    purging a group that never read skips the backlog it would have received.
+    """
+    place(state, place_at)
+    skip_to(state, log_start)
+    _expire(state, now)
+    purged = 0
+    runs: list[Run] = []
+    for run in state.runs:
+        if run.state == AVAILABLE:
+            purged += run.last - run.first + 1
+        runs.append(Run(run.first, run.last, DONE) if run.state == AVAILABLE else run)
+    state.runs = runs
+    if log_end > state.end:
+        purged += log_end - state.end
+        _append(state, Run(state.end, log_end - 1, DONE))
+    _tidy(state)
+    return purged
