@@ -28,6 +28,8 @@ POLL_BATCH = 10_000
 """Most records taken per poll."""
 POLL_MS = 200
 """Longest wait per poll, so a stop signal is noticed quickly."""
+ASSIGNMENT_WAIT_S = 10.0
+"""With a group, how long to wait for a share of the partitions before giving up."""
 IDLE_MS = 1000
 """Without --follow, stop after this long without a record even short of the end offsets
 (a compacted tail can leave the last offsets with no record to read)."""
@@ -219,10 +221,17 @@ def poll_until_done(
 ) -> Iterator[list[Record]]:
     """Batches of records until the end (or, following, a stop signal), --max or idle time."""
     count = 0
-    last_record = time.monotonic()
+    started = last_record = time.monotonic()
     while not stop.is_set():
         limit = POLL_BATCH if max_records is None else min(POLL_BATCH, max_records - count)
         records = consumer.poll(max_records=limit, timeout_ms=POLL_MS)
+        if not records and not consumer.assignment():
+            # the group's other members still own every partition: idle time starts once
+            # this member has a share, and the wait for one is bounded on its own
+            if time.monotonic() - started > ASSIGNMENT_WAIT_S:
+                return
+            last_record = time.monotonic()
+            continue
         if records:
             yield records
             count += len(records)
@@ -239,7 +248,7 @@ def caught_up(consumer: tidings.Consumer, ends: dict[TopicPartition, int]) -> bo
     """Whether every assigned partition's position has reached its end offset.
 
     With nothing assigned yet (the group's other members still own every partition) it
-    has not: the caller keeps polling for an assignment until its idle time runs out.
+    has not: the caller keeps polling for an assignment.
     """
     assignment = consumer.assignment()
     if not assignment:
