@@ -287,6 +287,8 @@ class AsyncQueue:
         )
 
     def _start_background_flush(self) -> None:
+        if self._closed:  # close() flushed already, and the loop may stop before a task runs
+            return
         task = self._loop.create_task(self._flush_background())
         self._tasks.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._tasks.discard)
@@ -360,6 +362,7 @@ class AsyncQueue:
             return
         self._closed = True
         await self.flush()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._inner is not None:
             await self._inner.close()
 
