@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from tidings.api.portal import SyncFace
+from tidings.api.producer import RecordFuture
 from tidings.core.errors import (
     AlreadySettledError,
     ClosedError,
@@ -217,11 +218,22 @@ class AsyncQueue:
     ) -> RecordMetadata:
         """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
         await self.start()
+        return await self.enqueue(value, key=key, headers=headers, delay_ms=delay_ms)
+
+    def enqueue(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        delay_ms: int = 0,
+    ) -> RecordFuture:
+        """Queue a job on the bus's producer (any thread); the future resolves once durable."""
         _check_delay(delay_ms, "delay_ms")
         hdrs = normalize_headers(headers)
         if delay_ms:
             hdrs = (*hdrs, (DELIVER_AT, str(_now_ms() + delay_ms).encode()))
-        return await self._bus.publish(self._config.topic, value, key=key, headers=hdrs)
+        return self._bus._enqueue(self._config.topic, value, key=key, headers=hdrs)
 
     async def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
         """Lock up to `max_records` jobs for this consumer, waiting up to `timeout_ms`."""
@@ -394,7 +406,9 @@ class Queue(SyncFace[AsyncQueue]):
         delay_ms: int = 0,
     ) -> RecordMetadata:
         """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
-        return self._portal.call(self.aio.send(value, key=key, headers=headers, delay_ms=delay_ms))
+        # the producer is thread-safe: queue from this thread, as Bus.publish does
+        self._portal.check_caller()
+        return self.aio.enqueue(value, key=key, headers=headers, delay_ms=delay_ms).result()
 
     def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
         """Lock up to `max_records` jobs for this consumer, waiting up to `timeout_ms`."""
