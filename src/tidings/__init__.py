@@ -5,12 +5,14 @@ from tidings.api.connect import connect, connect_async
 from tidings.api.consumer import AsyncConsumer, Consumer
 from tidings.api.producer import AsyncProducer, BatchFuture, RecordFuture
 from tidings.api.queue import AsyncQueue, Job, Queue
+from tidings.app import App, RequestTimeoutError
 from tidings.core.errors import *  # noqa: F403
 from tidings.core.errors import __doc__ as _errors_doc  # noqa: F401
 from tidings.core.records import Record, RecordMetadata, TopicConfig, TopicPartition, TopicSpec
 from tidings.engines.base import GroupDescription, PartitionLag, QueueDepth, Rebalance
 
 __all__ = [
+    "App",
     "AsyncBus",
     "AsyncConsumer",
     "AsyncProducer",
@@ -27,6 +29,7 @@ __all__ = [
     "Record",
     "RecordFuture",
     "RecordMetadata",
+    "RequestTimeoutError",
     "TopicConfig",
     "TopicDescription",
     "TopicPartition",
