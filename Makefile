@@ -29,6 +29,7 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench --queue
+	$(BIN)/python -m bench --pubsub
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import log, raw
+from bench import pubsub as pubsub_section
 from bench import queue as queue_section
 from bench.stats import Latency
 
@@ -158,6 +159,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="run the queue section instead: tidings queues beside persist-queue and "
         "litequeue (its own sizes; --records, --round-trips and --repeat do not apply)",
     )
+    parser.add_argument(
+        "--pubsub",
+        action="store_true",
+        help="run the pub/sub section instead: publish -> subscriber latency and group "
+        "fan-out on memory:// and sqlite:// (its own sizes; --records, --round-trips and "
+        "--repeat do not apply)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.round_trips, args.repeat = 20_000, 64, 1
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.queue:
         return main_queue(args)
+    if args.pubsub:
+        return main_pubsub(args)
     directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
     started = time.perf_counter()
     try:
@@ -229,6 +239,40 @@ def main_queue(args: argparse.Namespace) -> int:
         args.json.write_text(
             json.dumps(
                 {"queue": asdict(results), "table": [asdict(r) for r in table]},
+                indent=2,
+            )
+        )
+    return 0
+
+
+def main_pubsub(args: argparse.Namespace) -> int:
+    """Run the pub/sub section and print its table."""
+    sizes = pubsub_section.Sizes.quick() if args.quick else pubsub_section.Sizes()
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
+    started = time.perf_counter()
+    try:
+        results = pubsub_section.measure(directory / "pubsub", sizes)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    table = [Row(*cells) for cells in pubsub_section.rows(results)]
+    elapsed = time.perf_counter() - started
+    print(
+        f"tidings bench --pubsub: 100-byte values, async API, memory:// and sqlite:// "
+        f"(default fsync), up to {sizes.messages:,} publish() at {sizes.rate:,}/s for "
+        f"{sizes.seconds:g} s per latency run, "
+        f"python {platform.python_version()}, {elapsed:.0f} s"
+    )
+    print(render(table))
+    for line in pubsub_section.stage_lines(results):
+        print(line)
+    for note in results.notes:
+        print(f"note: {note}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {"pubsub": asdict(results), "table": [asdict(r) for r in table]},
                 indent=2,
             )
         )
