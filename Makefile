@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test check lint bench clean
+.PHONY: setup run test lint bench clean
 
 setup: $(STAMP)
 
