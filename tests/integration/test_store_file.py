@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,3 +181,24 @@ def test_two_buses_in_one_process_share_one_store(tmp_path: Path) -> None:
         second.close()
     with tidings.connect(url) as bus:
         assert [r.value for r in read_partition(bus, "t", 1)] == [b"one", b"two", b"three", b"four"]
+
+
+def test_short_lived_threads_leave_no_connections_behind(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/bus.db"
+    growth = []
+    with tidings.connect(url) as bus, tidings.connect(url) as other:
+        for round_ in range(3):
+            names = [f"r{round_}.t{i}" for i in range(60)]
+            for name in names:  # unknown to `bus`: each thread looks its topic up
+                other.create_topic(name)
+            fds = len(os.listdir("/proc/self/fd"))
+            threads = [threading.Thread(target=bus.publish, args=(n, b"v")) for n in names]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            gc.collect()
+            growth.append(len(os.listdir("/proc/self/fd")) - fds)
+    # SQLite keeps a closed connection's file open for reuse while others are open, so
+    # the first round may grow; later rounds reuse those files instead of adding more
+    assert growth[1] < 30 and growth[2] < 30, growth  # a kept connection per thread: 120

@@ -15,6 +15,7 @@ import json
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -89,6 +90,10 @@ SHARES_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS shares") :]
 _TOPIC_ID = "(SELECT id FROM topics WHERE name = ?)"
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (the built-in type cannot)."""
+
+
 class _Append:
     __slots__ = ("batches", "future")
 
@@ -117,7 +122,9 @@ class SQLiteStore(LogStore):
         self.url = url or f"sqlite://{path}"
         self._sync = SYNC_MODES[fsync]
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        """Every thread's connection, to close with the store; one whose thread ended is
+        dropped with the thread (a user thread may read topics on a cache miss)."""
         self._connections_lock = threading.Lock()
         self._queue: deque[_Append] = deque()
         self._wake = threading.Condition()
@@ -211,7 +218,7 @@ class SQLiteStore(LogStore):
             self._checkpointer.join()
         self._notifier.close()
         with self._connections_lock:
-            for conn in self._connections:
+            for conn in list(self._connections):
                 conn.close()
             self._connections.clear()
 
@@ -219,14 +226,18 @@ class SQLiteStore(LogStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=60,
+                factory=_Connection,
             )
             conn.execute(f"PRAGMA synchronous = {self._sync}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
             self._local.conn = conn
             with self._connections_lock:
-                self._connections.append(conn)
+                self._connections.add(conn)
         return conn
 
     @contextmanager
