@@ -289,3 +289,29 @@ def test_queue_records_live_in_an_ordinary_topic(bus: tidings.Bus, queue: tiding
     queue.send(b"x")
     tp = TopicPartition("jobs", 0)
     assert bus.describe_topic("jobs").partitions[tp.partition].end_offset == 1
+
+
+def test_higher_priority_jobs_are_delivered_first(queue: tidings.Queue) -> None:
+    for i in range(3):
+        queue.send(b"low %d" % i)
+    queue.send(b"urgent", priority=9)
+    for i in range(2):
+        queue.send(b"high %d" % i, priority=5)
+    jobs = receive_all(queue, 6)
+    assert values(jobs) == [b"urgent", b"high 0", b"high 1", b"low 0", b"low 1", b"low 2"]
+
+
+def test_a_released_job_keeps_its_priority(queue: tidings.Queue) -> None:
+    queue.send(b"low")
+    queue.send(b"high", priority=7)
+    first = queue.receive(max_records=1, timeout_ms=1000)
+    assert values(first) == [b"high"]
+    first[0].release()
+    assert values(receive_all(queue, 2)) == [b"high", b"low"]
+
+
+@pytest.mark.parametrize("priority", [-1, 10, 1.5, True])
+def test_a_priority_outside_0_to_9_is_refused(queue: tidings.Queue, priority: object) -> None:
+    with pytest.raises(tidings.ConfigurationError, match="priority"):
+        queue.send(b"v", priority=priority)  # type: ignore[arg-type]
+    assert queue.receive(timeout_ms=50) == []

@@ -14,9 +14,11 @@ TP = TopicPartition("t", 0)
 LOCK = 100
 
 
-def fresh(offsets: range | list[int], read_end: int | None = None, delayed: int = 0) -> Fresh:
-    """Records at `offsets`, all due, or due at `delayed`."""
-    records = [(o, o, delayed) for o in offsets]
+def fresh(
+    offsets: range | list[int], read_end: int | None = None, delayed: int = 0, priority: int = 0
+) -> Fresh:
+    """Records at `offsets`, all due, or due at `delayed`, of one priority."""
+    records = [(o, o, delayed, priority) for o in offsets]
     return Fresh(records, read_end if read_end is not None else (records[-1][0] + 1))
 
 
@@ -101,7 +103,7 @@ def test_gaps_left_by_compaction_are_done() -> None:
 def test_delayed_records_wait_in_the_window() -> None:
     state = ShareState()
     share.place(state, 0)
-    taken = take(state, "a", 0, log=Fresh([(0, 0, 50), (1, 1, 0)], 2))
+    taken = take(state, "a", 0, log=Fresh([(0, 0, 50, 0), (1, 1, 0, 0)], 2))
     assert taken.deliver == [(1, 1, 1)]
     assert state.count(AVAILABLE, 0, due=False) == 1
     assert take(state, "a", 50).deliver == [(0, 0, 1)]
@@ -129,6 +131,19 @@ def test_skip_to_forgets_what_retention_deleted() -> None:
     assert (state.start, state.end, state.runs) == (10, 10, [])
 
 
+def test_higher_priorities_are_acquired_first_in_offset_order() -> None:
+    state = ShareState()
+    share.place(state, 0)
+    log = Fresh([(0, 0, 0, 0), (1, 1, 0, 5), (2, 2, 0, 0), (3, 3, 0, 9), (4, 4, 0, 5)], 5)
+    taken = take(state, "a", 0, limit=3, log=log)
+    assert [first for first, _, _ in taken.deliver] == [3, 1, 4]
+    assert state.end == 5  # everything read is in the window, waiting its turn
+    check(state)
+    settled = share.settle(state, "a", 1, [Ack(TP, 1, AckKind.RELEASE)], 3)
+    assert settled.refused == []
+    assert [first for first, _, _ in take(state, "b", 2, limit=2).deliver] == [1, 0]
+
+
 def test_the_window_survives_storage() -> None:
     state = ShareState()
     share.place(state, 5)
@@ -147,11 +162,13 @@ operations = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(operations)
-def test_no_record_is_held_by_two_members_and_none_is_lost(ops: list[tuple[str, str, int]]) -> None:
+@given(operations, st.lists(st.integers(0, 2), min_size=12, max_size=12))
+def test_no_record_is_held_by_two_members_and_none_is_lost(
+    ops: list[tuple[str, str, int]], priorities: list[int]
+) -> None:
     state = ShareState()
     share.place(state, 0)
-    log = fresh(range(12))
+    log = Fresh([(o, o, 0, p) for o, p in enumerate(priorities)], 12)
     now = 0
     finished: set[int] = set()
     for op, member, n in ops:

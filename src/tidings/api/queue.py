@@ -25,6 +25,7 @@ from tidings.core.errors import (
 )
 from tidings.core.records import (
     DELIVER_AT,
+    PRIORITY,
     Headers,
     HeadersInput,
     Record,
@@ -215,10 +216,13 @@ class AsyncQueue:
         key: bytes | None = None,
         headers: HeadersInput = None,
         delay_ms: int = 0,
+        priority: int = 0,
     ) -> RecordMetadata:
         """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
         await self.start()
-        return await self.enqueue(value, key=key, headers=headers, delay_ms=delay_ms)
+        return await self.enqueue(
+            value, key=key, headers=headers, delay_ms=delay_ms, priority=priority
+        )
 
     def enqueue(
         self,
@@ -227,12 +231,17 @@ class AsyncQueue:
         key: bytes | None = None,
         headers: HeadersInput = None,
         delay_ms: int = 0,
+        priority: int = 0,
     ) -> RecordFuture:
         """Queue a job on the bus's producer (any thread); the future resolves once durable."""
         _check_delay(delay_ms, "delay_ms")
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
+            raise ConfigurationError(f"priority must be an int from 0 to 9, not {priority!r}")
         hdrs = normalize_headers(headers)
         if delay_ms:
             hdrs = (*hdrs, (DELIVER_AT, str(_now_ms() + delay_ms).encode()))
+        if priority:
+            hdrs = (*hdrs, (PRIORITY, str(priority).encode()))
         return self._bus._enqueue(self._config.topic, value, key=key, headers=hdrs)
 
     async def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
@@ -404,11 +413,14 @@ class Queue(SyncFace[AsyncQueue]):
         key: bytes | None = None,
         headers: HeadersInput = None,
         delay_ms: int = 0,
+        priority: int = 0,
     ) -> RecordMetadata:
         """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
         # the producer is thread-safe: queue from this thread, as Bus.publish does
         self._portal.check_caller()
-        return self.aio.enqueue(value, key=key, headers=headers, delay_ms=delay_ms).result()
+        return self.aio.enqueue(
+            value, key=key, headers=headers, delay_ms=delay_ms, priority=priority
+        ).result()
 
     def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
         """Lock up to `max_records` jobs for this consumer, waiting up to `timeout_ms`."""

@@ -22,6 +22,8 @@ NO_HEADERS: Headers = ()
 
 DELIVER_AT = "tidings.deliver-at"
 """Header holding the wall-clock ms before which a queue delivers a record (a delay)."""
+PRIORITY = "tidings.priority"
+"""Header holding a queue record's priority, 0-9: higher ones are delivered first."""
 
 
 class Record(NamedTuple):

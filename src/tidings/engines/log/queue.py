@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tidings.core import batch as codec
 from tidings.core.errors import ClosedError
-from tidings.core.records import DELIVER_AT, Headers, Record, TopicPartition
+from tidings.core.records import DELIVER_AT, PRIORITY, Headers, Record, TopicPartition
 from tidings.engines.base import (
     Ack,
     AckKind,
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from tidings.engines.log.engine import LogEngine
 
 READ_BYTES = 1 << 20
+LOOKAHEAD = 10_000
+"""Ready records a window may hold before reading further (the reach of priorities)."""
 _offset = attrgetter("offset")
 
 
@@ -129,7 +131,10 @@ class LogShareConsumer(EngineShareConsumer):
             reset = extent.start_offset if config.auto_offset_reset == "earliest" else None
             read_from = extent.end_offset if reset is None else reset
         read_from = max(read_from, extent.start_offset)
-        fresh = self._read_fresh(p, read_from, extent.end_offset)
+        ready = window.count(AVAILABLE, now_ms(), due=True) if window is not None else 0
+        # records with priorities are all taken into the window: look no further ahead
+        # while it already holds plenty that are ready
+        fresh = self._read_fresh(p, read_from, extent.end_offset) if ready < LOOKAHEAD else []
         plain = self._plain(p, fresh)
         now = now_ms()
 
@@ -148,9 +153,14 @@ class LogShareConsumer(EngineShareConsumer):
                 lock_ms=config.lock_timeout_ms,
                 max_deliveries=config.max_deliveries,
                 fresh=Fresh(
-                    [(fresh[0].offset, fresh[-1].offset, 0)]
+                    [(fresh[0].offset, fresh[-1].offset, 0, 0)]
                     if plain
-                    else ((r.offset, r.offset, _not_before(r) if r.headers else 0) for r in fresh),
+                    else (
+                        (r.offset, r.offset, *_timing(r))
+                        if r.headers
+                        else (r.offset, r.offset, 0, 0)
+                        for r in fresh
+                    ),
                     _read_end(fresh),
                 ),
                 max_locks=config.max_locks,
@@ -381,7 +391,7 @@ def _peek(engine: LogEngine, config: ShareConfig, max_records: int) -> list[Reco
             records = reader._read_fresh(p, offset, extent.end_offset)
             if not records:
                 break
-            out.extend(r for r in records if _not_before(r) <= now)
+            out.extend(r for r in records if _header_int(r, DELIVER_AT) <= now)
             offset = records[-1].offset + 1
         del out[max_records:]
     return out
@@ -505,12 +515,19 @@ def _dead_letter_headers(record: Record, deliveries: int, reason: str) -> Header
     return (*record.headers, *((f"tidings.dlq.{k}", str(v).encode()) for k, v in facts.items()))
 
 
-def _not_before(record: Record) -> int:
-    raw = record.header(DELIVER_AT)
+def _timing(record: Record) -> tuple[int, int]:
+    """(not before, priority) of a record, from its headers."""
+    if not record.headers:
+        return 0, 0
+    return _header_int(record, DELIVER_AT), min(9, _header_int(record, PRIORITY))
+
+
+def _header_int(record: Record, name: str) -> int:
+    raw = record.header(name)
     try:
-        return int(raw) if raw else 0
+        return max(0, int(raw)) if raw else 0
     except ValueError:
-        return 0  # a malformed delay delivers at once rather than never
+        return 0  # malformed: deliver at once, at the lowest priority, rather than never
 
 
 def _read_end(records: Sequence[Record]) -> int:

@@ -38,14 +38,17 @@ class Run:
     deliveries: int = 0
     until: int = 0
     member: str | None = None
+    priority: int = 0
+    """Of the records (0-9): higher ones are acquired first."""
 
     def same(self, other: Run) -> bool:
         """Whether `other` carries the same state, so the two can merge."""
-        return (self.state, self.deliveries, self.until, self.member) == (
+        return (self.state, self.deliveries, self.until, self.member, self.priority) == (
             other.state,
             other.deliveries,
             other.until,
             other.member,
+            other.priority,
         )
 
 
@@ -61,7 +64,10 @@ class ShareState:
 
     def to_json(self) -> str:
         """Serialize for storage."""
-        runs = [[r.first, r.last, r.state, r.deliveries, r.until, r.member] for r in self.runs]
+        runs = [
+            [r.first, r.last, r.state, r.deliveries, r.until, r.member, r.priority]
+            for r in self.runs
+        ]
         return json.dumps({"s": self.start, "e": self.end, "r": runs}, separators=(",", ":"))
 
     @classmethod
@@ -82,9 +88,10 @@ class ShareState:
 class Fresh(NamedTuple):
     """Records read from the log at the window's end, for the window to take in."""
 
-    records: Iterable[tuple[int, int, int]]
-    """(first, last, not_before_ms) spans of consecutive records that share a due time,
-    ascending; 0 means deliver at once. Iterated once, inside the store transaction."""
+    records: Iterable[tuple[int, int, int, int]]
+    """(first, last, not_before_ms, priority) spans of consecutive records that share a due
+    time and a priority, ascending; not_before 0 means deliver at once. Iterated once,
+    inside the store transaction."""
     read_end: int
     """The offset after the last one read: offsets below it without a record are gaps."""
 
@@ -136,29 +143,65 @@ def acquire(
     fresh: Fresh,
     max_locks: int,
 ) -> Taken:
-    """Lock up to `limit` records for `member`: released ones first, then new ones."""
+    """Lock up to `limit` records for `member`: released ones first, then new ones.
+
+    When records carry priorities, everything read is taken into the window first and
+    the due records are acquired highest priority first (offset order within one).
+    """
     _expire(state, now)
     taken = Taken([], [])
     limit = min(limit, max_locks - state.count(ACQUIRED))
     lock = now + lock_ms
-    for run in list(state.runs):
+    spans = list(fresh.records)
+    prioritised = any(span[3] for span in spans) or any(
+        r.priority for r in state.runs if r.state == AVAILABLE
+    )
+    if prioritised:
+        _take_in(state, Fresh(spans, fresh.read_end))
+    candidates = [r for r in state.runs if r.state == AVAILABLE and r.until <= now]
+    if prioritised:
+        candidates.sort(key=lambda r: (-r.priority, r.first))
+    for run in candidates:
         if limit <= 0:
             break
-        if run.state != AVAILABLE or run.until > now:
-            continue
         if run.deliveries >= max_deliveries:
-            _assign(state, Run(run.first, run.last, ACQUIRED, run.deliveries, lock, member))
+            _assign(
+                state, _part(run, run.first, run.last, state=ACQUIRED, until=lock, member=member)
+            )
             taken.dead.append((run.first, run.last, run.deliveries))
             continue
         last = min(run.last, run.first + limit - 1)
-        _assign(state, Run(run.first, last, ACQUIRED, run.deliveries + 1, lock, member))
+        acquired = _part(run, run.first, last, state=ACQUIRED, until=lock, member=member)
+        acquired.deliveries += 1
+        _assign(state, acquired)
         taken.deliver.append((run.first, last, run.deliveries + 1))
         limit -= last - run.first + 1
-    _take_fresh(
-        state, Run(0, 0, ACQUIRED, 1, lock, member), now=now, limit=limit, fresh=fresh, taken=taken
-    )
+    if not prioritised:
+        _take_fresh(
+            state,
+            Run(0, 0, ACQUIRED, 1, lock, member),
+            now=now,
+            limit=limit,
+            fresh=Fresh(spans, fresh.read_end),
+            taken=taken,
+        )
     _tidy(state)
     return taken
+
+
+def _take_in(state: ShareState, fresh: Fresh) -> None:
+    """Extend the window over everything read, as available records."""
+    expected = state.end
+    for span_first, last, not_before, priority in fresh.records:
+        if last < state.end:
+            continue  # another consumer took them in since the read
+        first = max(span_first, state.end)
+        if first > expected:
+            _append(state, Run(expected, first - 1, DONE))  # gap left by compaction
+        _append(state, Run(first, last, AVAILABLE, 0, not_before, None, priority))
+        expected = last + 1
+    if fresh.read_end > state.end:
+        _append(state, Run(state.end, fresh.read_end - 1, DONE))  # a gap at the tail
 
 
 def _take_fresh(
@@ -169,7 +212,7 @@ def _take_fresh(
     A span of consecutive due records is taken in one step, not record by record.
     """
     expected = state.end
-    for span_first, last, not_before in fresh.records:
+    for span_first, last, not_before, _ in fresh.records:
         if last < state.end:
             continue  # another consumer took them in since the read
         first = max(span_first, state.end)
@@ -245,9 +288,9 @@ def settle(
                 i += 1
             new = Run(o, last, DONE)
         elif ack.kind == AckKind.RENEW:
-            new = Run(o, o, ACQUIRED, run.deliveries, now + ack.delay_ms, member)
+            new = _part(run, o, o, state=ACQUIRED, until=now + ack.delay_ms, member=member)
         elif ack.kind == AckKind.RELEASE and run.deliveries < max_deliveries:
-            new = Run(o, o, AVAILABLE, run.deliveries, now + ack.delay_ms)
+            new = _part(run, o, o, state=AVAILABLE, until=now + ack.delay_ms, member=None)
         else:  # rejected, or released once too often: to the dead letters
             settled.dead.append((o, run.deliveries))
             continue
@@ -328,8 +371,25 @@ def _assign(state: ShareState, new: Run) -> None:
     state.runs = out
 
 
-def _part(run: Run, first: int, last: int) -> Run:
-    return Run(first, last, run.state, run.deliveries, run.until, run.member)
+def _part(
+    run: Run,
+    first: int,
+    last: int,
+    *,
+    state: int | None = None,
+    until: int | None = None,
+    member: str | None = "",
+) -> Run:
+    """Offsets `first..last` of `run`, optionally in a new state (deliveries and priority kept)."""
+    return Run(
+        first,
+        last,
+        run.state if state is None else state,
+        run.deliveries,
+        run.until if until is None else until,
+        run.member if member == "" else member,
+        run.priority,
+    )
 
 
 def _tidy(state: ShareState) -> None:
