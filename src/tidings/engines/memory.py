@@ -32,6 +32,7 @@ class MemoryStore(LogStore):
 
     durable = False
     multi_process = False
+    reads_block = False
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url

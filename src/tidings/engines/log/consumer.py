@@ -296,10 +296,10 @@ class LogConsumer(EngineConsumer):
         active = active[self._rotation :] + active[: self._rotation]
         for tp in active:
             if self._positions.get(tp, 0) is None:
-                self._positions[tp] = await self._engine.run(self._initial_position, tp)
+                self._positions[tp] = await self._engine.read(self._initial_position, tp)
         wanted = {tp: self._positions[tp] for tp in active if not self._buffers.get(tp)}
         if wanted:
-            fetched = await self._engine.run(self._read, wanted)
+            fetched = await self._engine.read(self._read, wanted)
             for tp, outcome in fetched.items():
                 if self._positions.get(tp) != wanted[tp]:
                     continue  # revoked or moved by seek() while reading

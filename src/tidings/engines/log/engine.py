@@ -113,6 +113,14 @@ class LogEngine(Engine):
         await asyncio.to_thread(self._executor.shutdown, wait=True)
         await asyncio.to_thread(self.store.close)
 
+    async def read(self, fn: Callable[..., R], *args: object) -> R:
+        """Run a store read: inline when the store never waits on I/O, else off the loop."""
+        if self.store.reads_block:
+            return await self.run(fn, *args)
+        if self._closed:
+            raise ClosedError(f"the engine at {self.url} is closed; connect again")
+        return fn(*args)
+
     async def run(self, fn: Callable[..., R], *args: object) -> R:
         """Run a blocking store call off the event loop."""
         if self._closed:

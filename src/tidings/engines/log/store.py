@@ -43,6 +43,8 @@ class LogStore(ABC):
     url: str
     durable: bool
     multi_process: bool
+    reads_block: bool = True
+    """Whether reads may wait on I/O; a store that never does is read on the event loop."""
 
     @abstractmethod
     def open(self) -> None:
