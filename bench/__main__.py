@@ -9,8 +9,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import log, raw
 from bench import pubsub as pubsub_section
@@ -172,6 +175,28 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+@contextmanager
+def workspace(args: argparse.Namespace) -> Iterator[Path]:
+    """The directory for the stores: --dir (kept), or a temporary one (removed after)."""
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
+    try:
+        yield directory
+    finally:
+        if args.dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, heading: str, table: list[Row], doc: dict[str, Any]) -> int:
+    """Print the heading and table; write `doc` plus the table to --json if asked."""
+    print(heading)
+    print(render(table))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {**doc, "table": [asdict(r) for r in table]}
+        args.json.write_text(json.dumps(doc, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run everything and print the table."""
     args = parse(sys.argv[1:] if argv is None else argv)
@@ -179,104 +204,63 @@ def main(argv: list[str] | None = None) -> int:
         return main_queue(args)
     if args.pubsub:
         return main_pubsub(args)
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
     started = time.perf_counter()
-    try:
+    with workspace(args) as directory:
         samples = max(20, args.round_trips // 10)
         limits = raw.measure(directory / "raw", args.records, samples, args.repeat)
         results = log.measure(
             directory / "log", args.records, args.round_trips, args.repeat, (8, 32)
         )
-    finally:
-        if args.dir is None:
-            shutil.rmtree(directory, ignore_errors=True)
-    table = rows(limits, results)
-    elapsed = time.perf_counter() - started
-    print(
+    heading = (
         f"tidings bench: {args.records:,} records of 100 bytes, median of {args.repeat}, "
-        f"python {platform.python_version()}, {elapsed:.0f} s"
+        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
     )
-    print(render(table))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "records": args.records,
-                    "repeat": args.repeat,
-                    "raw": asdict(limits),
-                    "tidings": asdict(results),
-                    "table": [asdict(r) for r in table],
-                },
-                indent=2,
-            )
-        )
-    return 0
+    doc = {
+        "records": args.records,
+        "repeat": args.repeat,
+        "raw": asdict(limits),
+        "tidings": asdict(results),
+    }
+    return report(args, heading, rows(limits, results), doc)
 
 
 def main_queue(args: argparse.Namespace) -> int:
     """Run the queue section and print its table."""
     sizes = queue_section.Sizes.quick() if args.quick else queue_section.Sizes()
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
     started = time.perf_counter()
-    try:
+    with workspace(args) as directory:
         results = queue_section.measure(directory / "queue", sizes)
-    finally:
-        if args.dir is None:
-            shutil.rmtree(directory, ignore_errors=True)
-    table = [Row(*cells) for cells in queue_section.rows(results)]
-    elapsed = time.perf_counter() - started
-    print(
+    heading = (
         f"tidings bench --queue: 100-byte jobs on sqlite:// (default fsync), "
         f"receive(max_records={queue_section.RECEIVE}), median of {sizes.repeat}, "
-        f"python {platform.python_version()}, {elapsed:.0f} s"
+        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
     )
-    print(render(table))
+    table = [Row(*cells) for cells in queue_section.rows(results)]
+    code = report(args, heading, table, {"queue": asdict(results)})
     for note in results.notes:
         print(f"note: {note}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"queue": asdict(results), "table": [asdict(r) for r in table]},
-                indent=2,
-            )
-        )
-    return 0
+    return code
 
 
 def main_pubsub(args: argparse.Namespace) -> int:
     """Run the pub/sub section and print its table."""
     sizes = pubsub_section.Sizes.quick() if args.quick else pubsub_section.Sizes()
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="tidings-bench-"))
     started = time.perf_counter()
-    try:
+    with workspace(args) as directory:
         results = pubsub_section.measure(directory / "pubsub", sizes)
-    finally:
-        if args.dir is None:
-            shutil.rmtree(directory, ignore_errors=True)
-    table = [Row(*cells) for cells in pubsub_section.rows(results)]
-    elapsed = time.perf_counter() - started
-    print(
+    heading = (
         f"tidings bench --pubsub: 100-byte values, async API, memory:// and sqlite:// "
         f"(default fsync), up to {sizes.messages:,} publish() at {sizes.rate:,}/s for "
         f"{sizes.seconds:g} s per latency run, "
-        f"python {platform.python_version()}, {elapsed:.0f} s"
+        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
     )
-    print(render(table))
+    table = [Row(*cells) for cells in pubsub_section.rows(results)]
+    code = report(args, heading, table, {"pubsub": asdict(results)})
     for line in pubsub_section.stage_lines(results):
         print(line)
     for note in results.notes:
         print(f"note: {note}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"pubsub": asdict(results), "table": [asdict(r) for r in table]},
-                indent=2,
-            )
-        )
-    return 0
+    return code
 
 
 if __name__ == "__main__":

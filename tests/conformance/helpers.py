@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import tidings
-from tidings import Record, TopicPartition
+from tidings import Job, Record, TopicPartition
+
+Scenario = Callable[[tidings.AsyncBus], Awaitable[None]]
 
 
 def eventually(condition: Callable[[], bool], timeout_s: float = 5.0, what: str = "") -> None:
@@ -46,3 +49,24 @@ def read_all(bus: tidings.Bus, topic: str) -> list[Record]:
 def offsets(records: list[Record]) -> list[int]:
     """The offsets of `records`, in order."""
     return [r.offset for r in records]
+
+
+def run_async(bus_url: str, scenario: Scenario) -> None:
+    """Run `scenario` on a fresh async bus in a new event loop, closing the bus after."""
+
+    async def main() -> None:
+        bus = await tidings.connect_async(bus_url)
+        async with bus:
+            await asyncio.wait_for(scenario(bus), timeout=20)
+
+    asyncio.run(main())
+
+
+def receive_all(queue: tidings.Queue, count: int, timeout_s: float = 5) -> list[Job]:
+    """Receive until `count` jobs arrived (fails on timeout)."""
+    out: list[Job] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < count and time.monotonic() < deadline:
+        out.extend(queue.receive(max_records=count - len(out), timeout_ms=100))
+    assert len(out) == count, f"got {len(out)} jobs, expected {count}"
+    return out

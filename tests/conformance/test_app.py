@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ import pytest
 import tidings
 from tidings import Record, TopicPartition
 from tidings.app import App
+
+from .helpers import run_async
 
 
 @dataclass
@@ -70,19 +72,6 @@ async def committed(bus: tidings.AsyncBus, group: str, topic: str) -> int | None
     return None
 
 
-def scenario(bus_url: str, body: Callable[[tidings.AsyncBus], Awaitable[None]]) -> None:
-    """Run `body` against a fresh async bus."""
-
-    async def main() -> None:
-        bus = await tidings.connect_async(bus_url)
-        try:
-            await body(bus)
-        finally:
-            await bus.close()
-
-    asyncio.run(main())
-
-
 def test_decoding_by_type_hint(bus_url: str) -> None:
     seen: dict[str, Any] = {}
 
@@ -120,7 +109,7 @@ def test_decoding_by_type_hint(bus_url: str) -> None:
         await until(lambda: len(seen) == 5)
         await app.stop()
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
     assert seen["dataclass"] == Order(7, "tea")
     assert seen["dict"] == {"a": 1}
     assert seen["bytes"] == b"\x00\xff"
@@ -147,7 +136,7 @@ def test_an_unsupported_annotation_is_refused_when_declared(bus_url: str) -> Non
             @app.subscriber("orders.>", group="g")  # would read its own '<topic>.dlq'
             async def everything(raw: bytes) -> None: ...
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_a_pattern_subscriber_gets_every_matching_topic(bus_url: str) -> None:
@@ -169,7 +158,7 @@ def test_a_pattern_subscriber_gets_every_matching_topic(bus_url: str) -> None:
         await asyncio.sleep(0.1)
         await app.stop()
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
     assert sorted(topics) == ["orders.created", "orders.paid"]
 
 
@@ -195,7 +184,7 @@ def test_a_group_subscriber_commits_only_after_the_handler(bus_url: str) -> None
             await asyncio.sleep(0.01)
         await app.stop()
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_a_queue_subscriber_retries_with_backoff_then_dead_letters(bus_url: str) -> None:
@@ -220,7 +209,7 @@ def test_a_queue_subscriber_retries_with_backoff_then_dead_letters(bus_url: str)
         assert dead.key == b"o1"
         assert dead.header("tidings.dlq.deliveries") == b"3"
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
     assert len(attempts) == 3
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.035  # 40 ms after the first failure
@@ -249,7 +238,7 @@ def test_a_decode_error_dead_letters_at_once_with_the_reason(bus_url: str) -> No
         assert b"not JSON" in (dead.header("tidings.dlq.reason") or b"")
         assert dead.header("tidings.dlq.deliveries") == b"1"
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
     assert calls == []
 
 
@@ -273,7 +262,7 @@ def test_the_return_value_is_published_keeping_the_key(bus_url: str) -> None:
         assert out.key == b"o3"
         assert json.loads(out.value or b"") == {"order": 3, "total": 9.5}
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 async def _stream(bus: tidings.AsyncBus, app: App, values: list[bytes]) -> None:
@@ -300,7 +289,7 @@ def test_on_error_skip_moves_on_and_commits(bus_url: str) -> None:
         await app.stop()
         assert await committed(bus, "g", "events") == 2
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_on_error_retry_then_dead_letter(bus_url: str) -> None:
@@ -333,7 +322,7 @@ def test_on_error_retry_then_dead_letter(bus_url: str) -> None:
         assert dead.header("tidings.dlq.topic") == b"events"
         assert await committed(bus, "g", "events") == 3
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
     assert calls == [b"flaky"] * 3 + [b"poison"] * 3 + [b"fine"]
 
 
@@ -353,7 +342,7 @@ def test_on_error_dead_letter_defaults_to_the_topic_dlq(bus_url: str) -> None:
         [dead] = await read(bus, "events.dlq")
         assert b"expected a JSON dict" in (dead.header("tidings.dlq.reason") or b"")
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_on_error_stop_stops_the_app_and_raises(bus_url: str) -> None:
@@ -370,7 +359,7 @@ def test_on_error_stop_stops_the_app_and_raises(bus_url: str) -> None:
             await asyncio.wait_for(app.wait(), 5)
         assert await committed(bus, "g", "events") == 1  # not past the failing record
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_run_raises_the_error_that_stopped_the_app(bus_url: str) -> None:
@@ -406,7 +395,7 @@ def test_stop_finishes_the_handler_in_flight(bus_url: str) -> None:
         assert done == [b"a"]
         assert await committed(bus, "g", "events") == 1
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 SERVICE = """
@@ -462,4 +451,4 @@ def test_stop_during_a_retry_backoff_leaves_the_record_uncommitted(bus_url: str)
         assert await committed(bus, "g", "events") is None
         assert "events.dlq" not in [t.name for t in await bus.list_topics()]
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)

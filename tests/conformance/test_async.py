@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 import tidings
 from tidings import TopicPartition
 
-Scenario = Callable[[tidings.AsyncBus], Awaitable[None]]
-
-
-def run(bus_url: str, scenario: Scenario) -> None:
-    """Run `scenario` on a fresh async bus in a new event loop, closing the bus after."""
-
-    async def main() -> None:
-        bus = await tidings.connect_async(bus_url)
-        async with bus:
-            await asyncio.wait_for(scenario(bus), timeout=20)
-
-    asyncio.run(main())
+from .helpers import run_async
 
 
 def test_topics_and_publish(bus_url: str) -> None:
@@ -37,7 +25,7 @@ def test_topics_and_publish(bus_url: str) -> None:
         d = await bus.describe_topic("orders")
         assert [p.end_offset for p in d.partitions] == [1, 2]
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_producer_futures_are_awaitable(bus_url: str) -> None:
@@ -54,7 +42,7 @@ def test_producer_futures_are_awaitable(bus_url: str) -> None:
         await lingering.close()
         await producer.close()
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_async_for_reads_in_order_and_commits_on_close(bus_url: str) -> None:
@@ -71,7 +59,7 @@ def test_async_for_reads_in_order_and_commits_on_close(bus_url: str) -> None:
         d = await bus.describe_group("g")
         assert [p.committed for p in d.partitions] == [5]
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_await_poll_and_manual_commit(bus_url: str) -> None:
@@ -90,7 +78,7 @@ def test_await_poll_and_manual_commit(bus_url: str) -> None:
             rest = await consumer.poll(timeout_ms=1000)
             assert [r.offset for r in rest] == list(range(4, 10))
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_poll_wakes_when_a_record_arrives(bus_url: str) -> None:
@@ -113,7 +101,7 @@ def test_poll_wakes_when_a_record_arrives(bus_url: str) -> None:
             assert [r.value for r in records] == [b"v"]
             assert time.monotonic() - published < 0.5
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_assign_seek_and_offsets_for_times(bus_url: str) -> None:
@@ -134,7 +122,7 @@ def test_assign_seek_and_offsets_for_times(bus_url: str) -> None:
         await consumer.close()
         assert await bus.list_groups() == []
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_group_admin(bus_url: str) -> None:
@@ -151,7 +139,7 @@ def test_group_admin(bus_url: str) -> None:
         await bus.delete_group("g")
         assert await bus.list_groups() == []
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_errors_are_the_same(bus_url: str) -> None:
@@ -167,7 +155,7 @@ def test_errors_are_the_same(bus_url: str) -> None:
             await bus.publish("orders", "text")  # type: ignore[arg-type]
         assert (await bus.describe_topic("orders")).records == 0
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_maintain(bus_url: str) -> None:
@@ -179,7 +167,7 @@ def test_maintain(bus_url: str) -> None:
         d = await bus.describe_topic("orders")
         assert (d.partitions[0].start_offset, d.partitions[0].end_offset) == (1, 2)
 
-    run(bus_url, scenario)
+    run_async(bus_url, scenario)
 
 
 def test_a_consumer_of_a_closed_bus_refuses_work(bus_url: str) -> None:

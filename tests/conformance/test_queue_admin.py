@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 import tidings
-from tidings import Job
 from tidings.engines.base import ShareConfig
 
+from .helpers import receive_all
+
 LOCK_MS = 5_000
-
-
-def receive_all(queue: tidings.Queue, count: int, timeout_s: float = 5) -> list[Job]:
-    """Receive until `count` jobs arrived (fails on timeout)."""
-    out: list[Job] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < count and time.monotonic() < deadline:
-        out.extend(queue.receive(max_records=count - len(out), timeout_ms=100))
-    assert len(out) == count, f"got {len(out)} jobs, expected {count}"
-    return out
 
 
 @pytest.fixture

@@ -10,19 +10,9 @@ import pytest
 import tidings
 from tidings import Job, TopicPartition
 
-from .helpers import read_partition
+from .helpers import read_partition, receive_all
 
 LOCK_MS = 400
-
-
-def receive_all(queue: tidings.Queue, count: int, timeout_s: float = 5) -> list[Job]:
-    """Receive until `count` jobs arrived (fails on timeout)."""
-    out: list[Job] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < count and time.monotonic() < deadline:
-        out.extend(queue.receive(max_records=count - len(out), timeout_ms=100))
-    assert len(out) == count, f"got {len(out)} jobs, expected {count}"
-    return out
 
 
 def values(jobs: list[Job]) -> list[bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -13,24 +12,13 @@ import pytest
 import tidings
 from tidings.app import CORRELATION_ID, App, RequestTimeoutError, request
 
+from .helpers import run_async
+
 
 @dataclass
 class Quote:
     pair: str
     amount: float
-
-
-def scenario(bus_url: str, body: Callable[[tidings.AsyncBus], Awaitable[None]]) -> None:
-    """Run `body` against a fresh async bus."""
-
-    async def main() -> None:
-        bus = await tidings.connect_async(bus_url)
-        try:
-            await body(bus)
-        finally:
-            await bus.close()
-
-    asyncio.run(main())
 
 
 def serve_rates(app: App, delay_s: float = 0.0) -> None:
@@ -62,7 +50,7 @@ def test_a_request_gets_its_reply(bus_url: str) -> None:
         await app.stop()
         assert await reply_topics(bus) == []  # deleted on close
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_the_module_level_request(bus_url: str) -> None:
@@ -76,7 +64,7 @@ def test_the_module_level_request(bus_url: str) -> None:
         assert await reply_topics(bus) == []
         await server.stop()
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_no_reply_in_time_raises_a_clear_error(bus_url: str) -> None:
@@ -91,7 +79,7 @@ def test_no_reply_in_time_raises_a_clear_error(bus_url: str) -> None:
         assert app._requester is not None and app._requester.pending == 0  # nothing leaks
         await app.stop()
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)
 
 
 def test_a_late_reply_is_dropped_and_counted(bus_url: str) -> None:
@@ -111,4 +99,4 @@ def test_a_late_reply_is_dropped_and_counted(bus_url: str) -> None:
         assert app.late_replies == 1
         await app.stop()
 
-    scenario(bus_url, body)
+    run_async(bus_url, body)

@@ -5,12 +5,9 @@ No timing is asserted: this only checks that the section runs on both engines an
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.bench_run import assert_rows, run_bench
 
 ROWS = (
     "pubsub memory: publish -> 1 subscriber",
@@ -26,35 +23,9 @@ ROWS = (
 
 
 def test_quick_pubsub_run_prints_every_row(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--pubsub",
-            "--quick",
-            "--dir",
-            str(tmp_path),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    for row in ROWS:
-        assert any(line.startswith(row) for line in lines), f"missing row {row!r}:\n{done.stdout}"
+    lines, results = run_bench(tmp_path, "--pubsub")
+    assert_rows(lines, results, ROWS)
     for engine in ("memory", "sqlite"):
-        assert any(line.startswith(f"stages {engine}") for line in lines), done.stdout
-    results = json.loads(out.read_text())
-    measured = [r["measurement"] for r in results["table"]]
-    assert len(measured) == len(ROWS)
-    for row, name in zip(ROWS, measured, strict=True):
-        assert name.startswith(row), (row, name)
+        assert any(line.startswith(f"stages {engine}") for line in lines), lines
     for engine in results["pubsub"]["engines"]:
         assert engine["fanout"]["records"] > 0

@@ -7,12 +7,9 @@ this test fails, on purpose: the queue section compares tidings with them in eve
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.bench_run import assert_rows, run_bench
 
 ROWS = (
     "queue.send() one job per call",
@@ -37,34 +34,7 @@ def test_peers_are_installed() -> None:
 
 
 def test_quick_queue_run_prints_every_row(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--queue",
-            "--quick",
-            "--dir",
-            str(tmp_path),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    for row in ROWS:
-        assert any(line.startswith(row) for line in lines), f"missing row {row!r}:\n{done.stdout}"
-    results = json.loads(out.read_text())
-    measured = [r["measurement"] for r in results["table"]]
-    assert len(measured) == len(ROWS)
-    for row, name in zip(ROWS, measured, strict=True):
-        assert name.startswith(row), (row, name)
-    processes = results["queue"]["processes"]
-    for report in processes.values():  # every job delivered once, none lost
+    lines, results = run_bench(tmp_path, "--queue")
+    assert_rows(lines, results, ROWS)
+    for report in results["queue"]["processes"].values():  # every job delivered once
         assert report["delivered"] == report["jobs"]

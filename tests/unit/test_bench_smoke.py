@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.bench_run import assert_rows, run_bench
 
 ROWS = (
     "producer.send() loop + flush()",
@@ -30,18 +27,5 @@ ROWS = (
 
 
 def test_quick_run_prints_every_row(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--dir", str(tmp_path), "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    for row in ROWS:
-        assert any(line.startswith(row) for line in lines), f"missing row {row!r}:\n{done.stdout}"
-    table = json.loads(out.read_text())["table"]
-    assert [r["measurement"] for r in table] == list(ROWS)
+    lines, results = run_bench(tmp_path)
+    assert_rows(lines, results, ROWS)

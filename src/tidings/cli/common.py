@@ -32,3 +32,15 @@ def json_option(fn: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
     )(fn)
+
+
+def format_option(fn: F) -> F:
+    """Add --format raw|json for commands that print records."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["raw", "json"]),
+        default="raw",
+        show_default=True,
+        help="raw: each value as-is on its own line; json: one object per record.",
+    )(fn)

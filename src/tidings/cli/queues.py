@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 import tidings
-from tidings.cli.common import F, json_option, open_bus
+from tidings.cli.common import F, format_option, json_option, open_bus
 from tidings.cli.output import echo_fields, echo_json, echo_table, json_line, record_to_json
 from tidings.core.errors import ConfigurationError
 
@@ -135,14 +135,7 @@ def describe(topic: str, group: str, dead_letter_topic: str | None, as_json: boo
 @click.option(
     "--max", "max_records", type=click.IntRange(min=0), default=10, show_default=True, metavar="N"
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["raw", "json"]),
-    default="raw",
-    show_default=True,
-    help="raw: each value as-is, one per line; json: one object per line.",
-)
+@format_option
 def peek(topic: str, group: str, dead_letter_topic: str | None, max_records: int, fmt: str) -> None:
     """Print the next jobs a receive would get, without locking them."""
     with open_bus() as bus:

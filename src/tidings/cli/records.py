@@ -17,7 +17,7 @@ import click
 
 import tidings
 from tidings.api.producer import RecordFuture
-from tidings.cli.common import open_bus
+from tidings.cli.common import format_option, open_bus
 from tidings.cli.output import json_line, metadata_to_json, record_to_json
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import Record, TopicPartition
@@ -136,14 +136,7 @@ def split_key(
 )
 @click.option("--follow", "-f", is_flag=True, help="Wait for new records until Ctrl-C/SIGTERM.")
 @click.option("--max", "max_records", type=click.IntRange(min=1), help="Stop after N records.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["raw", "json"]),
-    default="raw",
-    show_default=True,
-    help="raw: each value as-is on its own line; json: one object per record.",
-)
+@format_option
 @click.option(
     "--timeout-ms",
     type=click.IntRange(min=0),
