@@ -314,7 +314,8 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
 
         store.submit = timed_submit
         engine._bump = timed_bump
-        store.add_listener(lambda: events["commit"].append(clock()))
+        # first in line: the engine's own listener may wake the readers inline
+        store._listeners.insert(0, lambda: events["commit"].append(clock()))
         sub = bus.subscribe(TOPIC)
         inner: Any = sub._inner
         read, store_read = inner._read, store.read

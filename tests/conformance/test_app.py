@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 import pytest
 
 import tidings
@@ -263,6 +265,55 @@ def test_the_return_value_is_published_keeping_the_key(bus_url: str) -> None:
         assert json.loads(out.value or b"") == {"order": 3, "total": 9.5}
 
     run_async(bus_url, body)
+
+
+class Payment(pydantic.BaseModel):
+    order: int
+    amount: float = pydantic.Field(gt=0)
+
+
+class Receipt(pydantic.BaseModel):
+    order: int
+    paid: float
+
+
+def test_pydantic_models_in_and_out_and_a_validation_error_dead_letters(bus_url: str) -> None:
+    paid: list[Payment] = []
+
+    async def body(bus: tidings.AsyncBus) -> None:
+        app = App(bus)
+
+        @app.subscriber("payments", queue="cashier", publishes="receipts")
+        async def pay(payment: Payment) -> Receipt:
+            paid.append(payment)
+            return Receipt(order=payment.order, paid=payment.amount)
+
+        await bus.create_topic("receipts")
+        await app.start()
+        await bus.publish("payments", Payment(order=1, amount=9.5).model_dump_json().encode())
+        await bus.publish("payments", b'{"order": 2, "amount": -1}')  # fails validation
+        await until_records(bus, "receipts")
+        await until_records(bus, "payments.dlq")
+        await app.stop()
+        [receipt] = await read(bus, "receipts")
+        assert Receipt.model_validate_json(receipt.value or b"") == Receipt(order=1, paid=9.5)
+        [dead] = await read(bus, "payments.dlq")
+        assert b"does not fit Payment" in (dead.header("tidings.dlq.reason") or b"")
+        assert b"amount" in (dead.header("tidings.dlq.reason") or b"")
+
+    run_async(bus_url, body)
+    assert paid == [Payment(order=1, amount=9.5)]
+
+
+async def until_records(bus: tidings.AsyncBus, topic: str, timeout_s: float = 5.0) -> None:
+    """Wait until `topic` exists and holds a record."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(tidings.TopicNotFoundError):
+            if (await bus.describe_topic(topic)).records:
+                return
+        assert time.monotonic() < deadline, f"nothing in {topic}"
+        await asyncio.sleep(0.02)
 
 
 async def _stream(bus: tidings.AsyncBus, app: App, values: list[bytes]) -> None:

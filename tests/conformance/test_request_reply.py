@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 
 import tidings
-from tidings.app import CORRELATION_ID, App, RequestTimeoutError, request
+from tidings.app import CORRELATION_ID, REPLY_TO, App, RequestTimeoutError
 
 from .helpers import run_async
 
@@ -53,18 +54,51 @@ def test_a_request_gets_its_reply(bus_url: str) -> None:
     run_async(bus_url, body)
 
 
-def test_the_module_level_request(bus_url: str) -> None:
+def test_the_bus_requests_without_an_app(bus_url: str) -> None:
     async def body(bus: tidings.AsyncBus) -> None:
         await bus.create_topic("rates.quote")
         server = App(bus)
         serve_rates(server)
         await server.start()
-        reply = await request(bus, "rates.quote", {"pair": "EURUSD", "amount": 1}, timeout=5)
+        reply = await bus.request("rates.quote", {"pair": "EURUSD", "amount": 1}, timeout=5)
         assert json.loads(reply.value or b"") == {"rate": 1.1, "total": 1.1}
-        assert await reply_topics(bus) == []
+        again = await bus.request("rates.quote", Quote("EURUSD", 2), timeout=5)
+        assert json.loads(again.value or b"")["total"] == 2.2
+        assert len(await reply_topics(bus)) == 1  # the bus keeps one reply topic
         await server.stop()
 
     run_async(bus_url, body)
+
+
+def test_a_sync_bus_requests_and_a_plain_consumer_answers(bus: tidings.Bus) -> None:
+    """The headers are the whole protocol: any consumer can answer a request."""
+    bus.create_topic("rates.quote")
+    served = threading.Event()
+
+    def answer() -> None:
+        with bus.consumer("rates.quote", group="rates", from_beginning=True) as consumer:
+            while not served.is_set():
+                for record in consumer.poll(timeout_ms=100):
+                    reply_to = (record.header(REPLY_TO) or b"").decode()
+                    correlation = record.header(CORRELATION_ID)
+                    bus.publish(
+                        reply_to,
+                        (record.value or b"") + b"!",
+                        headers={CORRELATION_ID: correlation},
+                    )
+                    served.set()
+
+    server = threading.Thread(target=answer)
+    server.start()
+    try:
+        reply = bus.request("rates.quote", b"quote", timeout=5)
+    finally:
+        served.set()
+        server.join()
+    assert reply.value == b"quote!"
+    with pytest.raises(RequestTimeoutError, match=r"rates\.quote"):
+        bus.request("rates.quote", b"nobody answers now", timeout=0.2)
+    assert bus.late_replies == 0
 
 
 def test_no_reply_in_time_raises_a_clear_error(bus_url: str) -> None:

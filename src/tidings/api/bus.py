@@ -13,9 +13,11 @@ from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
 from tidings.api.portal import Portal, SyncFace
 from tidings.api.producer import AsyncProducer, Published, RecordFuture
 from tidings.api.queue import AsyncQueue, Queue
+from tidings.api.rpc import Requester
 from tidings.core.errors import ClosedError, ConfigurationError, PartitionNotFoundError
 from tidings.core.records import (
     HeadersInput,
+    Record,
     RecordMetadata,
     TopicConfig,
     TopicPartition,
@@ -56,6 +58,7 @@ class AsyncBus:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._publisher: AsyncProducer | None = None
+        self._requester: Requester | None = None
         self._children: weakref.WeakSet[AsyncProducer | AsyncConsumer | AsyncQueue] = (
             weakref.WeakSet()
         )
@@ -173,6 +176,34 @@ class AsyncBus:
     ) -> Published:
         """Store many records as whole batches; their metadata, in order, once durable."""
         return await self._shared_producer.send_many(topic, values, keys=keys, partition=partition)
+
+    async def request(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        timeout: float = 5.0,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+    ) -> Record:
+        """Publish `value` to `topic` as a request and return the reply record.
+
+        The request carries a correlation id and this bus's reply topic in its headers;
+        a subscriber that returns a value answers it (see tidings.App). No reply within
+        `timeout` seconds raises RequestTimeoutError; a reply that comes later is dropped
+        and counted in `late_replies`.
+        """
+        self._check_open()
+        if self._requester is None:
+            self._requester = Requester(self)
+        return await self._requester.request(
+            topic, value, timeout=timeout, key=key, headers=headers
+        )
+
+    @property
+    def late_replies(self) -> int:
+        """Replies to this bus's requests that came after their request timed out."""
+        return 0 if self._requester is None else self._requester.late_replies
 
     # -- consuming -----------------------------------------------------------------------
 
@@ -360,6 +391,11 @@ class AsyncBus:
         self._closed = True
         first: Exception | None = None
         try:
+            if self._requester is not None:  # first: its reply topic goes while all is open
+                try:
+                    await self._requester.close()
+                except Exception as e:
+                    first = e
             for child in list(self._children):
                 try:
                     await child.close()
@@ -441,6 +477,25 @@ class Bus(SyncFace[AsyncBus]):
         return self._portal.call(
             self.aio.publish_many(topic, values, keys=keys, partition=partition)
         )
+
+    def request(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        timeout: float = 5.0,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+    ) -> Record:
+        """Publish `value` to `topic` as a request and return the reply record."""
+        return self._portal.call(
+            self.aio.request(topic, value, timeout=timeout, key=key, headers=headers)
+        )
+
+    @property
+    def late_replies(self) -> int:
+        """Replies to this bus's requests that came after their request timed out."""
+        return self.aio.late_replies
 
     def producer(
         self, *, linger_ms: float = 5, batch_size: int = 1 << 20, buffer_memory: int = 64 << 20

@@ -28,6 +28,7 @@ from tidings.core.errors import (
     PartitionNotFoundError,
     RecordTooLargeError,
 )
+from tidings.core.handoff import call_on, on_loop, result_of, woken_when_done
 from tidings.core.partitioner import KeyPartitioner, StickyPartitioner
 from tidings.core.records import (
     NO_HEADERS,
@@ -125,36 +126,8 @@ class RecordFuture:
     def __await__(self) -> Generator[Any, None, RecordMetadata]:
         future = self._batch.future
         if not future.done():
-            yield from _woken_when_done(future).__await__()
+            yield from woken_when_done(future).__await__()
         return self._metadata(future.result())
-
-
-def _woken_when_done(future: Future[Any]) -> asyncio.Future[None]:
-    """An asyncio future of this loop that completes when `future` does.
-
-    Unlike asyncio.wrap_future, a future completed on the loop's own thread (a batch is
-    stored by a task of the loop) wakes the waiter directly, without a trip through the
-    loop's self-pipe; from another thread it goes through call_soon_threadsafe.
-    """
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-
-    def wake(_: Future[Any]) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    def done(_: Future[Any]) -> None:
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        if here is loop:
-            wake(future)
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(wake, future)
-
-    future.add_done_callback(done)
-    return waiter
 
 
 class AsyncProducer:
@@ -281,16 +254,17 @@ class AsyncProducer:
         return self._sticky.partition(spec.name, spec.partitions)
 
     def _on_loop(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
+        return on_loop(self._loop)
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
         batch = self._open[(topic, partition)] = _OpenBatch(topic, partition)
         self._in_flight.add(batch.future)
-        # linger 0 still gathers what arrives before the loop's next turn (group commit)
-        self._later(lambda: self._loop.call_later(self._linger_s, self._linger_expired, batch))
+        loop = self._loop
+        if self._linger_s:
+            call_on(loop, lambda: loop.call_later(self._linger_s, self._linger_expired, batch))
+        else:
+            # linger 0 still gathers what arrives before the loop's next turn (group commit)
+            call_on(loop, lambda: loop.create_task(self._store_unless_sealed(batch)))
         return batch
 
     def _linger_expired(self, batch: _OpenBatch) -> None:
@@ -298,21 +272,27 @@ class AsyncProducer:
             if self._open.get((batch.topic, batch.partition)) is batch:
                 self._seal(batch)
 
+    async def _store_unless_sealed(self, batch: _OpenBatch) -> None:
+        """Linger 0: close `batch` and store it in the same turn, unless already sealed."""
+        with self._lock:
+            if self._open.get((batch.topic, batch.partition)) is not batch:
+                return  # full before the turn came: _seal has its store under way
+            self._close(batch)
+        await self._store(batch)
+
     def _seal(self, batch: _OpenBatch) -> None:
         """Close `batch` to new records and hand it to the engine (lock held)."""
+        self._close(batch)
+        call_on(self._loop, lambda: self._loop.create_task(self._store(batch)))
+
+    def _close(self, batch: _OpenBatch) -> None:
+        """Take `batch` out of the open batches and move its topic's sticky partition on."""
         del self._open[(batch.topic, batch.partition)]
         if self._sticky_batches.get(batch.topic) is batch:
             del self._sticky_batches[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
-        self._later(lambda: self._loop.create_task(self._store(batch)))
-
-    def _later(self, fn: Any) -> None:
-        if self._on_loop():
-            fn()
-        else:
-            self._loop.call_soon_threadsafe(fn)
 
     async def _store(self, batch: _OpenBatch) -> None:
         try:
@@ -406,7 +386,7 @@ class AsyncProducer:
                 Published(topic, ts, len(values), partitions=partitions, offsets=offsets)
             )
 
-        self._later(lambda: self._loop.create_task(store()))
+        call_on(self._loop, lambda: self._loop.create_task(store()))
         return BatchFuture(future)
 
     def _encode_many(
@@ -587,4 +567,4 @@ class BatchFuture:
         return self._future.result(timeout)
 
     def __await__(self) -> Generator[Any, None, Published]:
-        return (yield from asyncio.wrap_future(self._future).__await__())
+        return (yield from result_of(self._future).__await__())

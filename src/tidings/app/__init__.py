@@ -1,8 +1,8 @@
 """Handlers declared with decorators, request-reply, and codecs chosen by type hint."""
 
+from tidings.api.rpc import CORRELATION_ID, REPLY_TO, Requester, RequestTimeoutError
 from tidings.app.app import App, Subscriber
-from tidings.app.codecs import DecodeError, decoder_for, encode
-from tidings.app.rpc import CORRELATION_ID, REPLY_TO, Requester, RequestTimeoutError, request
+from tidings.core.codecs import DecodeError, decoder_for, encode
 
 __all__ = [
     "CORRELATION_ID",
@@ -14,5 +14,4 @@ __all__ = [
     "Subscriber",
     "decoder_for",
     "encode",
-    "request",
 ]

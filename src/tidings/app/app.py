@@ -22,8 +22,8 @@ from typing import Any, Literal, TypeVar
 from tidings.api.bus import AsyncBus, Bus
 from tidings.api.consumer import AsyncConsumer
 from tidings.api.queue import AsyncQueue, Job
-from tidings.app.codecs import DecodeError, Decoder, decoder_for, encode
-from tidings.app.rpc import CORRELATION_ID, REPLY_TO, Requester
+from tidings.api.rpc import CORRELATION_ID, REPLY_TO, Requester
+from tidings.core.codecs import DecodeError, Decoder, decoder_for, encode
 from tidings.core.errors import AcknowledgeError, ConfigurationError
 from tidings.core.records import HeadersInput, Record, TopicPartition
 from tidings.core.subjects import compile_pattern, is_pattern

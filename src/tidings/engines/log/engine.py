@@ -20,6 +20,7 @@ from tidings.core.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from tidings.core.handoff import call_on, result_of
 from tidings.core.records import (
     Record,
     TopicConfig,
@@ -52,6 +53,11 @@ log = logging.getLogger("tidings")
 MAINTENANCE_INTERVAL_S = 30.0
 METADATA_MAX_AGE_S = 1.0
 """How stale the topic cache may get when other processes can change topics."""
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def now_ms() -> int:
@@ -137,9 +143,8 @@ class LogEngine(Engine):
 
     def _on_append(self) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed between the check and the call
-                loop.call_soon_threadsafe(self._bump)
+        if loop is not None:
+            call_on(loop, self._bump)
 
     def _bump(self) -> None:
         self._version += 1
@@ -152,12 +157,15 @@ class LogEngine(Engine):
         """Return once `version` is out of date, or after `timeout_s`."""
         if self._version != version or timeout_s <= 0:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
+        # not asyncio.wait_for: its extra future costs a turn of the loop on every wake-up
+        timer = loop.call_later(timeout_s, _settle, waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout_s)
+            await waiter
         finally:
+            timer.cancel()
             with contextlib.suppress(ValueError):  # already taken by _bump
                 self._waiters.remove(waiter)
 
@@ -247,7 +255,7 @@ class LogEngine(Engine):
 
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
         """Store batches durably."""
-        return await asyncio.wrap_future(self.store.submit(batches))
+        return await result_of(self.store.submit(batches))
 
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:
         """A consumer over this engine's log."""

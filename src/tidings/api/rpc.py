@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tidings.api.bus import AsyncBus
 from tidings.api.consumer import AsyncConsumer
-from tidings.app.codecs import encode
+from tidings.core.codecs import encode
 from tidings.core.errors import TidingsError
 from tidings.core.records import HeadersInput, Record, normalize_headers
+
+if TYPE_CHECKING:
+    from tidings.api.bus import AsyncBus
 
 CORRELATION_ID = "tidings.correlation-id"
 REPLY_TO = "tidings.reply-to"
@@ -114,20 +116,3 @@ class Requester:
             await self._consumer.close()
             with contextlib.suppress(TidingsError):  # already gone: nothing left behind
                 await self.bus.delete_topic(self.reply_topic)
-
-
-async def request(
-    bus: AsyncBus,
-    topic: str,
-    value: Any,
-    *,
-    timeout: float = 5.0,
-    key: bytes | None = None,
-    headers: HeadersInput = None,
-) -> Record:
-    """One request on `bus`: publish `value` to `topic`, return the reply record."""
-    requester = Requester(bus)
-    try:
-        return await requester.request(topic, value, timeout=timeout, key=key, headers=headers)
-    finally:
-        await requester.close()
