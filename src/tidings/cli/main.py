@@ -12,6 +12,7 @@ from tidings.cli.common import Options
 from tidings.cli.groups import groups
 from tidings.cli.queues import queues
 from tidings.cli.records import consume, produce
+from tidings.cli.serve import serve
 from tidings.cli.topics import topics
 from tidings.cli.tour import tour
 from tidings.core.errors import TidingsError
@@ -34,7 +35,7 @@ def cli(ctx: click.Context, url: str) -> None:
     ctx.obj = Options(url)
 
 
-for command in (topics, produce, consume, groups, queues, tour):
+for command in (topics, produce, consume, groups, queues, serve, tour):
     cli.add_command(command)
 
 

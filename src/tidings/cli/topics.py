@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 import click
@@ -13,10 +12,6 @@ from tidings.cli.common import F, json_option, open_bus
 from tidings.cli.output import cell, echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import CLEANUP_POLICIES, TopicConfig, TopicSpec
-
-SETTINGS = tuple(f.name for f in fields(TopicConfig))
-UNLIMITED = ("retention_ms", "retention_bytes")
-"""Settings where -1 means no limit (stored as None), as in Kafka."""
 
 
 def setting_options(fn: F) -> F:
@@ -56,36 +51,14 @@ def setting_options(fn: F) -> F:
 
 def parse_settings(config: Sequence[str], **named: int | str | None) -> dict[str, Any]:
     """Topic settings from --config pairs and the named flags, checked before any change."""
-    changes: dict[str, Any] = {}
+    pairs: list[tuple[str, str | None]] = []
     for pair in config:
         name, sep, text = pair.partition("=")
-        key = name.strip().replace(".", "_").replace("-", "_")
         if not sep:
             raise ConfigurationError(f"--config takes KEY=VALUE, not {pair!r}")
-        if key not in SETTINGS:
-            known = ", ".join(s.replace("_", ".") for s in SETTINGS)
-            raise ConfigurationError(f"unknown topic setting {name!r}; known settings: {known}")
-        changes[key] = _setting_value(key, text.strip())
-    for key, value in named.items():
-        if value is not None:
-            changes[key] = _setting_value(key, str(value))
-    try:
-        TopicConfig().updated(**changes)
-    except ValueError as e:
-        raise ConfigurationError(str(e)) from e
-    return changes
-
-
-def _setting_value(key: str, text: str) -> int | str | None:
-    if key == "cleanup_policy":
-        return text
-    try:
-        number = int(text)
-    except ValueError:
-        raise ConfigurationError(
-            f"{key.replace('_', '.')} takes an integer, not {text!r}"
-        ) from None
-    return None if number == -1 and key in UNLIMITED else number
+        pairs.append((name, text))
+    pairs += [(key, str(value)) for key, value in named.items() if value is not None]
+    return TopicConfig.changes_from_kafka(pairs)
 
 
 def topic_json(spec: TopicSpec) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from functools import lru_cache
 from itertools import accumulate, pairwise, repeat
 from typing import NamedTuple
 
+from tidings.core import kafka_batch
 from tidings.core.errors import StoreCorruptError
 from tidings.core.records import NO_HEADERS, Headers, Record
 
@@ -128,7 +129,10 @@ class BatchInfo(NamedTuple):
 
 
 def info(data: bytes) -> BatchInfo:
-    """Read the header of a stored batch."""
+    """Read the header of a stored batch (either format)."""
+    if not data.startswith(MAGIC):
+        h = kafka_batch.read_header(data)
+        return BatchInfo(0, h.records, h.last_offset_delta, h.base_timestamp, h.max_timestamp)
     try:
         magic, version, flags, count, last_delta, first_ts, max_ts = _HEADER.unpack_from(data)
     except struct.error as e:
@@ -139,7 +143,9 @@ def info(data: bytes) -> BatchInfo:
 
 
 def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Record]:
-    """Decode a stored batch into records."""
+    """Decode a stored batch into records (tidings' format, or a Kafka batch as produced)."""
+    if not data.startswith(MAGIC):
+        return kafka_batch.decode(topic, partition, base_offset, data)
     flags, count, _, first_ts, _ = info(data)
     pos = _HEADER.size
     if flags & SPARSE:

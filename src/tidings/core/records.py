@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from tidings.core.errors import (
     ConfigurationError,
@@ -135,6 +135,42 @@ class TopicConfig:
     def to_dict(self) -> dict[str, object]:
         """The settings as a plain dict."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def to_kafka(self) -> dict[str, str]:
+        """The settings under Kafka's names (retention.ms, ...), -1 meaning no limit."""
+        return {
+            name.replace("_", "."): "-1" if value is None else str(value)
+            for name, value in self.to_dict().items()
+        }
+
+    @staticmethod
+    def changes_from_kafka(settings: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
+        """Checked changes from settings under Kafka's names; -1 means no limit, as in Kafka."""
+        changes: dict[str, Any] = {}
+        for name, text in settings:
+            key = name.strip().replace(".", "_").replace("-", "_")
+            if key not in TopicConfig.__dataclass_fields__:
+                known = ", ".join(k.replace("_", ".") for k in TopicConfig.__dataclass_fields__)
+                raise ConfigurationError(f"unknown topic setting {name!r}; known settings: {known}")
+            changes[key] = _setting_value(key, (text or "").strip())
+        TopicConfig().updated(**changes)  # checked before anything changes
+        return changes
+
+
+UNLIMITED = ("retention_ms", "retention_bytes")
+"""Settings where -1 means no limit (kept as None), as in Kafka."""
+
+
+def _setting_value(key: str, text: str) -> int | str | None:
+    if key == "cleanup_policy":
+        return ",".join(sorted(p.strip() for p in text.split(",")))  # Kafka allows either order
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{key.replace('_', '.')} takes an integer, not {text!r}"
+        ) from None
+    return None if number == -1 and key in UNLIMITED else number
 
 
 @dataclass(frozen=True)

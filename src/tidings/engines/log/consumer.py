@@ -460,12 +460,8 @@ class LogConsumer(EngineConsumer):
         """First offset at or after each time."""
         out: dict[TopicPartition, int | None] = {}
         for tp, ts in timestamps.items():
-            stored = await self._engine.run(self._store.first_batch_at, tp.topic, tp.partition, ts)
-            if stored is None:
-                out[tp] = None
-                continue
-            records = codec.decode(tp.topic, tp.partition, stored.base_offset, stored.data)
-            out[tp] = next((r.offset for r in records if r.timestamp >= ts), None)
+            record = await self._engine.record_at_time(tp, ts)
+            out[tp] = None if record is None else record.offset
         return out
 
     def pause(self, partitions: Sequence[TopicPartition]) -> None:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Literal, TypeVar
 
+from tidings.core import batch as codec
 from tidings.core.errors import (
     ClosedError,
     ConfigurationError,
@@ -256,6 +257,14 @@ class LogEngine(Engine):
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
         """Store batches durably."""
         return await result_of(self.store.submit(batches))
+
+    async def record_at_time(self, tp: TopicPartition, timestamp: int) -> Record | None:
+        """The first record of a partition whose timestamp is at or after `timestamp`."""
+        stored = await self.run(self.store.first_batch_at, tp.topic, tp.partition, timestamp)
+        if stored is None:
+            return None
+        records = codec.decode(tp.topic, tp.partition, stored.base_offset, stored.data)
+        return next((r for r in records if r.timestamp >= timestamp), None)
 
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:
         """A consumer over this engine's log."""

@@ -1,0 +1,130 @@
+"""`tidings serve`: the embedded broker on the network, for any Kafka client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tidings.cli.common import Options
+from tidings.core.errors import ConfigurationError
+from tidings.server.broker import Broker, ServeConfig, parse_address
+
+CONFIG_KEYS = ("data", "kafka", "auto_create_topics", "num_partitions")
+
+
+def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> str | None:
+    """Settings from a TOML file become the defaults that flags and variables override."""
+    if path is None:
+        return None
+    try:
+        settings: dict[str, Any] = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise click.BadParameter(f"cannot read {path}: {e}") from e
+    unknown = set(settings) - set(CONFIG_KEYS)
+    if unknown:
+        raise click.BadParameter(
+            f"{path} has unknown settings {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(CONFIG_KEYS)}"
+        )
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    return path
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    envvar="TIDINGS_CONFIG",
+    show_envvar=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="A TOML file with any of: data, kafka, auto_create_topics, num_partitions.",
+)
+@click.option(
+    "--data",
+    metavar="DIR",
+    envvar="TIDINGS_DATA",
+    show_envvar=True,
+    help="Keep the log in DIR/tidings.db (default: the global --url, ./.tidings/).",
+)
+@click.option(
+    "--kafka",
+    metavar="HOST:PORT",
+    envvar="TIDINGS_KAFKA",
+    show_envvar=True,
+    default="127.0.0.1:9092",
+    show_default=True,
+    help="Where Kafka clients connect; port 0 picks a free port.",
+)
+@click.option(
+    "--auto-create-topics/--no-auto-create-topics",
+    envvar="TIDINGS_AUTO_CREATE_TOPICS",
+    show_envvar=True,
+    default=True,
+    show_default=True,
+    help="Create a topic when a client first asks for it, as Kafka does.",
+)
+@click.option(
+    "--num-partitions",
+    type=click.IntRange(min=1),
+    envvar="TIDINGS_NUM_PARTITIONS",
+    show_envvar=True,
+    default=1,
+    show_default=True,
+    help="Partitions of topics created automatically.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    *,
+    data: str | None,
+    kafka: str,
+    auto_create_topics: bool,
+    num_partitions: int,
+    verbose: bool,
+) -> None:
+    """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
+    options = ctx.find_object(Options)
+    assert options is not None, "commands run under the tidings group"
+    url = options.url
+    if data is not None:
+        Path(data).mkdir(parents=True, exist_ok=True)
+        url = f"sqlite://{Path(data) / 'tidings.db'}"
+    config = ServeConfig(
+        url,
+        kafka=parse_address(kafka, "--kafka"),
+        auto_create_topics=auto_create_topics,
+        num_partitions=num_partitions,
+    )
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    try:
+        asyncio.run(Broker(config).run(ready=_banner))
+    except ConfigurationError:
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        pass
+
+
+def _banner(broker: Broker) -> None:
+    assert broker.kafka is not None
+    lines = [
+        "tidings serve",
+        f"  kafka  {broker.kafka.host}:{broker.kafka.port}   (any Kafka client: "
+        f"bootstrap.servers={broker.kafka.host}:{broker.kafka.port})",
+        f"  data   {broker.config.url}",
+        "  stop   Ctrl-C or SIGTERM",
+    ]
+    click.echo("\n".join(lines), err=False)

@@ -1,0 +1,284 @@
+"""Kafka's RecordBatch (magic v2), the format Kafka clients produce and fetch.
+
+A batch that arrives through the Kafka protocol is stored exactly as the client sent
+it, compressed or not, so a fetch serves the stored bytes back without touching a
+record. Only its base offset field is zeroed on the way in and filled in on the way
+out: neither is covered by the CRC, and a zero there tells a stored Kafka batch from
+tidings' own format (which starts with b"TB").
+
+Layout (big endian)::
+
+    base_offset i64, batch_length i32, partition_leader_epoch i32, magic i8 (= 2),
+    crc u32 (CRC-32C of everything after it), attributes i16, last_offset_delta i32,
+    base_timestamp i64, max_timestamp i64, producer_id i64, producer_epoch i16,
+    base_sequence i32, record_count i32, records (compressed per attributes & 7)
+
+    record: length varint, attributes i8, timestamp_delta varlong, offset_delta varint,
+            key_length varint, key, value_length varint, value,
+            header_count varint, (name_length varint, name, value_length varint, value)*
+
+Varints are zigzag-encoded. kio's record reader turns every timestamp into a datetime;
+the log needs milliseconds, so the records are read here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import cramjam
+import crc32c
+
+from tidings.core.errors import TidingsError
+from tidings.core.records import NO_HEADERS, Headers, Record
+
+MAGIC = 2
+HEADER = struct.Struct(">qiibIhiqqqhii")
+"""base offset .. record count: the 61 bytes before the records."""
+LENGTH_END = 12
+"""batch_length counts the bytes after it: a batch is LENGTH_END + batch_length long."""
+CRC_START = 21
+"""The CRC covers the attributes field onwards."""
+ATTRIBUTES = struct.Struct(">h")
+BASE_OFFSET = struct.Struct(">q")
+
+COMPRESSION_MASK = 0x07
+LOG_APPEND_TIME = 0x08
+TRANSACTIONAL = 0x10
+CONTROL = 0x20
+CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+_XERIAL = b"\x82SNAPPY\x00"
+"""Java clients frame snappy data in xerial blocks; librdkafka sends it raw."""
+
+
+class InvalidBatchError(TidingsError):
+    """Bytes that are not a valid Kafka record batch (bad CRC, truncated, wrong magic)."""
+
+
+class BatchHeader(NamedTuple):
+    """The fields of a batch's 61-byte header that the broker acts on."""
+
+    length: int
+    """Bytes of the whole batch."""
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records: int
+
+    @property
+    def compression(self) -> str:
+        """The codec of the records section: none, gzip, snappy, lz4 or zstd."""
+        return CODECS.get(self.attributes & COMPRESSION_MASK, "unknown")
+
+    @property
+    def control(self) -> bool:
+        """A transaction marker, not user data."""
+        return bool(self.attributes & CONTROL)
+
+
+def read_header(data: bytes | memoryview, pos: int = 0) -> BatchHeader:
+    """The header of the batch at `pos`, checked for magic, length and CRC."""
+    if len(data) - pos < HEADER.size:
+        raise InvalidBatchError(f"a record batch is truncated ({len(data) - pos} bytes)")
+    (_, length, _, magic, crc, attributes, last_delta, base_ts, max_ts, pid, epoch, seq, count) = (
+        HEADER.unpack_from(data, pos)
+    )
+    if magic != MAGIC:
+        raise InvalidBatchError(
+            f"record batch magic {magic} is not supported; use a client that produces "
+            f"magic v2 (Kafka 0.11 and later)"
+        )
+    end = pos + LENGTH_END + length
+    if length < HEADER.size - LENGTH_END or end > len(data):
+        raise InvalidBatchError(f"a record batch is truncated (says {length} bytes)")
+    if crc32c.crc32c(data[pos + CRC_START : end]) != crc:
+        raise InvalidBatchError("a record batch failed its CRC check: it was corrupted")
+    if count < 0 or last_delta < 0:
+        raise InvalidBatchError(f"a record batch has {count} records, last delta {last_delta}")
+    return BatchHeader(
+        LENGTH_END + length, attributes, last_delta, base_ts, max_ts, pid, epoch, seq, count
+    )
+
+
+def split(data: bytes) -> Iterator[tuple[BatchHeader, bytes]]:
+    """Each checked batch of a produce request's records, as bytes with base offset 0."""
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data):
+        header = read_header(view, pos)
+        raw = bytearray(view[pos : pos + header.length])
+        BASE_OFFSET.pack_into(raw, 0, 0)
+        yield header, bytes(raw)
+        pos += header.length
+
+
+def with_base_offset(data: bytes, base_offset: int) -> bytes:
+    """A stored batch as a fetch serves it: its base offset filled in (outside the CRC)."""
+    return BASE_OFFSET.pack(base_offset) + data[8:]
+
+
+def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Record]:
+    """The records of a stored Kafka batch (control batches hold none for the reader)."""
+    header = read_header(data)
+    if header.control:
+        return []
+    body = _decompress(header, data[HEADER.size : header.length])
+    out: list[Record] = []
+    pos = 0
+    append_time = header.attributes & LOG_APPEND_TIME
+    for _ in range(header.records):
+        length, pos = _varint(body, pos)
+        end = pos + length
+        pos += 1  # record attributes: unused
+        ts_delta, pos = _varint(body, pos)
+        offset_delta, pos = _varint(body, pos)
+        key, pos = _bytes(body, pos)
+        value, pos = _bytes(body, pos)
+        count, pos = _varint(body, pos)
+        headers: Headers = NO_HEADERS
+        if count > 0:
+            pairs = []
+            for _ in range(count):
+                name, pos = _bytes(body, pos)
+                hvalue, pos = _bytes(body, pos)
+                pairs.append(((name or b"").decode("utf-8", "surrogateescape"), hvalue))
+            headers = tuple(pairs)
+        if pos != end:
+            raise InvalidBatchError(f"a record of a batch at offset {base_offset} is malformed")
+        timestamp = header.max_timestamp if append_time else header.base_timestamp + ts_delta
+        out.append(
+            Record(topic, partition, base_offset + offset_delta, timestamp, key, value, headers)
+        )
+    return out
+
+
+def encode(
+    records: Sequence[Record],
+    base_offset: int,
+    *,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+) -> bytes:
+    """An uncompressed Kafka batch of `records` (offsets kept, relative to base_offset)."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    base_ts = min(r.timestamp for r in records)
+    max_ts = max(r.timestamp for r in records)
+    body = bytearray()
+    for r in records:
+        rec = bytearray(b"\x00")
+        _put_varint(rec, r.timestamp - base_ts)
+        _put_varint(rec, r.offset - base_offset)
+        _put_bytes(rec, r.key)
+        _put_bytes(rec, r.value)
+        _put_varint(rec, len(r.headers))
+        for name, hvalue in r.headers:
+            _put_bytes(rec, name.encode("utf-8", "surrogateescape"))
+            _put_bytes(rec, hvalue)
+        _put_varint(body, len(rec))
+        body += rec
+    after_crc = bytearray(HEADER.size - CRC_START)
+    struct.pack_into(
+        ">hiqqqhii",
+        after_crc,
+        0,
+        0,
+        records[-1].offset - base_offset,
+        base_ts,
+        max_ts,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(records),
+    )
+    after_crc += body
+    head = struct.pack(
+        ">qiibI", base_offset, len(after_crc) + CRC_START - LENGTH_END, 0, MAGIC,
+        crc32c.crc32c(after_crc),
+    )  # fmt: skip
+    return head + bytes(after_crc)
+
+
+def _decompress(header: BatchHeader, body: bytes) -> bytes:
+    codec = header.attributes & COMPRESSION_MASK
+    try:
+        if codec == 0:
+            return body
+        if codec == 1:
+            return gzip.decompress(body)
+        if codec == 2:
+            if body.startswith(_XERIAL):
+                return _xerial(body)
+            return bytes(cramjam.snappy.decompress_raw(body))
+        if codec == 3:
+            return bytes(cramjam.lz4.decompress(body))
+        if codec == 4:
+            return bytes(cramjam.zstd.decompress(body))
+    except (OSError, ValueError, cramjam.DecompressionError) as e:
+        raise InvalidBatchError(
+            f"a {header.compression} record batch does not decompress: {e}"
+        ) from e
+    raise InvalidBatchError(f"record batch compression {codec} is unknown (attributes {header})")
+
+
+def _xerial(body: bytes) -> bytes:
+    """Snappy data in xerial framing: a 16-byte header, then (length i32, block)*."""
+    out = bytearray()
+    pos = 16
+    while pos < len(body):
+        (n,) = struct.unpack_from(">i", body, pos)
+        pos += 4
+        out += cramjam.snappy.decompress_raw(body[pos : pos + n])
+        pos += n
+    return bytes(out)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint at `pos`: its value and the position after it."""
+    shift = 0
+    raw = 0
+    while True:
+        try:
+            b = data[pos]
+        except IndexError:
+            raise InvalidBatchError("a record batch ends inside a varint") from None
+        pos += 1
+        raw |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (raw >> 1) ^ -(raw & 1), pos
+        shift += 7
+        if shift > 63:
+            raise InvalidBatchError("a record batch has a varint longer than 10 bytes")
+
+
+def _bytes(data: bytes, pos: int) -> tuple[bytes | None, int]:
+    n, pos = _varint(data, pos)
+    if n < 0:
+        return None, pos
+    end = pos + n
+    if end > len(data):
+        raise InvalidBatchError("a record batch ends inside a record")
+    return data[pos:end], end
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    raw = (value << 1) ^ (value >> 63)
+    while raw >= 0x80:
+        out.append((raw & 0x7F) | 0x80)
+        raw >>= 7
+    out.append(raw)
+
+
+def _put_bytes(out: bytearray, value: bytes | None) -> None:
+    if value is None:
+        _put_varint(out, -1)
+    else:
+        _put_varint(out, len(value))
+        out += value

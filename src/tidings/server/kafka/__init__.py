@@ -1,0 +1,1 @@
+"""The Kafka wire protocol, served over the embedded log (`tidings serve`)."""

@@ -1,0 +1,519 @@
+"""What the broker answers to each Kafka API, over the embedded log.
+
+One broker, node 0, leads every partition, so replication settings are refused above 1
+and every partition's leader and replica set is this node. Record batches from
+producers are stored as sent (see tidings.core.kafka_batch); a fetch returns them as
+stored, and batches written through the Python API are rewritten as Kafka batches on
+the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from tidings.core import batch as codec
+from tidings.core import kafka_batch
+from tidings.core.batch import EncodedBatch
+from tidings.core.errors import (
+    ConfigurationError,
+    InvalidTopicError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
+from tidings.core.kafka_batch import BatchHeader, InvalidBatchError
+from tidings.core.records import TopicConfig, TopicPartition, TopicSpec, validate_topic_name
+from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.log.engine import LogEngine
+
+log = logging.getLogger("tidings.server.kafka")
+
+NODE_ID = 0
+CLUSTER_ID = "tidings"
+TOPIC_IDS = uuid.UUID("6c1f7e0a-7d1b-4f0e-9a57-5d0b1a2c3e4f")
+"""Namespace of topic ids: uuid5(TOPIC_IDS, name)."""
+API_VERSIONS = 18
+"""ApiVersions: answered even in a version not served, so a client learns what is."""
+"""The API key of ApiVersions, the one request answered even in a version not served."""
+PRODUCER_WINDOW = 5
+"""Batches per producer and partition remembered for de-duplication, as in Kafka."""
+
+SUPPORTED: dict[int, tuple[int, int]] = {
+    0: (3, 9),  # Produce
+    1: (4, 12),  # Fetch
+    2: (1, 7),  # ListOffsets
+    3: (1, 12),  # Metadata
+    18: (0, 3),  # ApiVersions
+    19: (2, 7),  # CreateTopics
+    20: (1, 6),  # DeleteTopics
+    22: (0, 4),  # InitProducerId
+}
+"""API key -> (lowest, highest) version served; what ApiVersions advertises."""
+
+Fields = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What a client of the Kafka listener sees of this broker."""
+
+    host: str
+    port: int
+    auto_create_topics: bool = True
+    num_partitions: int = 1
+    """Partitions of a topic created automatically or with num_partitions -1."""
+
+
+@dataclass
+class _Sequences:
+    """One idempotent producer's recent batches on one partition."""
+
+    epoch: int
+    recent: deque[tuple[int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=PRODUCER_WINDOW)
+    )
+    """(first sequence, last sequence, base offset) of the last stored batches."""
+
+
+def topic_id(name: str) -> uuid.UUID:
+    """The id Kafka clients see for a topic (stable for its name)."""
+    return uuid.uuid5(TOPIC_IDS, name)
+
+
+class KafkaApis:
+    """Request handlers by API key; each takes (request body, version), returns fields."""
+
+    def __init__(self, engine: LogEngine, settings: BrokerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._sequences: dict[tuple[int, str, int], _Sequences] = {}
+        self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | None]]] = {
+            0: self.produce,
+            1: self.fetch,
+            2: self.list_offsets,
+            3: self.metadata,
+            18: self.api_versions,
+            19: self.create_topics,
+            20: self.delete_topics,
+            22: self.init_producer_id,
+        }
+
+    # -- cluster -------------------------------------------------------------------------
+
+    async def api_versions(self, request: Any, version: int) -> Fields:
+        """The versions of every API served."""
+        return {"error_code": ErrorCode.none, "api_keys": api_version_list()}
+
+    async def metadata(self, request: Any, version: int) -> Fields:
+        """This broker, and the topics asked for (all when none are named)."""
+        specs = {s.name: s for s in await self.engine.list_topics()}
+        if request.topics is None:
+            names = sorted(specs)
+        else:
+            by_id = {topic_id(n): n for n in specs}
+            names = [
+                t.name or by_id.get(getattr(t, "topic_id", None) or uuid.UUID(int=0), "")
+                for t in request.topics
+            ]
+        allow = getattr(request, "allow_auto_topic_creation", True)
+        topics = []
+        for name in names:
+            spec = specs.get(name)
+            error = ErrorCode.none
+            if spec is None and name and allow and self.settings.auto_create_topics:
+                spec, error = await self._auto_create(name)
+            elif spec is None:
+                error = ErrorCode.unknown_topic_or_partition
+            topics.append(_topic_metadata(name, spec, error))
+        return {
+            "brokers": [
+                {"node_id": NODE_ID, "host": self.settings.host, "port": self.settings.port}
+            ],
+            "cluster_id": CLUSTER_ID,
+            "controller_id": NODE_ID,
+            "topics": topics,
+        }
+
+    async def _auto_create(self, name: str) -> tuple[TopicSpec | None, ErrorCode]:
+        try:
+            validate_topic_name(name)
+        except InvalidTopicError:
+            return None, ErrorCode.invalid_topic_exception
+        spec = TopicSpec(name, self.settings.num_partitions)
+        await self.engine.create_topic(spec, exist_ok=True)
+        log.info("created topic %r (%d partitions) on first use", name, spec.partitions)
+        return await self.engine.topic(name), ErrorCode.none
+
+    # -- topics --------------------------------------------------------------------------
+
+    async def create_topics(self, request: Any, version: int) -> Fields:
+        """Create topics with their settings (replication factor 1: one broker)."""
+        return {
+            "topics": [
+                await self._create_topic(t, request.validate_only if version >= 1 else False)
+                for t in request.topics
+            ]
+        }
+
+    async def _create_topic(self, topic: Any, validate_only: bool) -> Fields:
+        name = topic.name
+        out: Fields = {"name": name, "topic_id": topic_id(name)}
+        partitions = (
+            self.settings.num_partitions if topic.num_partitions == -1 else topic.num_partitions
+        )
+        try:
+            validate_topic_name(name)
+        except InvalidTopicError as e:
+            return out | _error(ErrorCode.invalid_topic_exception, str(e))
+        try:
+            if topic.replication_factor not in (-1, 1):
+                return out | _error(
+                    ErrorCode.invalid_replication_factor,
+                    f"replication factor {topic.replication_factor} needs that many brokers; "
+                    f"tidings serve is one broker: use 1 (or -1)",
+                )
+            if topic.assignments:
+                return out | _error(
+                    ErrorCode.invalid_replica_assignment,
+                    "manual replica assignment is not supported: one broker holds every partition",
+                )
+            if partitions < 1:
+                return out | _error(ErrorCode.invalid_partitions, "num_partitions must be >= 1")
+            changes = TopicConfig.changes_from_kafka((c.name, c.value) for c in topic.configs)
+            spec = TopicSpec(name, partitions, TopicConfig().updated(**changes))
+        except ConfigurationError as e:
+            return out | _error(ErrorCode.invalid_config, str(e))
+        if not validate_only:
+            try:
+                await self.engine.create_topic(spec)
+            except TopicExistsError as e:
+                return out | _error(ErrorCode.topic_already_exists, str(e))
+        return out | {
+            "num_partitions": partitions,
+            "replication_factor": 1,
+            "configs": [
+                {
+                    "name": k,
+                    "value": v,
+                    "read_only": False,
+                    "config_source": 1,
+                    "is_sensitive": False,
+                }
+                for k, v in spec.config.to_kafka().items()
+            ],
+        }
+
+    async def delete_topics(self, request: Any, version: int) -> Fields:
+        """Delete topics by name (or, from v6, by id)."""
+        if version >= 6:
+            by_id = {topic_id(s.name): s.name for s in await self.engine.list_topics()}
+            wanted = [(t.name or by_id.get(t.topic_id)) for t in request.topics]
+        else:
+            wanted = list(request.topic_names)
+        responses = []
+        for name in wanted:
+            out: Fields = {"name": name, "topic_id": topic_id(name) if name else None}
+            try:
+                if name is None:
+                    raise TopicNotFoundError("(unknown id)")
+                await self.engine.delete_topic(name)
+            except TopicNotFoundError as e:
+                out |= _error(ErrorCode.unknown_topic_or_partition, str(e))
+            responses.append(out)
+        return {"responses": responses}
+
+    # -- producing -----------------------------------------------------------------------
+
+    async def init_producer_id(self, request: Any, version: int) -> Fields:
+        """A producer id for an idempotent producer (transactions are not served)."""
+        if request.transactional_id is not None:
+            return {
+                "error_code": ErrorCode.transactional_id_authorization_failed,
+                "producer_id": -1,
+                "producer_epoch": -1,
+            }
+        if version >= 3 and request.producer_id >= 0:  # a producer bumping its epoch
+            return {
+                "producer_id": request.producer_id,
+                "producer_epoch": request.producer_epoch + 1,
+            }
+        return {"producer_id": random.getrandbits(62), "producer_epoch": 0}
+
+    async def produce(self, request: Any, version: int) -> Fields | None:
+        """Store each partition's batches as sent; answer once durable (none for acks=0)."""
+        results: dict[tuple[str, int], Fields] = {}
+        pending: list[tuple[tuple[str, int], list[tuple[BatchHeader, bytes]]]] = []
+        for topic in request.topic_data:
+            spec = self.engine.cached_topic(topic.name) or await self._maybe_topic(topic.name)
+            for part in topic.partition_data:
+                where = (topic.name, part.index)
+                if spec is None or not 0 <= part.index < spec.partitions:
+                    results[where] = _error(
+                        ErrorCode.unknown_topic_or_partition,
+                        f"topic {topic.name!r} partition {part.index} does not exist",
+                    )
+                    continue
+                checked = _check_batches(part.records, spec)
+                if isinstance(checked, dict):
+                    results[where] = checked
+                else:
+                    pending.append((where, checked))
+        to_store: list[tuple[tuple[str, int], BatchHeader, bytes]] = []
+        for where, batches in pending:
+            dedup = self._deduplicate(where, batches)
+            if dedup is not None:
+                results[where] = dedup
+            else:
+                to_store += [(where, h, data) for h, data in batches]
+        if to_store:
+            stored = await self._append(to_store)
+            for (where, header, _), result in zip(to_store, stored, strict=True):
+                if where not in results:
+                    results[where] = {"base_offset": result.base_offset}
+                self._remember(where, header, result.base_offset)
+        if request.acks == 0:
+            return None
+        return {"responses": _by_topic(results, "partition_responses", "index", request.topic_data)}
+
+    async def _maybe_topic(self, name: str) -> TopicSpec | None:
+        try:
+            return await self.engine.topic(name)
+        except TopicNotFoundError:
+            return None
+
+    async def _append(
+        self, batches: Sequence[tuple[tuple[str, int], BatchHeader, bytes]]
+    ) -> list[AppendResult]:
+        return await self.engine.append(
+            [
+                ProduceBatch(
+                    topic,
+                    partition,
+                    EncodedBatch(
+                        data,
+                        h.records,
+                        h.last_offset_delta,
+                        h.base_timestamp,
+                        h.max_timestamp,
+                    ),
+                )
+                for (topic, partition), h, data in batches
+            ]
+        )
+
+    def _deduplicate(
+        self, where: tuple[str, int], batches: list[tuple[BatchHeader, bytes]]
+    ) -> Fields | None:
+        """None to store the batches; else the answer (a duplicate's offset, or an error)."""
+        first = batches[0][0]
+        if first.producer_id < 0:
+            return None
+        state = self._sequences.get((first.producer_id, *where))
+        if state is None or first.producer_epoch > state.epoch:
+            if first.base_sequence != 0 and state is not None:
+                return _error(ErrorCode.out_of_order_sequence_number, "a new epoch starts at 0")
+            return None
+        if first.producer_epoch < state.epoch:
+            return _error(ErrorCode.invalid_producer_epoch, "a newer producer epoch exists")
+        for low, _, base in state.recent:
+            if first.base_sequence == low:
+                return {"base_offset": base}  # a retry of a stored batch: not stored again
+        last = state.recent[-1][1] if state.recent else -1
+        if first.base_sequence != (last + 1) & 0x7FFFFFFF:
+            return _error(
+                ErrorCode.out_of_order_sequence_number,
+                f"expected sequence {last + 1}, got {first.base_sequence}",
+            )
+        return None
+
+    def _remember(self, where: tuple[str, int], header: BatchHeader, base_offset: int) -> None:
+        if header.producer_id < 0:
+            return
+        key = (header.producer_id, *where)
+        state = self._sequences.get(key)
+        if state is None or header.producer_epoch > state.epoch:
+            state = self._sequences[key] = _Sequences(header.producer_epoch)
+        last = (header.base_sequence + header.records - 1) & 0x7FFFFFFF
+        state.recent.append((header.base_sequence, last, base_offset))
+
+    # -- fetching ------------------------------------------------------------------------
+
+    async def fetch(self, request: Any, version: int) -> Fields:
+        """Stored batches from each position; waits up to max_wait for min_bytes."""
+        max_wait_s = request.max_wait.total_seconds()
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            seen = self.engine.version
+            responses, size = await self._fetch_once(request)
+            remaining = deadline - time.monotonic()
+            if size >= request.min_bytes or remaining <= 0:
+                return {"responses": responses}
+            await self.engine.wait_for_data(seen, remaining)
+
+    async def _fetch_once(self, request: Any) -> tuple[list[Fields], int]:
+        total = 0
+        limit = request.max_bytes
+        responses = []
+        for topic in request.topics:
+            partitions = []
+            states = await self._states(topic.topic)
+            for part in topic.partitions:
+                out: Fields = {"partition_index": part.partition}
+                state = states.get(part.partition) if states is not None else None
+                if state is None:
+                    partitions.append(out | {"error_code": ErrorCode.unknown_topic_or_partition})
+                    continue
+                out |= {
+                    "high_watermark": state.end_offset,
+                    "last_stable_offset": state.end_offset,
+                    "log_start_offset": state.start_offset,
+                }
+                offset = part.fetch_offset
+                if not state.start_offset <= offset <= state.end_offset:
+                    partitions.append(out | {"error_code": ErrorCode.offset_out_of_range})
+                    continue
+                records = b""
+                if offset < state.end_offset and (total < limit or total == 0):
+                    room = min(part.partition_max_bytes, max(limit - total, 1))
+                    records = await self._read(topic.topic, part.partition, offset, room)
+                    total += len(records)
+                partitions.append(out | {"records": records})
+            responses.append({"topic": topic.topic, "partitions": partitions})
+        return responses, total
+
+    async def _states(self, topic: str) -> dict[int, PartitionState] | None:
+        try:
+            _, states = await self.engine.describe_topic(topic)
+        except TopicNotFoundError:
+            return None
+        return {s.partition: s for s in states}
+
+    async def _read(self, topic: str, partition: int, offset: int, max_bytes: int) -> bytes:
+        stored = await self.engine.read(self.engine.store.read, topic, partition, offset, max_bytes)
+        parts = []
+        for b in stored:
+            if b.data.startswith(codec.MAGIC):  # written by the Python API
+                records = codec.decode(topic, partition, b.base_offset, b.data)
+                parts.append(kafka_batch.encode(records, b.base_offset))
+            else:
+                parts.append(kafka_batch.with_base_offset(b.data, b.base_offset))
+        return b"".join(parts)
+
+    async def list_offsets(self, request: Any, version: int) -> Fields:
+        """Earliest (-2), latest (-1), max timestamp (-3) or first at a time, per partition."""
+        topics = []
+        for topic in request.topics:
+            states = await self._states(topic.name)
+            partitions = []
+            for part in topic.partitions:
+                out: Fields = {"partition_index": part.partition_index}
+                state = states.get(part.partition_index) if states is not None else None
+                if state is None:
+                    partitions.append(out | {"error_code": ErrorCode.unknown_topic_or_partition})
+                    continue
+                offset, timestamp = await self._offset_at(topic.name, state, part.timestamp)
+                partitions.append(out | {"offset": offset, "timestamp": timestamp})
+            topics.append({"name": topic.name, "partitions": partitions})
+        return {"topics": topics}
+
+    async def _offset_at(self, topic: str, state: PartitionState, ts: int) -> tuple[int, int]:
+        if ts == -2:
+            return state.start_offset, -1
+        if ts == -1:
+            return state.end_offset, -1
+        tp = TopicPartition(topic, state.partition)
+        if ts == -3:
+            index = await self.engine.run(self.engine.store.batch_index, topic, state.partition)
+            if not index:
+                return -1, -1
+            ts = max(m.max_timestamp for m in index)
+        record = await self.engine.record_at_time(tp, ts)
+        return (-1, -1) if record is None else (record.offset, record.timestamp)
+
+
+def api_version_list() -> list[Fields]:
+    """ApiVersions' list: every API key with its lowest and highest version served."""
+    return [
+        {"api_key": key, "min_version": low, "max_version": high}
+        for key, (low, high) in sorted(SUPPORTED.items())
+    ]
+
+
+def _error(code: ErrorCode, message: str) -> Fields:
+    return {"error_code": code, "error_message": message}
+
+
+def _topic_metadata(name: str, spec: TopicSpec | None, error: ErrorCode) -> Fields:
+    partitions = (
+        []
+        if spec is None
+        else [
+            {
+                "partition_index": p,
+                "leader_id": NODE_ID,
+                "leader_epoch": 0,
+                "replica_nodes": (NODE_ID,),
+                "isr_nodes": (NODE_ID,),
+            }
+            for p in range(spec.partitions)
+        ]
+    )
+    return {
+        "error_code": error,
+        "name": name,
+        "topic_id": topic_id(name) if spec else uuid.UUID(int=0),
+        "partitions": partitions,
+    }
+
+
+def _check_batches(
+    records: bytes | None, spec: TopicSpec
+) -> list[tuple[BatchHeader, bytes]] | Fields:
+    """The partition's batches, checked; or the error that refuses them all."""
+    if not records:
+        return _error(
+            ErrorCode.corrupt_message, "a produce request for a partition carried no records"
+        )
+    try:
+        batches = list(kafka_batch.split(records))
+    except InvalidBatchError as e:
+        return _error(ErrorCode.corrupt_message, str(e))
+    for header, data in batches:
+        if header.records < 1 or header.last_offset_delta != header.records - 1:
+            return _error(ErrorCode.corrupt_message, "a record batch's offsets are not dense")
+        if header.control or header.attributes & kafka_batch.TRANSACTIONAL:
+            return _error(
+                ErrorCode.unsupported_for_message_format,
+                "transactional batches are not served by tidings yet",
+            )
+        if len(data) > spec.config.max_message_bytes:
+            return _error(
+                ErrorCode.message_too_large,
+                f"a batch of {len(data)} bytes is over the topic's max.message.bytes "
+                f"({spec.config.max_message_bytes})",
+            )
+    return batches
+
+
+def _by_topic(
+    results: Mapping[tuple[str, int], Fields], key: str, index: str, asked: Sequence[Any]
+) -> list[Fields]:
+    """Per-partition results grouped by topic, in the order of the request."""
+    return [
+        {
+            "name": topic.name,
+            key: [
+                {index: part.index} | results[(topic.name, part.index)]
+                for part in topic.partition_data
+            ],
+        }
+        for topic in asked
+    ]

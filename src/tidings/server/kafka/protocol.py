@@ -1,0 +1,192 @@
+"""Kafka frames: request headers and bodies read, responses written, with kio's schemas.
+
+Every request is a frame: a 4-byte big-endian size, then a request header (API key,
+API version, correlation id, client id; tagged fields in flexible versions), then the
+body of that API at that version. kio, generated from Kafka's own JSON schemas, reads
+and writes every header and body; this module picks the schema and builds responses.
+
+Handlers return plain mappings of field names; `build` turns one into the response
+entity of the version the client asked for. Fields that version lacks are dropped, and
+fields the mapping leaves out take the schema's default or their type's zero value, so
+one handler serves every version of its API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import struct
+import types
+import typing
+import uuid
+from collections.abc import Mapping
+from functools import cache
+from typing import Any, NamedTuple
+
+from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i32Timedelta, i64Timedelta
+
+SIZE = struct.Struct(">i")
+API_KEY_VERSION = struct.Struct(">hhi")
+"""The first fields of every request header: API key, API version, correlation id."""
+
+
+class ProtocolError(Exception):
+    """A frame the broker cannot read: the connection is closed (the protocol's answer)."""
+
+
+class UnsupportedVersion(Exception):
+    """A request for an API, or a version of one, this broker does not serve."""
+
+    def __init__(self, api_key: int, version: int, correlation_id: int) -> None:
+        super().__init__(f"API key {api_key} version {version} is not supported")
+        self.api_key = api_key
+        self.version = version
+        self.correlation_id = correlation_id
+
+
+class Request(NamedTuple):
+    """One decoded request."""
+
+    api_key: int
+    version: int
+    correlation_id: int
+    client_id: str | None
+    body: Any
+    """The kio request entity."""
+
+
+def peek_header(frame: bytes) -> tuple[int, int, int]:
+    """API key, version and correlation id of a frame, before its body is read."""
+    if len(frame) < API_KEY_VERSION.size:
+        raise ProtocolError(f"a request of {len(frame)} bytes is too short for its header")
+    key, version, correlation_id = API_KEY_VERSION.unpack_from(frame)
+    return key, version, correlation_id
+
+
+def read_request(frame: bytes, supported: Mapping[int, tuple[int, int]]) -> Request:
+    """Decode a request frame (without its size prefix) of an API and version we serve."""
+    key, version, correlation_id = peek_header(frame)
+    low, high = supported.get(key, (1, 0))
+    if not low <= version <= high:
+        raise UnsupportedVersion(key, version, correlation_id)
+    schema = _request_schema(key, version)
+    try:
+        header, offset = entity_reader(schema.__header_schema__)(frame, 0)
+        body, size = entity_reader(schema)(frame, offset)
+        end = offset + size
+    except Exception as e:  # kio raises many kinds on bad bytes; all mean one thing
+        raise ProtocolError(
+            f"a {schema.__name__} v{version} request is malformed: {type(e).__name__}: {e}"
+        ) from e
+    if end != len(frame):
+        raise ProtocolError(
+            f"a {schema.__name__} v{version} request has {len(frame) - end} bytes after its end"
+        )
+    return Request(key, version, correlation_id, header.client_id, body)
+
+
+def write_response(
+    api_key: int, version: int, correlation_id: int, fields: Mapping[str, Any]
+) -> bytes:
+    """A response frame, size prefix included, for `fields` at the request's version."""
+    schema = _response_schema(api_key, version)
+    header_schema = schema.__header_schema__
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    entity_writer(header_schema)(out, build(header_schema, {"correlation_id": correlation_id}))
+    entity_writer(schema)(out, build(schema, fields))
+    frame = out.getbuffer()
+    SIZE.pack_into(frame, 0, len(frame) - SIZE.size)
+    return bytes(frame)
+
+
+@cache
+def _request_schema(api_key: int, version: int) -> Any:
+    try:
+        return load_request_schema(api_key, version)
+    except (UnknownAPIKey, UnknownEntity) as e:
+        raise ProtocolError(str(e)) from e
+
+
+@cache
+def _response_schema(api_key: int, version: int) -> Any:
+    return load_response_schema(api_key, version)
+
+
+# -- building entities from mappings ------------------------------------------------------
+
+
+def build(cls: type, values: Mapping[str, Any]) -> Any:
+    """An instance of the kio entity `cls` from field values (see the module docstring)."""
+    kwargs: dict[str, Any] = {}
+    for name, tp, zero in _plan(cls):
+        if name in values:
+            kwargs[name] = _convert(tp, values[name])
+        elif zero is not _DEFAULTED:
+            kwargs[name] = zero
+    return cls(**kwargs)
+
+
+_DEFAULTED = object()
+"""The schema gives this field a default: leave it to the dataclass."""
+
+
+@cache
+def _plan(cls: type) -> tuple[tuple[str, Any, Any], ...]:
+    plan = []
+    for f in dataclasses.fields(cls):
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
+        plan.append((f.name, f.type, _DEFAULTED if has_default else _zero(f.type)))
+    return tuple(plan)
+
+
+def _optional(tp: Any) -> tuple[bool, Any]:
+    """Whether `tp` admits None, and the type without None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return True, args[0]
+    return False, tp
+
+
+def _zero(tp: Any) -> Any:
+    nullable, tp = _optional(tp)
+    if nullable:
+        return None
+    if typing.get_origin(tp) is tuple:
+        return ()
+    if tp is ErrorCode:
+        return ErrorCode.none
+    if isinstance(tp, type):
+        if issubclass(tp, datetime.timedelta):
+            return datetime.timedelta(0)
+        if issubclass(tp, uuid.UUID):
+            return uuid.UUID(int=0)
+        if issubclass(tp, bool):
+            return False
+        for builtin in (int, str, bytes, float):  # beneath kio's phantom types
+            if issubclass(tp, builtin):
+                return builtin()
+    raise TypeError(f"no zero value for a field of type {tp!r}: give it explicitly")
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    _, tp = _optional(tp)
+    if typing.get_origin(tp) is tuple:
+        (inner, _) = typing.get_args(tp)
+        return tuple(_convert(inner, v) for v in value)
+    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+        return build(typing.cast(type, tp), value)
+    if tp is ErrorCode and not isinstance(value, ErrorCode):
+        return ErrorCode(value)
+    if tp in (i32Timedelta, i64Timedelta) and isinstance(value, int):
+        return datetime.timedelta(milliseconds=value)
+    return value
