@@ -19,14 +19,16 @@ from __future__ import annotations
 import gc
 import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import accumulate, pairwise, repeat
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from tidings.core import kafka_batch
 from tidings.core.errors import StoreCorruptError
 from tidings.core.records import NO_HEADERS, Headers, Record
+
+T = TypeVar("T")
 
 MAGIC = b"TB"
 VERSION = 1
@@ -131,7 +133,7 @@ class BatchInfo(NamedTuple):
 def info(data: bytes) -> BatchInfo:
     """Read the header of a stored batch (either format)."""
     if not data.startswith(MAGIC):
-        h = kafka_batch.read_header(data)
+        h = _stored_kafka(kafka_batch.read_header, data)
         return BatchInfo(0, h.records, h.last_offset_delta, h.base_timestamp, h.max_timestamp)
     try:
         magic, version, flags, count, last_delta, first_ts, max_ts = _HEADER.unpack_from(data)
@@ -145,7 +147,7 @@ def info(data: bytes) -> BatchInfo:
 def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Record]:
     """Decode a stored batch into records (tidings' format, or a Kafka batch as produced)."""
     if not data.startswith(MAGIC):
-        return kafka_batch.decode(topic, partition, base_offset, data)
+        return _stored_kafka(kafka_batch.decode, topic, partition, base_offset, data)
     flags, count, _, first_ts, _ = info(data)
     pos = _HEADER.size
     if flags & SPARSE:
@@ -194,6 +196,14 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     finally:
         if collecting:
             gc.enable()
+
+
+def _stored_kafka(fn: Callable[..., T], *args: Any) -> T:
+    """Read a stored Kafka batch; damage is a corrupt store, as for tidings' own format."""
+    try:
+        return fn(*args)
+    except kafka_batch.InvalidBatchError as e:
+        raise StoreCorruptError(f"a stored batch is damaged: {e}") from e
 
 
 @lru_cache(maxsize=8)

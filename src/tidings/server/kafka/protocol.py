@@ -76,16 +76,13 @@ def read_request(frame: bytes, supported: Mapping[int, tuple[int, int]]) -> Requ
     schema = _request_schema(key, version)
     try:
         header, offset = entity_reader(schema.__header_schema__)(frame, 0)
-        body, size = entity_reader(schema)(frame, offset)
-        end = offset + size
+        body, _ = entity_reader(schema)(frame, offset)
     except Exception as e:  # kio raises many kinds on bad bytes; all mean one thing
         raise ProtocolError(
             f"a {schema.__name__} v{version} request is malformed: {type(e).__name__}: {e}"
         ) from e
-    if end != len(frame):
-        raise ProtocolError(
-            f"a {schema.__name__} v{version} request has {len(frame) - end} bytes after its end"
-        )
+    # Bytes after the body are ignored, as Kafka's own broker does: librdkafka's Metadata
+    # request for every topic carries some.
     return Request(key, version, correlation_id, header.client_id, body)
 
 
