@@ -50,10 +50,12 @@ class Served:
             os.kill(self.process.pid, sig)
         try:
             return self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            raise AssertionError(f"the broker did not stop within {timeout_s}s:\n{self.log()}")
+            raise AssertionError(
+                f"the broker did not stop within {timeout_s}s:\n{self.log()}"
+            ) from e
 
 
 def start_broker(data: Path, *args: str) -> Served:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from tidings import TopicPartition
+from tidings import Record, TopicPartition
 from tidings.core import kafka_batch
 
 from .conftest import Served
@@ -98,7 +98,7 @@ def test_records_from_a_kafka_producer_read_the_same_in_kafka_and_in_python(
 
     with broker.bus() as bus:
         records = bus.consumer("orders", group="py", from_beginning=True)
-        seen = []
+        seen: list[Record] = []
         while len(seen) < 500:
             seen += records.poll(max_records=500, timeout_ms=2000)
         records.close()
@@ -122,7 +122,11 @@ def test_records_from_python_read_the_same_in_kafka(broker: Served) -> None:
     by_value = {m.value(): m for m in got}
     for i, meta in enumerate(sent):
         m = by_value[f"p{i}".encode()]
-        assert (m.partition(), m.offset(), m.key()) == (meta.partition, meta.offset, f"k{i}".encode())
+        assert (m.partition(), m.offset(), m.key()) == (
+            meta.partition,
+            meta.offset,
+            f"k{i}".encode(),
+        )
         assert m.timestamp()[1] == meta.timestamp
         assert m.headers() == [("n", b"%d" % i)]
     assert by_value[None].key() == b"gone"
@@ -142,7 +146,7 @@ def test_compressed_batches_are_kept_as_sent_and_read_back(broker: Served, codec
         tp = TopicPartition(topic, 0)
         r.assign(tp)
         r.seek(tp, "earliest")
-        seen = []
+        seen: list[Record] = []
         while len(seen) < 300:
             seen += r.poll(max_records=300, timeout_ms=2000)
         r.close()
@@ -186,10 +190,14 @@ def test_admin_creates_describes_and_deletes_topics(broker: Served) -> None:
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     futures = admin.create_topics(
         [
-            NewTopic("admin.a", num_partitions=3, replication_factor=1,
-                     config={"retention.ms": "60000", "cleanup.policy": "compact"}),
+            NewTopic(
+                "admin.a",
+                num_partitions=3,
+                replication_factor=1,
+                config={"retention.ms": "60000", "cleanup.policy": "compact"},
+            ),
             NewTopic("admin.b", num_partitions=1, replication_factor=1),
-        ]  # fmt: skip
+        ]
     )
     for f in futures.values():
         f.result(15)
@@ -226,3 +234,131 @@ def test_admin_creates_describes_and_deletes_topics(broker: Served) -> None:
     with pytest.raises(KafkaException) as gone:
         missing["admin.a"].result(15)
     assert gone.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def group_consumer(broker: Served, group: str, **config: Any) -> Consumer:
+    """A group member with short timeouts, committing by hand."""
+    return Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            **config,
+        }
+    )
+
+
+def wait_for_assignment(c: Consumer, count: int, timeout_s: float = 20.0) -> list[Any]:
+    """Poll until the member holds `count` partitions; the messages polled meanwhile."""
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while len(c.assignment()) != count:
+        assert time.monotonic() < deadline, f"assignment {c.assignment()} never reached {count}"
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got.append(m)
+    return got
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_a_group_of_two_rebalances_when_one_leaves_and_commits_carry_over(
+    broker: Served, strategy: str
+) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("work", num_partitions=4, replication_factor=1)])["work"].result(
+        15
+    )
+    produce(producer(broker), "work", [{"value": b"%d" % i, "partition": i % 4} for i in range(40)])
+
+    config = {"partition.assignment.strategy": strategy}
+    a = group_consumer(broker, "workers", **config)
+    a.subscribe(["work"])
+    seen = wait_for_assignment(a, 4)
+    b = group_consumer(broker, "workers", **config)
+    b.subscribe(["work"])
+    while len(a.assignment()) != 2 or len(b.assignment()) != 2:
+        for c in (a, b):
+            m = c.poll(0.1)
+            if m is not None and not m.error():
+                seen.append(m)
+    assert {tp.partition for tp in a.assignment()} | {tp.partition for tp in b.assignment()} == {
+        0, 1, 2, 3
+    }  # fmt: skip
+    with broker.bus() as bus:
+        described = bus.describe_group("workers")
+        assert described.state == "Stable" and described.strategy == strategy
+        assert sorted(len(m.assignment) for m in described.members) == [2, 2]
+
+    b.close()  # leaves: its partitions go back to a
+    seen += wait_for_assignment(a, 4)
+    deadline = time.monotonic() + 15
+    while len({(m.partition(), m.offset()) for m in seen}) < 40:
+        assert time.monotonic() < deadline, "records missing after the rebalance"
+        m = a.poll(0.2)
+        if m is not None and not m.error():
+            seen.append(m)
+    a.commit(asynchronous=False)
+    a.close()
+
+    with broker.bus() as bus:
+        lag = {p.partition: p.committed for p in bus.describe_group("workers").partitions}
+        assert lag == {0: 10, 1: 10, 2: 10, 3: 10}
+        bus.publish("work", b"after", partition=0)
+        python = bus.consumer("work", group="workers")  # the same group, from Python
+        got: list[Record] = []
+        deadline = time.monotonic() + 15
+        while not got:
+            assert time.monotonic() < deadline, "the Python member got nothing"
+            got = python.poll(timeout_ms=500)
+        assert [r.value for r in got] == [b"after"]  # resumes where Kafka committed
+        python.close()
+
+
+def test_kafka_and_python_members_share_one_group(broker: Served) -> None:
+    with broker.bus() as bus:
+        bus.create_topic("mixed", partitions=2)
+        python = bus.consumer("mixed", group="both", session_timeout_ms=6000)
+        python.poll(timeout_ms=200)
+        assert len(python.assignment()) == 2
+        k = group_consumer(broker, "both")
+        k.subscribe(["mixed"])
+        deadline = time.monotonic() + 20
+        while len(k.assignment()) != 1 or len(python.assignment()) != 1:
+            assert time.monotonic() < deadline, (k.assignment(), python.assignment())
+            k.poll(0.1)
+            python.poll(timeout_ms=100)
+        assert {tp.partition for tp in k.assignment()} != {
+            tp.partition for tp in python.assignment()
+        }
+        k.close()
+        deadline = time.monotonic() + 20
+        while len(python.assignment()) != 2:
+            assert time.monotonic() < deadline, "the Python member never got both back"
+            python.poll(timeout_ms=100)
+        python.close()
+
+
+def test_group_admin_lists_describes_and_deletes(broker: Served) -> None:
+    produce(producer(broker), "audit", [{"value": b"x"}])
+    c = group_consumer(broker, "auditors")
+    c.subscribe(["audit"])
+    wait_for_assignment(c, 1)
+    c.commit(offsets=[KafkaPartition("audit", 0, 1)], asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    listed = admin.list_consumer_groups().result(15)
+    assert "auditors" in {g.group_id for g in listed.valid}
+    [described] = admin.describe_consumer_groups(["auditors"]).values()
+    group = described.result(15)
+    assert len(group.members) == 1
+    assert [tp.topic for tp in group.members[0].assignment.topic_partitions] == ["audit"]
+    busy = admin.delete_consumer_groups(["auditors"])["auditors"]
+    with pytest.raises(KafkaException) as not_empty:
+        busy.result(15)
+    assert not_empty.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+    c.close()
+    admin.delete_consumer_groups(["auditors"])["auditors"].result(15)
+    with broker.bus() as bus:
+        assert "auditors" not in bus.list_groups()

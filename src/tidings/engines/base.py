@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from tidings.core.errors import CapabilityError, ConfigurationError
 from tidings.core.records import Record, TopicConfig, TopicPartition, TopicSpec
 
 OffsetReset = Literal["earliest", "latest", "none"]
-AssignmentStrategy = Literal["range", "cooperative-sticky"]
+AssignmentStrategy = Literal["range", "roundrobin", "cooperative-sticky"]
 
 
 class Capability(StrEnum):
@@ -121,9 +122,10 @@ class ConsumerConfig:
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
                 f"not {self.auto_offset_reset!r}"
             )
-        if self.strategy not in ("range", "cooperative-sticky"):
+        if self.strategy not in typing.get_args(AssignmentStrategy):
             raise ConfigurationError(
-                f"strategy must be 'range' or 'cooperative-sticky', not {self.strategy!r}"
+                f"strategy must be 'range', 'roundrobin' or 'cooperative-sticky', "
+                f"not {self.strategy!r}"
             )
         if self.max_poll_interval_ms <= 0:
             raise ConfigurationError(

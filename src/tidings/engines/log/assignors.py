@@ -26,6 +26,24 @@ def range_assign(
     return out
 
 
+def roundrobin_assign(
+    subscriptions: Mapping[str, Sequence[str]], partitions: Mapping[str, int]
+) -> Assignment:
+    """Kafka's round-robin assignor: every partition in order, dealt to members in turn."""
+    out: Assignment = {member: [] for member in subscriptions}
+    members = sorted(subscriptions)
+    turn = 0
+    for topic in sorted(partitions):
+        for p in range(partitions[topic]):
+            for _ in range(len(members)):  # the next member in turn that reads the topic
+                member = members[turn % len(members)]
+                turn += 1
+                if topic in subscriptions[member]:
+                    out[member].append((topic, p))
+                    break
+    return out
+
+
 def sticky_assign(
     subscriptions: Mapping[str, Sequence[str]],
     partitions: Mapping[str, int],

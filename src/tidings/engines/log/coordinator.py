@@ -15,7 +15,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from tidings.core.errors import CommitFailedError, GroupError
-from tidings.engines.log.assignors import Partition, range_assign, sticky_assign
+from tidings.engines.log.assignors import (
+    Partition,
+    range_assign,
+    roundrobin_assign,
+    sticky_assign,
+)
+
+STRATEGIES = ("range", "roundrobin", "cooperative-sticky")
+"""Assignors the group runs (server-side), by the names Kafka clients give them."""
+COOPERATIVE = "cooperative-sticky"
 
 
 class UnknownMemberError(GroupError):
@@ -34,6 +43,10 @@ class MemberState:
     target: list[Partition] = field(default_factory=list)
     owned: list[Partition] = field(default_factory=list)
     revoked_generation: int = 0
+    client_host: str = ""
+    protocols: dict[str, str] = field(default_factory=dict)
+    """A member joined through the Kafka protocol: its assignors' metadata (base64) by
+    name. Empty for members of the Python API."""
 
 
 @dataclass
@@ -158,7 +171,7 @@ def sync(
             member.owned.remove(tp)
     if expire(state, now_ms) or _counts(state, partitions) != state.partitions:
         _rebalance(state, partitions)
-    eager = state.strategy == "range"
+    eager = state.strategy != COOPERATIVE
     if eager and member.revoked_generation < state.generation:
         if member.owned:
             return SyncResult(state.generation, list(member.owned), [])
@@ -172,34 +185,141 @@ def sync(
     return SyncResult(state.generation, revoke, assign)
 
 
+class CommitRefusal(NamedTuple):
+    """Why a commit is refused: the committer is not a member, or does not own a partition."""
+
+    unknown_member: bool
+    message: str
+
+
+def commit_refusal(
+    state: GroupState, group: str, member_id: str | None, offsets: dict[Partition, int]
+) -> CommitRefusal | None:
+    """Why `member_id` may not commit `offsets` now (None: it may)."""
+    if member_id is None:
+        if state.members:
+            return CommitRefusal(
+                True,
+                f"group {group!r} has live members; a consumer outside the group cannot "
+                f"commit for it (use a different group, or subscribe)",
+            )
+        return None
+    member = state.members.get(member_id)
+    if member is None:
+        return CommitRefusal(
+            True,
+            f"commit failed: this consumer was removed from group {group!r} "
+            f"(session timeout); its partitions were reassigned and will be re-read",
+        )
+    lost = [tp for tp in offsets if tp not in member.owned]
+    if lost:
+        return CommitRefusal(
+            False,
+            f"commit failed: partitions {sorted(lost)} are no longer assigned to this "
+            f"member of group {group!r} (the group rebalanced)",
+        )
+    return None
+
+
 def commit(
     state: GroupState, group: str, member_id: str | None, offsets: dict[Partition, int]
 ) -> None:
     """Store committed offsets, refusing partitions the committer does not own."""
-    if member_id is None:
-        if state.members:
-            raise CommitFailedError(
-                group,
-                f"group {group!r} has live members; a consumer outside the group cannot "
-                f"commit for it (use a different group, or subscribe)",
-            )
-    else:
-        member = state.members.get(member_id)
-        if member is None:
-            raise CommitFailedError(
-                group,
-                f"commit failed: this consumer was removed from group {group!r} "
-                f"(session timeout); its partitions were reassigned and will be re-read",
-            )
-        lost = [tp for tp in offsets if tp not in member.owned]
-        if lost:
-            raise CommitFailedError(
-                group,
-                f"commit failed: partitions {sorted(lost)} are no longer assigned to this "
-                f"member of group {group!r} (the group rebalanced)",
-            )
+    refusal = commit_refusal(state, group, member_id, offsets)
+    if refusal is not None:
+        raise CommitFailedError(group, refusal.message)
     for (topic, partition), offset in offsets.items():
         state.offsets.setdefault(topic, {})[str(partition)] = offset
+
+
+# -- members joined through the Kafka protocol ----------------------------------------------
+#
+# The group assigns on the server for every member, as Kafka's KIP-848 does for classic
+# members in a new-style group: a Kafka client's own assignor runs (as leader) but its
+# result is not used. JoinGroup and SyncGroup are that member's sync: an eager member has
+# revoked everything before it rejoins; a cooperative one reports what it still owns.
+# Its heartbeat asks it to rejoin whenever it holds a partition it must give up, or a
+# partition meant for it has become free.
+
+
+def kafka_join(
+    state: GroupState,
+    group: str,
+    member: MemberState,
+    still_owned: list[Partition] | None,
+    partitions: dict[str, int],
+) -> str:
+    """Add or refresh a Kafka member; the assignor the group runs (one both support)."""
+    offered = list(member.protocols)
+    if state.members.keys() - {member.member_id} and state.strategy is not None:
+        if state.strategy not in offered:
+            raise GroupError(
+                group,
+                f"group {group!r} uses the {state.strategy!r} assignor; this member offers "
+                f"{', '.join(offered) or 'none'}; configure {state.strategy!r} "
+                f"(partition.assignment.strategy) in every member",
+            )
+        strategy = state.strategy
+    else:
+        known = [name for name in offered if name in STRATEGIES]
+        if not known:
+            raise GroupError(
+                group,
+                f"none of the assignors {', '.join(offered) or '(none)'} is served; use one "
+                f"of {', '.join(STRATEGIES)} (partition.assignment.strategy)",
+            )
+        strategy = known[0]
+    existing = state.members.get(member.member_id)
+    if existing is None:
+        join(state, member, strategy, group, partitions)
+        return strategy
+    existing.heartbeat_ms = member.heartbeat_ms
+    existing.session_timeout_ms = member.session_timeout_ms
+    existing.protocols = member.protocols
+    if strategy == COOPERATIVE and still_owned is not None:
+        existing.owned = [tp for tp in existing.owned if tp in still_owned]
+    else:
+        existing.owned = []  # an eager member revoked everything before rejoining
+    if existing.topics != member.topics or _counts(state, partitions) != state.partitions:
+        existing.topics = list(member.topics)
+        _rebalance(state, partitions)
+    return strategy
+
+
+def kafka_assignment(
+    state: GroupState, group: str, member_id: str, now_ms: int, partitions: dict[str, int]
+) -> list[Partition]:
+    """SyncGroup: what the member reads now (partitions it must give up are left out)."""
+    member = _live(state, group, member_id, now_ms, partitions)
+    others = {tp for m in state.members.values() if m is not member for tp in m.owned}
+    member.owned.extend(tp for tp in member.target if tp not in member.owned and tp not in others)
+    # A partition leaving a cooperative member stays owned until it rejoins without it.
+    return sorted(tp for tp in member.owned if tp in member.target)
+
+
+def kafka_heartbeat(
+    state: GroupState, group: str, member_id: str, now_ms: int, partitions: dict[str, int]
+) -> bool:
+    """Record a Kafka member's heartbeat; whether it must rejoin (a rebalance for it)."""
+    member = _live(state, group, member_id, now_ms, partitions)
+    if any(tp not in member.target for tp in member.owned):
+        return True
+    others = {tp for m in state.members.values() if m is not member for tp in m.owned}
+    return any(tp not in member.owned and tp not in others for tp in member.target)
+
+
+def _live(
+    state: GroupState, group: str, member_id: str, now_ms: int, partitions: dict[str, int]
+) -> MemberState:
+    member = state.members.get(member_id)
+    if member is None:
+        raise UnknownMemberError(
+            group, f"member {member_id} is no longer in group {group!r}; it must rejoin"
+        )
+    member.heartbeat_ms = now_ms
+    if expire(state, now_ms) or _counts(state, partitions) != state.partitions:
+        _rebalance(state, partitions)
+    return member
 
 
 def _counts(state: GroupState, partitions: dict[str, int]) -> dict[str, int]:
@@ -216,6 +336,8 @@ def _rebalance(state: GroupState, partitions: dict[str, int]) -> None:
     subscriptions = {mid: m.topics for mid, m in state.members.items()}
     if state.strategy == "range":
         targets = range_assign(subscriptions, state.partitions)
+    elif state.strategy == "roundrobin":
+        targets = roundrobin_assign(subscriptions, state.partitions)
     else:
         previous = {mid: m.target for mid, m in state.members.items()}
         targets = sticky_assign(subscriptions, state.partitions, previous)

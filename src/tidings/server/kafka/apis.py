@@ -33,6 +33,7 @@ from tidings.core.kafka_batch import BatchHeader, InvalidBatchError
 from tidings.core.records import TopicConfig, TopicPartition, TopicSpec, validate_topic_name
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.engine import LogEngine
+from tidings.server.kafka.groups import GroupApis
 
 log = logging.getLogger("tidings.server.kafka")
 
@@ -51,10 +52,20 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     1: (4, 12),  # Fetch
     2: (1, 7),  # ListOffsets
     3: (1, 12),  # Metadata
+    8: (2, 8),  # OffsetCommit
+    9: (1, 7),  # OffsetFetch
+    10: (0, 4),  # FindCoordinator
+    11: (0, 7),  # JoinGroup
+    12: (0, 4),  # Heartbeat
+    13: (0, 5),  # LeaveGroup
+    14: (0, 5),  # SyncGroup
+    15: (0, 5),  # DescribeGroups
+    16: (0, 4),  # ListGroups
     18: (0, 3),  # ApiVersions
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     22: (0, 4),  # InitProducerId
+    42: (0, 2),  # DeleteGroups
 }
 """API key -> (lowest, highest) version served; what ApiVersions advertises."""
 
@@ -95,11 +106,22 @@ class KafkaApis:
         self.engine = engine
         self.settings = settings
         self._sequences: dict[tuple[int, str, int], _Sequences] = {}
+        groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port))
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | None]]] = {
             0: self.produce,
             1: self.fetch,
             2: self.list_offsets,
             3: self.metadata,
+            8: groups.offset_commit,
+            9: groups.offset_fetch,
+            10: groups.find_coordinator,
+            11: groups.join_group,
+            12: groups.heartbeat,
+            13: groups.leave_group,
+            14: groups.sync_group,
+            15: groups.describe_groups,
+            16: groups.list_groups,
+            42: groups.delete_groups,
             18: self.api_versions,
             19: self.create_topics,
             20: self.delete_topics,

@@ -21,6 +21,7 @@ import types
 import typing
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -46,6 +47,18 @@ class UnsupportedVersion(Exception):
         self.api_key = api_key
         self.version = version
         self.correlation_id = correlation_id
+
+
+class Caller(NamedTuple):
+    """Who sent the request being answered: its client id and address."""
+
+    client_id: str
+    host: str
+
+
+CALLER: ContextVar[Caller] = ContextVar("CALLER")
+"""Set by the server around each handler, for the few answers that name the client."""
+UNKNOWN_CALLER = Caller("unknown", "")
 
 
 class Request(NamedTuple):

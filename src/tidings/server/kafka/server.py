@@ -102,6 +102,7 @@ class KafkaServer:
         writer: asyncio.StreamWriter,
         peer: Any,
     ) -> None:
+        host = peer[0] if isinstance(peer, tuple) else str(peer)
         while not self._closing:
             (size,) = protocol.SIZE.unpack(await reader.readexactly(4))
             if not 0 < size <= self.max_request_bytes:
@@ -112,7 +113,7 @@ class KafkaServer:
             frame = await reader.readexactly(size)
             self._connections[task] = True
             try:
-                response = await self._answer(frame)
+                response = await self._answer(frame, host)
                 if response is not None:
                     writer.write(response)
                     await writer.drain()
@@ -120,7 +121,7 @@ class KafkaServer:
             finally:
                 self._connections[task] = False
 
-    async def _answer(self, frame: bytes) -> bytes | None:
+    async def _answer(self, frame: bytes, host: str) -> bytes | None:
         try:
             request = protocol.read_request(frame, SUPPORTED)
         except protocol.UnsupportedVersion as e:
@@ -138,6 +139,7 @@ class KafkaServer:
                 {"error_code": ErrorCode.unsupported_version, "api_keys": api_version_list()},
             )
         started = time.perf_counter()
+        protocol.CALLER.set(protocol.Caller(request.client_id or "unknown", host))
         fields = await self.apis.handlers[request.api_key](request.body, request.version)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
