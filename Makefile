@@ -4,10 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup tools run test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) tools
+
+# kcat, a Kafka client in C from Debian's packages: the tests run it against tidings serve
+tools:
+	command -v kcat >/dev/null || { $(SUDO) apt-get install -y -q kcat || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q kcat; }; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/tidings tour
+	$(BIN)/tidings serve
 
 test: setup lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10

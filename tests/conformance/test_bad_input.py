@@ -191,7 +191,7 @@ def test_invalid_setting_value_is_refused(bus: tidings.Bus, subtests: pytest.Sub
 
 BAD_CONSUMER_OPTIONS: list[dict[str, Any]] = [
     {"auto_offset_reset": "middle"},
-    {"strategy": "roundrobin"},
+    {"strategy": "sticky"},
     {"session_timeout_ms": 100, "heartbeat_interval_ms": 100},
     {"heartbeat_interval_ms": 0},
 ]

@@ -58,14 +58,14 @@ class Served:
             ) from e
 
 
-def start_broker(data: Path, *args: str) -> Served:
+def start_broker(data: Path, *args: str, env: dict[str, str] | None = None) -> Served:
     """Start `tidings serve` on a free port and wait for its banner."""
     process = subprocess.Popen(
         [TIDINGS, "serve", "--data", str(data), "--kafka", "127.0.0.1:0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     output: list[str] = []
     found = threading.Event()
@@ -106,8 +106,8 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Starts brokers with extra flags; stops every one still running at the end."""
     started: list[Served] = []
 
-    def run(*args: str, name: str = "data") -> Served:
-        served = start_broker(tmp_path / name, *args)
+    def run(*args: str, name: str = "data", env: dict[str, str] | None = None) -> Served:
+        served = start_broker(tmp_path / name, *args, env=env)
         started.append(served)
         return served
 
