@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from tidings import Record, TopicPartition
 from tidings.core import kafka_batch
@@ -362,3 +369,56 @@ def test_group_admin_lists_describes_and_deletes(broker: Served) -> None:
     admin.delete_consumer_groups(["auditors"])["auditors"].result(15)
     with broker.bus() as bus:
         assert "auditors" not in bus.list_groups()
+
+
+def test_admin_describes_and_alters_settings_and_adds_partitions(broker: Served) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("cfg", num_partitions=1, replication_factor=1)])["cfg"].result(15)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "cfg")
+
+    def described() -> dict[str, Any]:
+        [future] = admin.describe_configs([resource]).values()
+        return {name: entry.value for name, entry in future.result(15).items()}
+
+    assert described()["retention.ms"] == str(7 * 86_400_000)
+    assert described()["cleanup.policy"] == "delete"
+
+    changes = [
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ]
+    altered = ConfigResource(ConfigResource.Type.TOPIC, "cfg", incremental_configs=changes)
+    [done] = admin.incremental_alter_configs([altered]).values()
+    done.result(15)
+    assert described()["retention.ms"] == "3600000"
+    assert described()["cleanup.policy"] == "compact,delete"
+    with broker.bus() as bus:
+        config = bus.describe_topic("cfg").spec.config
+        assert (config.retention_ms, config.cleanup_policy) == (3_600_000, "compact,delete")
+
+    bad = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "cfg",
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", "-7", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    [refused] = admin.incremental_alter_configs([bad]).values()
+    with pytest.raises(KafkaException) as invalid:
+        refused.result(15)
+    assert invalid.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert described()["max.message.bytes"] == str(1 << 20)  # unchanged
+
+    # the older AlterConfigs replaces every setting: those not given go back to defaults
+    replaced = ConfigResource(ConfigResource.Type.TOPIC, "cfg", set_config={"retention.ms": "1000"})
+    with pytest.deprecated_call():  # still sent by older clients and tools
+        [whole] = admin.alter_configs([replaced]).values()
+    whole.result(15)
+    assert (described()["retention.ms"], described()["cleanup.policy"]) == ("1000", "delete")
+
+    admin.create_partitions([NewPartitions("cfg", 3)])["cfg"].result(15)
+    assert len(admin.list_topics(timeout=10).topics["cfg"].partitions) == 3
+    shrink = admin.create_partitions([NewPartitions("cfg", 2)])["cfg"]
+    with pytest.raises(KafkaException) as fewer:
+        shrink.result(15)
+    assert fewer.value.args[0].code() == KafkaError.INVALID_PARTITIONS

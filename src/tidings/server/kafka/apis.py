@@ -24,23 +24,20 @@ from tidings.core import batch as codec
 from tidings.core import kafka_batch
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import (
-    ConfigurationError,
     InvalidTopicError,
-    TopicExistsError,
     TopicNotFoundError,
 )
 from tidings.core.kafka_batch import BatchHeader, InvalidBatchError
-from tidings.core.records import TopicConfig, TopicPartition, TopicSpec, validate_topic_name
+from tidings.core.records import TopicPartition, TopicSpec, validate_topic_name
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.engine import LogEngine
+from tidings.server.kafka.admin import AdminApis, error, topic_id
 from tidings.server.kafka.groups import GroupApis
 
 log = logging.getLogger("tidings.server.kafka")
 
 NODE_ID = 0
 CLUSTER_ID = "tidings"
-TOPIC_IDS = uuid.UUID("6c1f7e0a-7d1b-4f0e-9a57-5d0b1a2c3e4f")
-"""Namespace of topic ids: uuid5(TOPIC_IDS, name)."""
 API_VERSIONS = 18
 """ApiVersions: answered even in a version not served, so a client learns what is."""
 """The API key of ApiVersions, the one request answered even in a version not served."""
@@ -65,7 +62,11 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     22: (0, 4),  # InitProducerId
+    32: (1, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    37: (0, 3),  # CreatePartitions
     42: (0, 2),  # DeleteGroups
+    44: (0, 1),  # IncrementalAlterConfigs
 }
 """API key -> (lowest, highest) version served; what ApiVersions advertises."""
 
@@ -94,11 +95,6 @@ class _Sequences:
     """(first sequence, last sequence, base offset) of the last stored batches."""
 
 
-def topic_id(name: str) -> uuid.UUID:
-    """The id Kafka clients see for a topic (stable for its name)."""
-    return uuid.uuid5(TOPIC_IDS, name)
-
-
 class KafkaApis:
     """Request handlers by API key; each takes (request body, version), returns fields."""
 
@@ -107,6 +103,7 @@ class KafkaApis:
         self.settings = settings
         self._sequences: dict[tuple[int, str, int], _Sequences] = {}
         groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port))
+        admin = AdminApis(engine, lambda: self.settings.num_partitions)
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | None]]] = {
             0: self.produce,
             1: self.fetch,
@@ -123,8 +120,12 @@ class KafkaApis:
             16: groups.list_groups,
             42: groups.delete_groups,
             18: self.api_versions,
-            19: self.create_topics,
-            20: self.delete_topics,
+            19: admin.create_topics,
+            20: admin.delete_topics,
+            32: admin.describe_configs,
+            33: admin.alter_configs,
+            37: admin.create_partitions,
+            44: admin.incremental_alter_configs,
             22: self.init_producer_id,
         }
 
@@ -174,84 +175,6 @@ class KafkaApis:
         log.info("created topic %r (%d partitions) on first use", name, spec.partitions)
         return await self.engine.topic(name), ErrorCode.none
 
-    # -- topics --------------------------------------------------------------------------
-
-    async def create_topics(self, request: Any, version: int) -> Fields:
-        """Create topics with their settings (replication factor 1: one broker)."""
-        return {
-            "topics": [
-                await self._create_topic(t, request.validate_only if version >= 1 else False)
-                for t in request.topics
-            ]
-        }
-
-    async def _create_topic(self, topic: Any, validate_only: bool) -> Fields:
-        name = topic.name
-        out: Fields = {"name": name, "topic_id": topic_id(name)}
-        partitions = (
-            self.settings.num_partitions if topic.num_partitions == -1 else topic.num_partitions
-        )
-        try:
-            validate_topic_name(name)
-        except InvalidTopicError as e:
-            return out | _error(ErrorCode.invalid_topic_exception, str(e))
-        try:
-            if topic.replication_factor not in (-1, 1):
-                return out | _error(
-                    ErrorCode.invalid_replication_factor,
-                    f"replication factor {topic.replication_factor} needs that many brokers; "
-                    f"tidings serve is one broker: use 1 (or -1)",
-                )
-            if topic.assignments:
-                return out | _error(
-                    ErrorCode.invalid_replica_assignment,
-                    "manual replica assignment is not supported: one broker holds every partition",
-                )
-            if partitions < 1:
-                return out | _error(ErrorCode.invalid_partitions, "num_partitions must be >= 1")
-            changes = TopicConfig.changes_from_kafka((c.name, c.value) for c in topic.configs)
-            spec = TopicSpec(name, partitions, TopicConfig().updated(**changes))
-        except ConfigurationError as e:
-            return out | _error(ErrorCode.invalid_config, str(e))
-        if not validate_only:
-            try:
-                await self.engine.create_topic(spec)
-            except TopicExistsError as e:
-                return out | _error(ErrorCode.topic_already_exists, str(e))
-        return out | {
-            "num_partitions": partitions,
-            "replication_factor": 1,
-            "configs": [
-                {
-                    "name": k,
-                    "value": v,
-                    "read_only": False,
-                    "config_source": 1,
-                    "is_sensitive": False,
-                }
-                for k, v in spec.config.to_kafka().items()
-            ],
-        }
-
-    async def delete_topics(self, request: Any, version: int) -> Fields:
-        """Delete topics by name (or, from v6, by id)."""
-        if version >= 6:
-            by_id = {topic_id(s.name): s.name for s in await self.engine.list_topics()}
-            wanted = [(t.name or by_id.get(t.topic_id)) for t in request.topics]
-        else:
-            wanted = list(request.topic_names)
-        responses = []
-        for name in wanted:
-            out: Fields = {"name": name, "topic_id": topic_id(name) if name else None}
-            try:
-                if name is None:
-                    raise TopicNotFoundError("(unknown id)")
-                await self.engine.delete_topic(name)
-            except TopicNotFoundError as e:
-                out |= _error(ErrorCode.unknown_topic_or_partition, str(e))
-            responses.append(out)
-        return {"responses": responses}
-
     # -- producing -----------------------------------------------------------------------
 
     async def init_producer_id(self, request: Any, version: int) -> Fields:
@@ -278,7 +201,7 @@ class KafkaApis:
             for part in topic.partition_data:
                 where = (topic.name, part.index)
                 if spec is None or not 0 <= part.index < spec.partitions:
-                    results[where] = _error(
+                    results[where] = error(
                         ErrorCode.unknown_topic_or_partition,
                         f"topic {topic.name!r} partition {part.index} does not exist",
                     )
@@ -341,16 +264,16 @@ class KafkaApis:
         state = self._sequences.get((first.producer_id, *where))
         if state is None or first.producer_epoch > state.epoch:
             if first.base_sequence != 0 and state is not None:
-                return _error(ErrorCode.out_of_order_sequence_number, "a new epoch starts at 0")
+                return error(ErrorCode.out_of_order_sequence_number, "a new epoch starts at 0")
             return None
         if first.producer_epoch < state.epoch:
-            return _error(ErrorCode.invalid_producer_epoch, "a newer producer epoch exists")
+            return error(ErrorCode.invalid_producer_epoch, "a newer producer epoch exists")
         for low, _, base in state.recent:
             if first.base_sequence == low:
                 return {"base_offset": base}  # a retry of a stored batch: not stored again
         last = state.recent[-1][1] if state.recent else -1
         if first.base_sequence != (last + 1) & 0x7FFFFFFF:
-            return _error(
+            return error(
                 ErrorCode.out_of_order_sequence_number,
                 f"expected sequence {last + 1}, got {first.base_sequence}",
             )
@@ -469,10 +392,6 @@ def api_version_list() -> list[Fields]:
     ]
 
 
-def _error(code: ErrorCode, message: str) -> Fields:
-    return {"error_code": code, "error_message": message}
-
-
 def _topic_metadata(name: str, spec: TopicSpec | None, error: ErrorCode) -> Fields:
     partitions = (
         []
@@ -501,23 +420,23 @@ def _check_batches(
 ) -> list[tuple[BatchHeader, bytes]] | Fields:
     """The partition's batches, checked; or the error that refuses them all."""
     if not records:
-        return _error(
+        return error(
             ErrorCode.corrupt_message, "a produce request for a partition carried no records"
         )
     try:
         batches = list(kafka_batch.split(records))
     except InvalidBatchError as e:
-        return _error(ErrorCode.corrupt_message, str(e))
+        return error(ErrorCode.corrupt_message, str(e))
     for header, data in batches:
         if header.records < 1 or header.last_offset_delta != header.records - 1:
-            return _error(ErrorCode.corrupt_message, "a record batch's offsets are not dense")
+            return error(ErrorCode.corrupt_message, "a record batch's offsets are not dense")
         if header.control or header.attributes & kafka_batch.TRANSACTIONAL:
-            return _error(
+            return error(
                 ErrorCode.unsupported_for_message_format,
                 "transactional batches are not served by tidings yet",
             )
         if len(data) > spec.config.max_message_bytes:
-            return _error(
+            return error(
                 ErrorCode.message_too_large,
                 f"a batch of {len(data)} bytes is over the topic's max.message.bytes "
                 f"({spec.config.max_message_bytes})",
