@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,7 +19,6 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from tidings.core import batch as codec
 from tidings.core import kafka_batch
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import (
@@ -32,6 +30,7 @@ from tidings.core.records import TopicPartition, TopicSpec, validate_topic_name
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.admin import AdminApis, error, topic_id
+from tidings.server.kafka.fetch import FetchApi, partition_states
 from tidings.server.kafka.groups import GroupApis
 
 log = logging.getLogger("tidings.server.kafka")
@@ -106,7 +105,7 @@ class KafkaApis:
         admin = AdminApis(engine, lambda: self.settings.num_partitions)
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | None]]] = {
             0: self.produce,
-            1: self.fetch,
+            1: FetchApi(engine).fetch,
             2: self.list_offsets,
             3: self.metadata,
             8: groups.offset_commit,
@@ -289,74 +288,11 @@ class KafkaApis:
         last = (header.base_sequence + header.records - 1) & 0x7FFFFFFF
         state.recent.append((header.base_sequence, last, base_offset))
 
-    # -- fetching ------------------------------------------------------------------------
-
-    async def fetch(self, request: Any, version: int) -> Fields:
-        """Stored batches from each position; waits up to max_wait for min_bytes."""
-        max_wait_s = request.max_wait.total_seconds()
-        deadline = time.monotonic() + max_wait_s
-        while True:
-            seen = self.engine.version
-            responses, size = await self._fetch_once(request)
-            remaining = deadline - time.monotonic()
-            if size >= request.min_bytes or remaining <= 0:
-                return {"responses": responses}
-            await self.engine.wait_for_data(seen, remaining)
-
-    async def _fetch_once(self, request: Any) -> tuple[list[Fields], int]:
-        total = 0
-        limit = request.max_bytes
-        responses = []
-        for topic in request.topics:
-            partitions = []
-            states = await self._states(topic.topic)
-            for part in topic.partitions:
-                out: Fields = {"partition_index": part.partition}
-                state = states.get(part.partition) if states is not None else None
-                if state is None:
-                    partitions.append(out | {"error_code": ErrorCode.unknown_topic_or_partition})
-                    continue
-                out |= {
-                    "high_watermark": state.end_offset,
-                    "last_stable_offset": state.end_offset,
-                    "log_start_offset": state.start_offset,
-                }
-                offset = part.fetch_offset
-                if not state.start_offset <= offset <= state.end_offset:
-                    partitions.append(out | {"error_code": ErrorCode.offset_out_of_range})
-                    continue
-                records = b""
-                if offset < state.end_offset and (total < limit or total == 0):
-                    room = min(part.partition_max_bytes, max(limit - total, 1))
-                    records = await self._read(topic.topic, part.partition, offset, room)
-                    total += len(records)
-                partitions.append(out | {"records": records})
-            responses.append({"topic": topic.topic, "partitions": partitions})
-        return responses, total
-
-    async def _states(self, topic: str) -> dict[int, PartitionState] | None:
-        try:
-            _, states = await self.engine.describe_topic(topic)
-        except TopicNotFoundError:
-            return None
-        return {s.partition: s for s in states}
-
-    async def _read(self, topic: str, partition: int, offset: int, max_bytes: int) -> bytes:
-        stored = await self.engine.read(self.engine.store.read, topic, partition, offset, max_bytes)
-        parts = []
-        for b in stored:
-            if b.data.startswith(codec.MAGIC):  # written by the Python API
-                records = codec.decode(topic, partition, b.base_offset, b.data)
-                parts.append(kafka_batch.encode(records, b.base_offset))
-            else:
-                parts.append(kafka_batch.with_base_offset(b.data, b.base_offset))
-        return b"".join(parts)
-
     async def list_offsets(self, request: Any, version: int) -> Fields:
         """Earliest (-2), latest (-1), max timestamp (-3) or first at a time, per partition."""
         topics = []
         for topic in request.topics:
-            states = await self._states(topic.name)
+            states = await partition_states(self.engine, topic.name)
             partitions = []
             for part in topic.partitions:
                 out: Fields = {"partition_index": part.partition_index}

@@ -1,0 +1,194 @@
+"""Fetch: stored batches served as they are, long polling, and incremental fetch sessions.
+
+A Kafka batch is served as the producer sent it, its base offset filled in; a batch the
+Python API wrote is rewritten as a Kafka batch on the way out. A fetch waits up to
+max_wait for min_bytes, woken by the commit of new records rather than by a timer.
+
+Fetch sessions (KIP-227) let a consumer name only the partitions whose position changed:
+the broker keeps the rest from the session, and answers with only the partitions that
+have records or news (a new high watermark or log start, an error).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from tidings.core import batch as codec
+from tidings.core import kafka_batch
+from tidings.core.errors import TopicNotFoundError
+from tidings.engines.base import PartitionState
+from tidings.engines.log.engine import LogEngine
+
+Fields = dict[str, Any]
+Where = tuple[str, int]
+
+MAX_SESSIONS = 1000
+"""Fetch sessions kept; the least recently used goes first (its consumer starts anew)."""
+INITIAL_EPOCH, FINAL_EPOCH = 0, -1
+
+
+@dataclass
+class _Wanted:
+    """One partition of a fetch: where to read and what the client last heard."""
+
+    offset: int
+    max_bytes: int
+    high_watermark: int = -1
+    log_start: int = -1
+
+
+@dataclass
+class FetchSession:
+    """The partitions a consumer fetches, kept between its requests."""
+
+    id: int
+    partitions: dict[Where, _Wanted]
+    epoch: int = 1
+    """The epoch its next request must carry."""
+    used: float = field(default_factory=time.monotonic)
+
+
+class FetchApi:
+    """The Fetch request, with the fetch sessions of every connection."""
+
+    def __init__(self, engine: LogEngine) -> None:
+        self.engine = engine
+        self._sessions: OrderedDict[int, FetchSession] = OrderedDict()
+        self._ids = itertools.count(1)
+
+    async def fetch(self, request: Any, version: int) -> Fields:
+        """Records from each position; waits up to max_wait for min_bytes."""
+        asked = {
+            (t.topic, p.partition): _Wanted(p.fetch_offset, p.partition_max_bytes)
+            for t in request.topics
+            for p in t.partitions
+        }
+        session_id = getattr(request, "session_id", 0)
+        epoch = getattr(request, "session_epoch", FINAL_EPOCH)
+        session: FetchSession | None = None
+        incremental = False
+        if session_id == 0 and epoch == INITIAL_EPOCH:
+            session = self._open(asked)
+        elif session_id != 0 and epoch == FINAL_EPOCH:
+            self._sessions.pop(session_id, None)
+        elif session_id != 0:
+            found = self._sessions.get(session_id)
+            if found is None:
+                return _session_error(ErrorCode.fetch_session_id_not_found)
+            if epoch != found.epoch:
+                return _session_error(ErrorCode.invalid_fetch_session_epoch)
+            session, incremental = found, True
+            self._update(session, asked, request.forgotten_topics_data)
+        wanted = session.partitions if session is not None else asked
+        deadline = time.monotonic() + request.max_wait.total_seconds()
+        while True:
+            seen = self.engine.version
+            results, size = await self._read_all(wanted, request.max_bytes)
+            if incremental:
+                results = {w: r for w, r in results.items() if _news(wanted[w], r)}
+            remaining = deadline - time.monotonic()
+            if size >= request.min_bytes or remaining <= 0 or (incremental and results):
+                break
+            await self.engine.wait_for_data(seen, remaining)
+        for where, result in results.items():
+            wanted[where].high_watermark = result.get("high_watermark", -1)
+            wanted[where].log_start = result.get("log_start_offset", -1)
+        return {"session_id": session.id if session else 0, "responses": _by_topic(results)}
+
+    def _open(self, partitions: dict[Where, _Wanted]) -> FetchSession:
+        while len(self._sessions) >= MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        session = FetchSession(next(self._ids), dict(partitions))
+        self._sessions[session.id] = session
+        return session
+
+    def _update(self, session: FetchSession, asked: dict[Where, _Wanted], forgotten: Any) -> None:
+        session.epoch = session.epoch + 1 if session.epoch < 0x7FFFFFFF else 1
+        session.used = time.monotonic()
+        self._sessions.move_to_end(session.id)
+        for topic in forgotten:
+            for p in topic.partitions:
+                session.partitions.pop((topic.topic, p), None)
+        for where, change in asked.items():
+            known = session.partitions.get(where)
+            if known is None:
+                session.partitions[where] = change
+            else:
+                known.offset, known.max_bytes = change.offset, change.max_bytes
+
+    async def _read_all(
+        self, wanted: dict[Where, _Wanted], limit: int
+    ) -> tuple[dict[Where, Fields], int]:
+        total = 0
+        out: dict[Where, Fields] = {}
+        states: dict[str, dict[int, PartitionState] | None] = {}
+        for (topic, partition), w in wanted.items():
+            if topic not in states:
+                states[topic] = await partition_states(self.engine, topic)
+            known = states[topic]
+            state = known.get(partition) if known is not None else None
+            result: Fields = {"partition_index": partition, "records": b""}  # never null
+            out[(topic, partition)] = result
+            if state is None:
+                result["error_code"] = ErrorCode.unknown_topic_or_partition
+                continue
+            result |= {
+                "high_watermark": state.end_offset,
+                "last_stable_offset": state.end_offset,
+                "log_start_offset": state.start_offset,
+            }
+            if not state.start_offset <= w.offset <= state.end_offset:
+                result["error_code"] = ErrorCode.offset_out_of_range
+                continue
+            if w.offset < state.end_offset and (total < limit or total == 0):
+                room = min(w.max_bytes, max(limit - total, 1))
+                result["records"] = await self._read(topic, partition, w.offset, room)
+                total += len(result["records"])
+        return out, total
+
+    async def _read(self, topic: str, partition: int, offset: int, max_bytes: int) -> bytes:
+        stored = await self.engine.read(self.engine.store.read, topic, partition, offset, max_bytes)
+        parts = []
+        for b in stored:
+            if b.data.startswith(codec.MAGIC):  # written by the Python API
+                records = codec.decode(topic, partition, b.base_offset, b.data)
+                parts.append(kafka_batch.encode(records, b.base_offset))
+            else:
+                parts.append(kafka_batch.with_base_offset(b.data, b.base_offset))
+        return b"".join(parts)
+
+
+async def partition_states(engine: LogEngine, topic: str) -> dict[int, PartitionState] | None:
+    """Each partition's extent by number; None when the topic does not exist."""
+    try:
+        _, states = await engine.describe_topic(topic)
+    except TopicNotFoundError:
+        return None
+    return {s.partition: s for s in states}
+
+
+def _news(wanted: _Wanted, result: Fields) -> bool:
+    """Whether an incremental response must carry this partition."""
+    return bool(
+        result.get("records")
+        or result.get("error_code")
+        or result.get("high_watermark", -1) != wanted.high_watermark
+        or result.get("log_start_offset", -1) != wanted.log_start
+    )
+
+
+def _by_topic(results: dict[Where, Fields]) -> list[Fields]:
+    topics: dict[str, list[Fields]] = {}
+    for (topic, _), result in results.items():
+        topics.setdefault(topic, []).append(result)
+    return [{"topic": t, "partitions": ps} for t, ps in topics.items()]
+
+
+def _session_error(code: ErrorCode) -> Fields:
+    return {"error_code": code, "session_id": 0, "responses": []}
