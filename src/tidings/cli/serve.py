@@ -13,8 +13,18 @@ import click
 from tidings.cli.common import Options
 from tidings.core.errors import ConfigurationError
 from tidings.server.broker import Broker, ServeConfig, parse_address
+from tidings.server.kafka.sasl import SaslConfig
 
-CONFIG_KEYS = ("data", "kafka", "auto_create_topics", "num_partitions")
+CONFIG_KEYS = (
+    "data",
+    "kafka",
+    "auto_create_topics",
+    "num_partitions",
+    "sasl_users",
+    "sasl_mechanisms",
+    "tls_cert",
+    "tls_key",
+)
 
 
 def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> str | None:
@@ -80,6 +90,36 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     show_default=True,
     help="Partitions of topics created automatically.",
 )
+@click.option(
+    "--sasl-users",
+    metavar="FILE",
+    envvar="TIDINGS_SASL_USERS",
+    show_envvar=True,
+    help='Require SASL: a TOML file of name = "password" lines (off by default).',
+)
+@click.option(
+    "--sasl-mechanisms",
+    metavar="LIST",
+    envvar="TIDINGS_SASL_MECHANISMS",
+    show_envvar=True,
+    default="PLAIN,SCRAM-SHA-256",
+    show_default=True,
+    help="The SASL mechanisms offered, comma-separated.",
+)
+@click.option(
+    "--tls-cert",
+    metavar="FILE",
+    envvar="TIDINGS_TLS_CERT",
+    show_envvar=True,
+    help="Serve Kafka clients over TLS with this PEM certificate chain.",
+)
+@click.option(
+    "--tls-key",
+    metavar="FILE",
+    envvar="TIDINGS_TLS_KEY",
+    show_envvar=True,
+    help="The certificate's private key (PEM), if not in --tls-cert.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.pass_context
 def serve(
@@ -89,6 +129,10 @@ def serve(
     kafka: str,
     auto_create_topics: bool,
     num_partitions: int,
+    sasl_users: str | None,
+    sasl_mechanisms: str,
+    tls_cert: str | None,
+    tls_key: str | None,
     verbose: bool,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
@@ -103,6 +147,13 @@ def serve(
         kafka=parse_address(kafka, "--kafka"),
         auto_create_topics=auto_create_topics,
         num_partitions=num_partitions,
+        sasl=None
+        if sasl_users is None
+        else SaslConfig.from_file(
+            sasl_users, tuple(m.strip().upper() for m in sasl_mechanisms.split(",") if m.strip())
+        ),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -125,6 +176,8 @@ def _banner(broker: Broker) -> None:
         f"  kafka  {broker.kafka.host}:{broker.kafka.port}   (any Kafka client: "
         f"bootstrap.servers={broker.kafka.host}:{broker.kafka.port})",
         f"  data   {broker.config.url}",
+        f"  auth   security.protocol={broker.config.security_protocol}"
+        + (f" ({', '.join(broker.config.sasl.mechanisms)})" if broker.config.sasl else ""),
         "  stop   Ctrl-C or SIGTERM",
     ]
     click.echo("\n".join(lines), err=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
 from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
+from tidings.server.kafka.sasl import SaslConfig
 from tidings.server.kafka.server import KafkaServer
 
 log = logging.getLogger("tidings.server")
@@ -29,6 +31,32 @@ class ServeConfig:
     """Create a topic when a client asks for its metadata (Kafka's default)."""
     num_partitions: int = 1
     """Partitions of topics created automatically."""
+    sasl: SaslConfig | None = None
+    """Users and mechanisms: clients must authenticate (off when None)."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    """A certificate chain and its key (PEM): the Kafka listener speaks TLS."""
+
+    @property
+    def security_protocol(self) -> str:
+        """What Kafka clients set as security.protocol to connect."""
+        return ("SASL_" if self.sasl else "") + ("SSL" if self.tls_cert else "PLAINTEXT")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The listener's TLS context, or None for plaintext."""
+        if self.tls_cert is None:
+            if self.tls_key is not None:
+                raise ConfigurationError("--tls-key needs --tls-cert (the certificate chain)")
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigurationError(
+                f"cannot load the TLS certificate {self.tls_cert} (key {self.tls_key}): {e}; "
+                f"give a PEM certificate chain with --tls-cert and its key with --tls-key"
+            ) from e
+        return context
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -63,7 +91,14 @@ class Broker:
         settings = BrokerSettings(
             host, port, self.config.auto_create_topics, self.config.num_partitions
         )
-        self.kafka = KafkaServer(KafkaApis(engine, settings), host, port)
+        try:
+            tls = self.config.tls_context()
+        except ConfigurationError:
+            await self.bus.close()
+            raise
+        self.kafka = KafkaServer(
+            KafkaApis(engine, settings), host, port, sasl=self.config.sasl, tls=tls
+        )
         try:
             bound_host, bound_port = await self.kafka.start()
         except OSError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -18,6 +19,13 @@ from kio.schema.errors import ErrorCode
 
 from tidings.server.kafka import protocol
 from tidings.server.kafka.apis import API_VERSIONS, SUPPORTED, KafkaApis, api_version_list
+from tidings.server.kafka.sasl import (
+    SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
+    AuthenticationFailed,
+    SaslConfig,
+    SaslSession,
+)
 
 log = logging.getLogger("tidings.server.kafka")
 
@@ -37,11 +45,15 @@ class KafkaServer:
         port: int = 9092,
         *,
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        sasl: SaslConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.apis = apis
         self.host = host
         self.port = port
         self.max_request_bytes = max_request_bytes
+        self.sasl = sasl
+        self.tls = tls
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], bool] = {}
         """Every open connection's task, and whether it is answering a request now."""
@@ -51,7 +63,7 @@ class KafkaServer:
 
     async def start(self) -> tuple[str, int]:
         """Listen; the address actually bound (port 0 picks a free one)."""
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, ssl=self.tls)
         host, port = self._server.sockets[0].getsockname()[:2]
         self.port = port
         return host, port
@@ -83,6 +95,8 @@ class KafkaServer:
             await self._serve(task, reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
+        except ssl.SSLError as e:
+            log.warning("closing the connection from %s: TLS failed: %s", _peer(peer), e)
         except asyncio.CancelledError:
             pass  # shutting down
         except protocol.ProtocolError as e:
@@ -103,6 +117,7 @@ class KafkaServer:
         peer: Any,
     ) -> None:
         host = peer[0] if isinstance(peer, tuple) else str(peer)
+        auth = self.sasl.session() if self.sasl is not None else None
         while not self._closing:
             (size,) = protocol.SIZE.unpack(await reader.readexactly(4))
             if not 0 < size <= self.max_request_bytes:
@@ -113,15 +128,20 @@ class KafkaServer:
             frame = await reader.readexactly(size)
             self._connections[task] = True
             try:
-                response = await self._answer(frame, host)
+                response, refused = await self._answer(frame, host, auth)
                 if response is not None:
                     writer.write(response)
                     await writer.drain()
                 self.requests += 1
+                if refused is not None:
+                    raise protocol.ProtocolError(refused)
             finally:
                 self._connections[task] = False
 
-    async def _answer(self, frame: bytes, host: str) -> bytes | None:
+    async def _answer(
+        self, frame: bytes, host: str, auth: SaslSession | None
+    ) -> tuple[bytes | None, str | None]:
+        """The response frame, and the reason to close the connection after it (if any)."""
         try:
             request = protocol.read_request(frame, SUPPORTED)
         except protocol.UnsupportedVersion as e:
@@ -132,15 +152,21 @@ class KafkaServer:
                 ) from None
             # An ApiVersions the broker cannot read is answered in v0, the format every
             # client reads, with the versions it can use instead (KIP-511).
-            return protocol.write_response(
-                API_VERSIONS,
-                0,
-                e.correlation_id,
-                {"error_code": ErrorCode.unsupported_version, "api_keys": api_version_list()},
-            )
+            versions = {"error_code": ErrorCode.unsupported_version, "api_keys": api_version_list()}
+            return protocol.write_response(API_VERSIONS, 0, e.correlation_id, versions), None
         started = time.perf_counter()
-        protocol.CALLER.set(protocol.Caller(request.client_id or "unknown", host))
-        fields = await self.apis.handlers[request.api_key](request.body, request.version)
+        refused = None
+        fields: dict[str, Any] | None
+        if request.api_key in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
+            fields, refused = _sasl(request, auth)
+        elif auth is not None and not auth.authenticated and request.api_key != API_VERSIONS:
+            raise protocol.ProtocolError(
+                f"{type(request.body).__name__} before SASL authentication; this listener "
+                f"needs sasl.mechanism {' or '.join(auth.config.mechanisms)} and a user"
+            )
+        else:
+            protocol.CALLER.set(protocol.Caller(request.client_id or "unknown", host))
+            fields = await self.apis.handlers[request.api_key](request.body, request.version)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s v%d from %s: %.1f ms",
@@ -150,10 +176,29 @@ class KafkaServer:
                 (time.perf_counter() - started) * 1000,
             )
         if fields is None:  # acks=0: the client expects no answer
-            return None
-        return protocol.write_response(
+            return None, refused
+        frame = protocol.write_response(
             request.api_key, request.version, request.correlation_id, fields
         )
+        return frame, refused
+
+
+def _sasl(request: protocol.Request, auth: SaslSession | None) -> tuple[dict[str, Any], str | None]:
+    """Answer SaslHandshake or SaslAuthenticate; a reason to close after a failure."""
+    if auth is None:
+        if request.api_key == SASL_HANDSHAKE:
+            return {"error_code": ErrorCode.unsupported_sasl_mechanism, "mechanisms": []}, (
+                "SASL is not enabled on this listener; connect without sasl settings"
+            )
+        return {}, "SASL is not enabled on this listener"
+    if request.api_key == SASL_HANDSHAKE:
+        return auth.handshake(request.body), None
+    try:
+        token = auth.authenticate(request.body.auth_bytes)
+    except AuthenticationFailed as e:
+        log.warning("SASL authentication failed: %s", e)
+        return {"error_code": ErrorCode.sasl_authentication_failed, "error_message": str(e)}, str(e)
+    return {"auth_bytes": token}, None
 
 
 def _peer(peer: Any) -> str:
