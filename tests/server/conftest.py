@@ -20,6 +20,7 @@ import tidings
 TIDINGS = str(Path(sys.executable).parent / "tidings")
 START_TIMEOUT_S = 30.0
 BANNER = re.compile(r"kafka\s+(\S+):(\d+)")
+HTTP_BANNER = re.compile(r"http\s+(http://\S+)")
 
 
 @dataclass
@@ -30,6 +31,15 @@ class Served:
     data: Path
     bootstrap: str
     output: list[str] = field(default_factory=list)
+
+    @property
+    def http(self) -> str:
+        """The base URL of the broker's HTTP API."""
+        for line in self.output:
+            match = HTTP_BANNER.search(line)
+            if match:
+                return match[1]
+        raise AssertionError(f"the broker printed no HTTP address:\n{self.log()}")
 
     @property
     def url(self) -> str:
@@ -61,7 +71,17 @@ class Served:
 def start_broker(data: Path, *args: str, env: dict[str, str] | None = None) -> Served:
     """Start `tidings serve` on a free port and wait for its banner."""
     process = subprocess.Popen(
-        [TIDINGS, "serve", "--data", str(data), "--kafka", "127.0.0.1:0", *args],
+        [
+            TIDINGS,
+            "serve",
+            "--data",
+            str(data),
+            "--kafka",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

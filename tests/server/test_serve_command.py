@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from . import wire
 from .conftest import TIDINGS, Served
 
@@ -60,3 +62,17 @@ def test_bad_settings_are_refused_before_serving(tmp_path: Path) -> None:
         message = serve_fails(tmp_path, "--kafka", f"127.0.0.1:{port}")
     assert f"cannot listen for Kafka clients on 127.0.0.1:{port}" in message
     assert "--kafka HOST:PORT" in message
+
+
+def test_the_http_api_serves_the_same_log_as_the_kafka_listener(broker: Served) -> None:
+    response = wire.call(
+        broker.bootstrap, 3, 12, {"topics": [{"name": "shared"}], "allow_auto_topic_creation": True}
+    )
+    assert response.topics[0].name == "shared"
+    with httpx.Client(base_url=broker.http, timeout=15) as http:
+        assert http.get("/health").status_code == 200
+        written = http.post("/topics/shared/records", json={"records": [{"value": "over http"}]})
+        assert written.status_code == 200, written.text
+        read = http.get("/topics/shared/partitions/0/records", params={"offset": 0})
+        assert [r["value"] for r in read.json()["records"]] == ["over http"]
+        assert "tidings" in http.get("/metrics").text

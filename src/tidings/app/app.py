@@ -25,7 +25,7 @@ from tidings.api.queue import AsyncQueue, Job
 from tidings.api.rpc import CORRELATION_ID, REPLY_TO, Requester
 from tidings.core.codecs import DecodeError, Decoder, decoder_for, encode
 from tidings.core.errors import AcknowledgeError, ConfigurationError
-from tidings.core.records import HeadersInput, Record, TopicPartition
+from tidings.core.records import DLQ_SUFFIX, HeadersInput, Record, TopicPartition
 from tidings.core.subjects import compile_pattern, is_pattern
 
 log = logging.getLogger("tidings.app")
@@ -34,7 +34,6 @@ OnError = Literal["retry", "skip", "dead_letter", "stop"]
 AfterRetries = Literal["dead_letter", "stop"]
 POLL_MS = 100
 MAX_BACKOFF_MS = 60_000
-DLQ_SUFFIX = ".dlq"
 
 
 @dataclass

@@ -1,57 +1,11 @@
-"""How the CLI prints: aligned tables for people, JSON for scripts.
-
-Bytes in JSON (keys, values, header values) follow one scheme everywhere: `null` for
-None, a string when the bytes are valid UTF-8, otherwise `{"base64": "..."}`.
-"""
+"""How the CLI prints: aligned tables for people, JSON (see tidings.api.jsonform) for scripts."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import click
-
-from tidings.core.records import Record, RecordMetadata
-
-
-def bytes_to_json(data: bytes | None) -> str | dict[str, str] | None:
-    """Bytes as JSON: UTF-8 text when they decode, else {"base64": ...}."""
-    if data is None:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(data).decode("ascii")}
-
-
-def record_to_json(record: Record) -> dict[str, Any]:
-    """A consumed record as a JSON object."""
-    return {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "key": bytes_to_json(record.key),
-        "value": bytes_to_json(record.value),
-        "headers": [[name, bytes_to_json(value)] for name, value in record.headers],
-    }
-
-
-def metadata_to_json(meta: RecordMetadata) -> dict[str, Any]:
-    """Where a produced record went, as a JSON object."""
-    return {
-        "topic": meta.topic,
-        "partition": meta.partition,
-        "offset": meta.offset,
-        "timestamp": meta.timestamp,
-    }
-
-
-def json_line(doc: object) -> str:
-    """One compact JSON document on one line."""
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def echo_json(doc: object) -> None:

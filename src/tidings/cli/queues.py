@@ -7,16 +7,15 @@ A queue's dead-letter topic is not stored with its share group: the commands tak
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
 import tidings
+from tidings.api.jsonform import depth_to_json, json_line, record_to_json
 from tidings.cli.common import F, format_option, json_option, open_bus
-from tidings.cli.output import echo_fields, echo_json, echo_table, json_line, record_to_json
+from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
-
-DLQ_SUFFIX = ".dlq"
+from tidings.core.records import DLQ_SUFFIX
 
 
 def queue_options(fn: F) -> F:
@@ -50,18 +49,6 @@ def open_queue(
     return bus.queue(topic, group=group, dead_letter_topic=dead_letter_topic)
 
 
-def depth_json(group: str, topic: str, depths: list[tidings.QueueDepth], dead: int | None) -> Any:
-    """A queue's totals as JSON: available, in flight, delayed and dead letters."""
-    return {
-        "group": group,
-        "topic": topic,
-        "available": sum(d.available for d in depths),
-        "in_flight": sum(d.in_flight for d in depths),
-        "delayed": sum(d.delayed for d in depths),
-        "dead_letters": dead,
-    }
-
-
 @click.group()
 def queues() -> None:
     """List, describe, peek at, redrive and purge queues (share groups)."""
@@ -78,7 +65,7 @@ def list_command(as_json: bool) -> None:
             dlq = f"{topic}{DLQ_SUFFIX}"
             queue = bus.queue(topic, group=group, dead_letter_topic=dlq if dlq in names else None)
             dead = queue.dead_letters() if dlq in names else None
-            docs.append(depth_json(group, topic, queue.depth(), dead))
+            docs.append(depth_to_json(group, topic, queue.depth(), dead))
     if as_json:
         echo_json(docs)
         return
@@ -98,7 +85,7 @@ def describe(topic: str, group: str, dead_letter_topic: str | None, as_json: boo
         dlq = queue.dead_letter_topic
         dead = queue.dead_letters() if dlq is not None else None
     doc = {
-        **depth_json(group, topic, depths, dead),
+        **depth_to_json(group, topic, depths, dead),
         "dead_letter_topic": dlq,
         "partitions": [
             {

@@ -16,9 +16,9 @@ from typing import BinaryIO
 import click
 
 import tidings
+from tidings.api.jsonform import json_line, metadata_to_json, record_to_json
 from tidings.api.producer import RecordFuture
 from tidings.cli.common import format_option, open_bus
-from tidings.cli.output import json_line, metadata_to_json, record_to_json
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import Record, TopicPartition
 

@@ -12,12 +12,13 @@ import click
 
 from tidings.cli.common import Options
 from tidings.core.errors import ConfigurationError
-from tidings.server.broker import Broker, ServeConfig, parse_address
+from tidings.server.broker import Broker, ServeConfig, parse_address, parse_optional_address
 from tidings.server.kafka.sasl import SaslConfig
 
 CONFIG_KEYS = (
     "data",
     "kafka",
+    "http",
     "auto_create_topics",
     "num_partitions",
     "sasl_users",
@@ -74,6 +75,15 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     help="Where Kafka clients connect; port 0 picks a free port.",
 )
 @click.option(
+    "--http",
+    metavar="HOST:PORT",
+    envvar="TIDINGS_HTTP",
+    show_envvar=True,
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="Where the HTTP API listens; port 0 picks a free port, 'off' serves none.",
+)
+@click.option(
     "--auto-create-topics/--no-auto-create-topics",
     envvar="TIDINGS_AUTO_CREATE_TOPICS",
     show_envvar=True,
@@ -127,6 +137,7 @@ def serve(
     *,
     data: str | None,
     kafka: str,
+    http: str,
     auto_create_topics: bool,
     num_partitions: int,
     sasl_users: str | None,
@@ -145,6 +156,7 @@ def serve(
     config = ServeConfig(
         url,
         kafka=parse_address(kafka, "--kafka"),
+        http=parse_optional_address(http, "--http"),
         auto_create_topics=auto_create_topics,
         num_partitions=num_partitions,
         sasl=None
@@ -175,6 +187,11 @@ def _banner(broker: Broker) -> None:
         "tidings serve",
         f"  kafka  {broker.kafka.host}:{broker.kafka.port}   (any Kafka client: "
         f"bootstrap.servers={broker.kafka.host}:{broker.kafka.port})",
+        *(
+            [f"  http   {broker.http.url}   (REST, Server-Sent Events, /metrics, /docs)"]
+            if broker.http is not None
+            else []
+        ),
         f"  data   {broker.config.url}",
         f"  auth   security.protocol={broker.config.security_protocol}"
         + (f" ({', '.join(broker.config.sasl.mechanisms)})" if broker.config.sasl else ""),

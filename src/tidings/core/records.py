@@ -24,6 +24,8 @@ DELIVER_AT = "tidings.deliver-at"
 """Header holding the wall-clock ms before which a queue delivers a record (a delay)."""
 PRIORITY = "tidings.priority"
 """Header holding a queue record's priority, 0-9: higher ones are delivered first."""
+DLQ_SUFFIX = ".dlq"
+"""A dead-letter topic's default name is its source topic's with this suffix."""
 
 
 class Record(NamedTuple):

@@ -8,6 +8,7 @@ import signal
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tidings.api.bus import AsyncBus
 from tidings.api.connect import connect_async
@@ -16,6 +17,9 @@ from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import SaslConfig
 from tidings.server.kafka.server import KafkaServer
+
+if TYPE_CHECKING:
+    from tidings.server.http import HttpServer
 
 log = logging.getLogger("tidings.server")
 
@@ -27,6 +31,8 @@ class ServeConfig:
     url: str
     """The bus under the broker: sqlite://PATH (durable) or memory://."""
     kafka: tuple[str, int] = ("127.0.0.1", 9092)
+    http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    """Where the HTTP API listens; None: no HTTP API."""
     auto_create_topics: bool = True
     """Create a topic when a client asks for its metadata (Kafka's default)."""
     num_partitions: int = 1
@@ -61,6 +67,15 @@ class ServeConfig:
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
     """HOST:PORT (port 0 picks a free one) as a pair, or a clear error."""
+    return _address(text, what)
+
+
+def parse_optional_address(text: str, what: str) -> tuple[str, int] | None:
+    """HOST:PORT, or None for "off" (that listener is not started)."""
+    return None if text.strip().lower() in ("off", "none", "") else _address(text, what)
+
+
+def _address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigurationError(
@@ -76,6 +91,7 @@ class Broker:
         self.config = config
         self.bus: AsyncBus | None = None
         self.kafka: KafkaServer | None = None
+        self.http: HttpServer | None = None
 
     async def start(self) -> None:
         """Open the bus and start listening."""
@@ -111,9 +127,19 @@ class Broker:
         self.kafka.apis.settings = BrokerSettings(
             bound_host, bound_port, settings.auto_create_topics, settings.num_partitions
         )
+        if self.config.http is not None:
+            from tidings.server.http import serve_http
+
+            try:
+                self.http = await serve_http(self.bus, *self.config.http)
+            except ConfigurationError:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         """Answer what is in progress, stop listening, close the bus."""
+        if self.http is not None:
+            await self.http.close()
         if self.kafka is not None:
             await self.kafka.close()
         if self.bus is not None:

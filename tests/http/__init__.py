@@ -1,0 +1,1 @@
+"""The HTTP API, tested over real sockets against a real uvicorn server."""
