@@ -62,3 +62,26 @@ def depth_to_json(group: str, topic: str, depths: list[QueueDepth], dead: int | 
         "delayed": sum(d.delayed for d in depths),
         "dead_letters": dead,
     }
+
+
+def queue_to_json(
+    group: str,
+    topic: str,
+    depths: list[QueueDepth],
+    dead: int | None,
+    dead_letter_topic: str | None,
+) -> dict[str, Any]:
+    """A queue in full as JSON: its totals, its dead-letter topic and each partition."""
+    return {
+        **depth_to_json(group, topic, depths, dead),
+        "dead_letter_topic": dead_letter_topic,
+        "partitions": [
+            {
+                "partition": d.partition,
+                "available": d.available,
+                "in_flight": d.in_flight,
+                "delayed": d.delayed,
+            }
+            for d in depths
+        ],
+    }

@@ -11,7 +11,7 @@ import sys
 import click
 
 import tidings
-from tidings.api.jsonform import depth_to_json, json_line, record_to_json
+from tidings.api.jsonform import depth_to_json, json_line, queue_to_json, record_to_json
 from tidings.cli.common import F, format_option, json_option, open_bus
 from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
@@ -84,19 +84,7 @@ def describe(topic: str, group: str, dead_letter_topic: str | None, as_json: boo
         depths = queue.depth()
         dlq = queue.dead_letter_topic
         dead = queue.dead_letters() if dlq is not None else None
-    doc = {
-        **depth_to_json(group, topic, depths, dead),
-        "dead_letter_topic": dlq,
-        "partitions": [
-            {
-                "partition": d.partition,
-                "available": d.available,
-                "in_flight": d.in_flight,
-                "delayed": d.delayed,
-            }
-            for d in depths
-        ],
-    }
+    doc = queue_to_json(group, topic, depths, dead, dlq)
     if as_json:
         echo_json(doc)
         return

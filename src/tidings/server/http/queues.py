@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from tidings.api.jsonform import depth_to_json, record_to_json
+from tidings.api.jsonform import queue_to_json, record_to_json
 from tidings.api.queue import Job
 from tidings.core.records import DLQ_SUFFIX
 from tidings.engines.base import AckKind, ShareConfig
@@ -155,19 +155,7 @@ async def queue_json(state: HttpState, topic: str, group: str, names: set[str]) 
     if dead_topic is not None:
         config = ShareConfig(group=group, topic=topic, dead_letter_topic=dead_topic)
         dead = await engine.queue_dead_letters(config)
-    return {
-        **depth_to_json(group, topic, depths, dead),
-        "dead_letter_topic": dead_topic,
-        "partitions": [
-            {
-                "partition": d.partition,
-                "available": d.available,
-                "in_flight": d.in_flight,
-                "delayed": d.delayed,
-            }
-            for d in depths
-        ],
-    }
+    return queue_to_json(group, topic, depths, dead, dead_topic)
 
 
 @router.get("/queues", response_model=QueueList)
