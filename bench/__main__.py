@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import kafka as kafka_section
 from bench import log, raw
 from bench import pubsub as pubsub_section
 from bench import queue as queue_section
@@ -169,6 +170,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "fan-out on memory:// and sqlite:// (its own sizes; --records, --round-trips and "
         "--repeat do not apply)",
     )
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="run the Kafka section instead: confluent-kafka producing to and reading "
+        "from tidings serve and from Tansu (its own sizes; --records, --round-trips and "
+        "--repeat do not apply)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.round_trips, args.repeat = 20_000, 64, 1
@@ -204,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_queue(args)
     if args.pubsub:
         return main_pubsub(args)
+    if args.kafka:
+        return main_kafka(args)
     started = time.perf_counter()
     with workspace(args) as directory:
         samples = max(20, args.round_trips // 10)
@@ -258,6 +268,24 @@ def main_pubsub(args: argparse.Namespace) -> int:
     code = report(args, heading, table, {"pubsub": asdict(results)})
     for line in pubsub_section.stage_lines(results):
         print(line)
+    for note in results.notes:
+        print(f"note: {note}")
+    return code
+
+
+def main_kafka(args: argparse.Namespace) -> int:
+    """Run the Kafka section and print its table."""
+    sizes = kafka_section.Sizes.quick() if args.quick else kafka_section.Sizes()
+    started = time.perf_counter()
+    with workspace(args) as directory:
+        results = kafka_section.measure(directory / "kafka", sizes)
+    heading = (
+        f"tidings bench --kafka: {sizes.records:,} records of 100 bytes to one partition, "
+        f"{results.client}, tidings serve and Tansu on 127.0.0.1, median of {sizes.repeat}, "
+        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
+    )
+    table = [Row(*cells) for cells in kafka_section.rows(results)]
+    code = report(args, heading, table, {"kafka": asdict(results)})
     for note in results.notes:
         print(f"note: {note}")
     return code

@@ -43,6 +43,7 @@ CRC_START = 21
 """The CRC covers the attributes field onwards."""
 ATTRIBUTES = struct.Struct(">h")
 BASE_OFFSET = struct.Struct(">q")
+ZERO_OFFSET = BASE_OFFSET.pack(0)
 
 COMPRESSION_MASK = 0x07
 LOG_APPEND_TIME = 0x08
@@ -112,15 +113,18 @@ def split(data: bytes) -> Iterator[tuple[BatchHeader, bytes]]:
     pos = 0
     while pos < len(data):
         header = read_header(view, pos)
-        raw = bytearray(view[pos : pos + header.length])
-        BASE_OFFSET.pack_into(raw, 0, 0)
-        yield header, bytes(raw)
-        pos += header.length
+        end = pos + header.length
+        if pos == 0 and end == len(data) and data.startswith(ZERO_OFFSET):
+            yield header, data  # the common case: one batch, as clients send it
+        else:
+            yield header, b"".join((ZERO_OFFSET, view[pos + 8 : end]))
+        pos = end
 
 
-def with_base_offset(data: bytes, base_offset: int) -> bytes:
-    """A stored batch as a fetch serves it: its base offset filled in (outside the CRC)."""
-    return BASE_OFFSET.pack(base_offset) + data[8:]
+def with_base_offset(data: bytes, base_offset: int) -> tuple[bytes, memoryview]:
+    """A stored batch as a fetch serves it, in two pieces to join: its base offset filled
+    in (outside the CRC), then the rest as stored."""
+    return BASE_OFFSET.pack(base_offset), memoryview(data)[8:]
 
 
 def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Record]:

@@ -451,20 +451,29 @@ class SQLiteStore(LogStore):
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> list[StoredBatch]:
         """Batches from `offset`, up to max_bytes (at least one)."""
-        cur = self._conn().execute(
-            f"SELECT base_offset, size, data FROM batches WHERE topic_id = {_TOPIC_ID} "
+        conn = self._conn()
+        # Sizes first, from the rows alone: a blob that will not fit is never read.
+        cur = conn.execute(
+            f"SELECT last_offset, size FROM batches WHERE topic_id = {_TOPIC_ID} "
             "AND partition = ? AND last_offset >= ? ORDER BY last_offset",
             (topic, partition, offset),
         )
-        out: list[StoredBatch] = []
+        last = None
         total = 0
-        for base, size, data in cur:
-            if out and total + size > max_bytes:
+        for last_offset, size in cur:
+            if last is not None and total + size > max_bytes:
                 break
-            out.append(StoredBatch(base, data))
+            last = last_offset
             total += size
         cur.close()
-        return out
+        if last is None:
+            return []
+        rows = conn.execute(
+            f"SELECT base_offset, data FROM batches WHERE topic_id = {_TOPIC_ID} "
+            "AND partition = ? AND last_offset BETWEEN ? AND ? ORDER BY last_offset",
+            (topic, partition, offset, last),
+        ).fetchall()
+        return [StoredBatch(base, data) for base, data in rows]
 
     def partition_states(self, topic: str) -> list[PartitionState]:
         """Start, end and size of each partition."""

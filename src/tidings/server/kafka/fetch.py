@@ -24,6 +24,7 @@ from tidings.core import kafka_batch
 from tidings.core.errors import TopicNotFoundError
 from tidings.engines.base import PartitionState
 from tidings.engines.log.engine import LogEngine
+from tidings.engines.log.store import StoredBatch
 
 Fields = dict[str, Any]
 Where = tuple[str, int]
@@ -125,14 +126,12 @@ class FetchApi:
     async def _read_all(
         self, wanted: dict[Where, _Wanted], limit: int
     ) -> tuple[dict[Where, Fields], int]:
+        """Each partition's answer, read in one trip to the store; total bytes of records."""
         total = 0
         out: dict[Where, Fields] = {}
-        states: dict[str, dict[int, PartitionState] | None] = {}
-        for (topic, partition), w in wanted.items():
-            if topic not in states:
-                states[topic] = await partition_states(self.engine, topic)
-            known = states[topic]
-            state = known.get(partition) if known is not None else None
+        for (topic, partition), state, stored in await self.engine.read(
+            self._gather, wanted, limit
+        ):
             result: Fields = {"partition_index": partition, "records": b""}  # never null
             out[(topic, partition)] = result
             if state is None:
@@ -143,25 +142,38 @@ class FetchApi:
                 "last_stable_offset": state.end_offset,
                 "log_start_offset": state.start_offset,
             }
-            if not state.start_offset <= w.offset <= state.end_offset:
+            if stored is None:
                 result["error_code"] = ErrorCode.offset_out_of_range
-                continue
-            if w.offset < state.end_offset and (total < limit or total == 0):
-                room = min(w.max_bytes, max(limit - total, 1))
-                result["records"] = await self._read(topic, partition, w.offset, room)
+            elif stored:
+                result["records"] = _as_kafka(topic, partition, stored)
                 total += len(result["records"])
         return out, total
 
-    async def _read(self, topic: str, partition: int, offset: int, max_bytes: int) -> bytes:
-        stored = await self.engine.read(self.engine.store.read, topic, partition, offset, max_bytes)
-        parts = []
-        for b in stored:
-            if b.data.startswith(codec.MAGIC):  # written by the Python API
-                records = codec.decode(topic, partition, b.base_offset, b.data)
-                parts.append(kafka_batch.encode(records, b.base_offset))
-            else:
-                parts.append(kafka_batch.with_base_offset(b.data, b.base_offset))
-        return b"".join(parts)
+    def _gather(
+        self, wanted: dict[Where, _Wanted], limit: int
+    ) -> list[tuple[Where, PartitionState | None, list[StoredBatch] | None]]:
+        """Blocking: each partition's extent and stored batches (None: out of range)."""
+        store = self.engine.store
+        states: dict[str, dict[int, PartitionState]] = {}
+        out: list[tuple[Where, PartitionState | None, list[StoredBatch] | None]] = []
+        total = 0
+        for (topic, partition), w in wanted.items():
+            if topic not in states:
+                try:
+                    states[topic] = {s.partition: s for s in store.partition_states(topic)}
+                except TopicNotFoundError:
+                    states[topic] = {}
+            state = states[topic].get(partition)
+            if state is None or not state.start_offset <= w.offset <= state.end_offset:
+                out.append(((topic, partition), state, None))
+                continue
+            stored: list[StoredBatch] = []
+            if w.offset < state.end_offset and (total < limit or total == 0):
+                room = min(w.max_bytes, max(limit - total, 1))
+                stored = store.read(topic, partition, w.offset, room)
+                total += sum(len(b.data) for b in stored)
+            out.append(((topic, partition), state, stored))
+        return out
 
 
 async def partition_states(engine: LogEngine, topic: str) -> dict[int, PartitionState] | None:
@@ -171,6 +183,18 @@ async def partition_states(engine: LogEngine, topic: str) -> dict[int, Partition
     except TopicNotFoundError:
         return None
     return {s.partition: s for s in states}
+
+
+def _as_kafka(topic: str, partition: int, stored: list[StoredBatch]) -> bytes:
+    """Stored batches as the records of a fetch response, copied once."""
+    parts: list[bytes | memoryview] = []
+    for b in stored:
+        if b.data.startswith(codec.MAGIC):  # written by the Python API
+            records = codec.decode(topic, partition, b.base_offset, b.data)
+            parts.append(kafka_batch.encode(records, b.base_offset))
+        else:
+            parts += kafka_batch.with_base_offset(b.data, b.base_offset)
+    return b"".join(parts)
 
 
 def _news(wanted: _Wanted, result: Fields) -> bool:

@@ -101,7 +101,7 @@ def read_request(frame: bytes, supported: Mapping[int, tuple[int, int]]) -> Requ
 
 def write_response(
     api_key: int, version: int, correlation_id: int, fields: Mapping[str, Any]
-) -> bytes:
+) -> memoryview:
     """A response frame, size prefix included, for `fields` at the request's version."""
     schema = _response_schema(api_key, version)
     header_schema = schema.__header_schema__
@@ -111,7 +111,7 @@ def write_response(
     entity_writer(schema)(out, build(schema, fields))
     frame = out.getbuffer()
     SIZE.pack_into(frame, 0, len(frame) - SIZE.size)
-    return bytes(frame)
+    return frame  # not copied again: the transport copies what it cannot send at once
 
 
 @cache

@@ -31,6 +31,8 @@ log = logging.getLogger("tidings.server.kafka")
 
 MAX_REQUEST_BYTES = 100 << 20
 """socket.request.max.bytes: a larger frame closes the connection."""
+READ_BUFFER = 4 << 20
+"""Bytes a connection buffers before it stops reading: a 1 MiB produce in a few reads."""
 SHUTDOWN_GRACE_S = 10.0
 """How long a shutdown waits for requests in progress to be answered."""
 
@@ -63,7 +65,9 @@ class KafkaServer:
 
     async def start(self) -> tuple[str, int]:
         """Listen; the address actually bound (port 0 picks a free one)."""
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, ssl=self.tls)
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, ssl=self.tls, limit=READ_BUFFER
+        )
         host, port = self._server.sockets[0].getsockname()[:2]
         self.port = port
         return host, port
@@ -140,7 +144,7 @@ class KafkaServer:
 
     async def _answer(
         self, frame: bytes, host: str, auth: SaslSession | None
-    ) -> tuple[bytes | None, str | None]:
+    ) -> tuple[memoryview | None, str | None]:
         """The response frame, and the reason to close the connection after it (if any)."""
         try:
             request = protocol.read_request(frame, SUPPORTED)
@@ -177,10 +181,10 @@ class KafkaServer:
             )
         if fields is None:  # acks=0: the client expects no answer
             return None, refused
-        frame = protocol.write_response(
+        response = protocol.write_response(
             request.api_key, request.version, request.correlation_id, fields
         )
-        return frame, refused
+        return response, refused
 
 
 def _sasl(request: protocol.Request, auth: SaslSession | None) -> tuple[dict[str, Any], str | None]:
