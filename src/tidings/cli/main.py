@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import click
 
 from tidings.api.connect import DEFAULT_URL
+from tidings.cli.cdc import cdc
 from tidings.cli.common import Options
 from tidings.cli.groups import groups
 from tidings.cli.queues import queues
@@ -35,7 +36,7 @@ def cli(ctx: click.Context, url: str) -> None:
     ctx.obj = Options(url)
 
 
-for command in (topics, produce, consume, groups, queues, serve, tour):
+for command in (topics, produce, consume, groups, queues, cdc, serve, tour):
     cli.add_command(command)
 
 

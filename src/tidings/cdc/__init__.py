@@ -1,0 +1,1 @@
+"""Change data capture, the transactional outbox and the idempotent inbox."""
