@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import tidings
@@ -112,3 +113,40 @@ def test_the_inbox_handles_a_redelivered_record_once(tmp_path: Path) -> None:
     assert conn.execute("SELECT amount FROM balance").fetchone() == (5,)  # rolled back
     assert handle(failing) is True  # so the redelivery is handled
     assert conn.execute("SELECT amount FROM balance").fetchone() == (12,)
+
+
+def test_outbox_and_inbox_on_postgres(pg_dsn: str, tmp_path: Path) -> None:
+    bus_url = f"sqlite://{tmp_path}/bus.db"
+    with psycopg.connect(pg_dsn) as app:
+        outbox.install(app)
+        app.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int)")
+        with app.transaction():
+            app.execute("INSERT INTO accounts VALUES (7, 100)")
+            outbox.add(app, "account", 7, "AccountOpened", {"balance": 100})
+        with pytest.raises(RuntimeError), app.transaction():
+            outbox.add(app, "account", 8, "AccountOpened", {"balance": 1})
+            raise RuntimeError("rolled back")
+        app.commit()
+
+    async def publish() -> int:
+        bus = await tidings.connect_async(bus_url)
+        relay = OutboxRelay(lambda: psycopg.connect(pg_dsn))
+        try:
+            return await relay.poll(bus)
+        finally:
+            await relay.close()
+            await bus.close()
+
+    assert asyncio.run(publish()) == 1
+    [event] = read(bus_url, "outbox.event.account")
+    assert (event.key, event.header("eventType")) == (b"7", b"AccountOpened")
+
+    with psycopg.connect(pg_dsn) as ledger:
+        ledger.execute("CREATE TABLE opened (account int PRIMARY KEY)")
+        ledger.commit()
+        box = inbox(ledger)
+        for _ in range(2):  # delivered twice
+            with box.receive(event) as fresh:
+                if fresh:
+                    ledger.execute("INSERT INTO opened VALUES (%s)", (int(event.key or b"0"),))
+        assert ledger.execute("SELECT count(*) FROM opened").fetchone() == (1,)

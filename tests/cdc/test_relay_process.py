@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
+
 import tidings
 from tidings.cdc import sqlite as cdc
 from tidings.cdc.inbox import inbox
@@ -99,3 +101,61 @@ def test_a_relay_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
     assert handled == ROWS  # every change, once
     assert published >= ROWS  # at-least-once: the kill may have cost some duplicates
     conn.close()
+
+
+def test_a_postgres_relay_killed_mid_stream_loses_nothing(pg_dsn: str, tmp_path: Path) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, amount int)")
+    bus_url = f"sqlite://{tmp_path}/bus.db"
+    config = tmp_path / "cdc.toml"
+    config.write_text(
+        f'url = "{bus_url}"\n[postgres]\ndsn = "{pg_dsn}"\ntables = ["orders"]\nprefix = "pg"\n'
+    )
+    log = tmp_path / "relay.log"
+    relay = start_relay(config, log)
+
+    def write() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            for start in range(0, ROWS, 10):
+                with conn.transaction():
+                    for i in range(start, start + 10):
+                        conn.execute("INSERT INTO orders VALUES (%s, %s)", (i, i))
+                time.sleep(0.002)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    topic = "pg.public.orders"
+    try:
+        with tidings.connect(bus_url) as bus:
+            deadline = time.monotonic() + 60
+            while records_on(bus, topic) < ROWS // 3:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.01)
+            stop(relay, signal.SIGKILL)  # mid-stream: the slot is confirmed only so far
+            relay = start_relay(config, log)
+            writer.join()
+            while len(ids_on(bus, topic)) < ROWS:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+    finally:
+        writer.join()
+        stop(relay, signal.SIGTERM)
+    assert relay.returncode == 0, log.read_text()
+    with tidings.connect(bus_url) as bus:
+        assert ids_on(bus, topic) == set(range(ROWS))
+
+
+def ids_on(bus: tidings.Bus, topic: str) -> set[int]:
+    """The row ids of every change record on the topic."""
+    if not records_on(bus, topic):
+        return set()
+    c = bus.consumer()
+    tp = tidings.TopicPartition(topic, 0)
+    c.assign(tp)
+    c.seek(tp, "earliest")
+    end = bus.describe_topic(topic).partitions[0].end_offset
+    out: set[int] = set()
+    while c.position(tp) < end:
+        out |= {json.loads(r.key or b"{}")["id"] for r in c.poll(max_records=10_000)}
+    c.close()
+    return out

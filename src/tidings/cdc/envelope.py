@@ -1,6 +1,6 @@
 """The change event: one record per changed row, in the envelope Debezium users know.
 
-Key: the row's primary key as a JSON object, e.g. {"id": 7}.
+Key: the row's primary key as a JSON object, e.g. {"id": 7} (none for a truncate).
 Value (JSON, version 1 of tidings' change-event schema)::
 
     {"before": {...} | null,     # the row before the change (null for c and r)
@@ -75,7 +75,8 @@ class Change:
     """One changed row, ready to become a record (and a tombstone after a delete)."""
 
     op: str
-    key: dict[str, Any]
+    key: dict[str, Any] | None
+    """The row's primary key; None for a truncate, which is of the whole table."""
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     source: Source
@@ -92,9 +93,9 @@ class Change:
             return f"{s.name}/{s.schema}.{s.table}/snapshot/{_json(self.key).decode()}"
         return f"{s.name}/{s.schema}.{s.table}/{s.sequence}/{self.op}"
 
-    def records(self) -> list[tuple[bytes, bytes | None, dict[str, bytes]]]:
+    def records(self) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
         """(key, value, headers) of the event, then of the tombstone if it is a delete."""
-        key = _json(self.key)
+        key = None if self.key is None else _json(self.key)
         value = _json(
             {
                 "before": self.before,

@@ -12,8 +12,9 @@ import asyncio
 import signal
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import click
 
@@ -23,6 +24,10 @@ from tidings.cli.common import Options, json_option
 from tidings.cli.output import echo_json, echo_table
 from tidings.core.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from tidings.cdc.postgres import PostgresSource
+
+Source: TypeAlias = "sqlite_cdc.SqliteSource | PostgresSource"
 PROGRESS_S = 1.0
 
 
@@ -98,37 +103,51 @@ def run(ctx: click.Context, config: str) -> None:
     database = "shop.db"
     tables = ["orders", "customers"]       # installed (or refreshed) at start
     prefix = "shop"                        # topics shop.main.<table>
+    \b
+    [postgres]                             # instead of [sqlite]
+    dsn = "host=127.0.0.1 dbname=shop user=app"
+    tables = ["public.orders"]
+    prefix = "shop"                        # topics shop.public.<table>
+    slot = "tidings"                       # and publication = "tidings"
+    transaction_topic = "shop.transaction" # optional: BEGIN/END of every transaction
     """
     settings = _load(config)
     options = ctx.find_object(Options)
     url = settings.get("url") or (options.url if options else None)
-    source_settings = settings["sqlite"]
-    tables = source_settings.get("tables", [])
-    if tables:
-        sqlite_cdc.add(source_settings["database"], tables)
-    source = sqlite_cdc.SqliteSource(
-        source_settings["database"], prefix=source_settings.get("prefix")
-    )
-    asyncio.run(_relay(url, source))
+    source: Source
+    if "postgres" in settings:
+        from tidings.cdc.postgres import PostgresSource
+
+        pg = settings["postgres"]
+        known = ("dsn", "tables", "prefix", "slot", "publication", "transaction_topic")
+        source = PostgresSource(**{k: v for k, v in pg.items() if k in known})
+        progress = _pg_progress
+    else:
+        lite = settings["sqlite"]
+        tables = lite.get("tables", [])
+        if tables:
+            sqlite_cdc.add(lite["database"], tables)
+        source = sqlite_cdc.SqliteSource(lite["database"], prefix=lite.get("prefix"))
+        progress = _sqlite_progress
+    asyncio.run(_relay(url, source, progress))
 
 
-async def _relay(url: str | None, source: sqlite_cdc.SqliteSource) -> None:
+async def _relay(url: str | None, source: Source, progress: Callable[[Any], str]) -> None:
     bus = await connect_async(url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     relay = asyncio.create_task(source.run(bus, stop))
-    click.echo(f"relaying changes of {source.database} to topics {source.topic_of('<table>')}")
+    click.echo("relaying changes (Ctrl-C or SIGTERM stops)")
     try:
         shown = -1
         while not relay.done():
             await asyncio.wait({relay}, timeout=PROGRESS_S)
             if source.relayed != shown:
-                pending = sum(s.pending for s in await asyncio.to_thread(_status, source))
+                behind = await asyncio.to_thread(progress, source)
                 click.echo(
-                    f"{time.strftime('%H:%M:%S')} relayed {source.relayed} changes, "
-                    f"{pending} pending"
+                    f"{time.strftime('%H:%M:%S')} relayed {source.relayed} changes, {behind}"
                 )
                 shown = source.relayed
         await relay  # raises what stopped it
@@ -138,8 +157,12 @@ async def _relay(url: str | None, source: sqlite_cdc.SqliteSource) -> None:
         await bus.close()
 
 
-def _status(source: sqlite_cdc.SqliteSource) -> list[sqlite_cdc.TableStatus]:
-    return sqlite_cdc.status(source.database)
+def _sqlite_progress(source: sqlite_cdc.SqliteSource) -> str:
+    return f"{sum(s.pending for s in sqlite_cdc.status(source.database))} pending"
+
+
+def _pg_progress(source: Any) -> str:
+    return f"slot lag {source.lag_bytes / 1e6:.1f} MB of WAL"
 
 
 def _load(path: str) -> dict[str, Any]:
@@ -147,8 +170,12 @@ def _load(path: str) -> dict[str, Any]:
         settings = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigurationError(f"cannot read the CDC configuration {path}: {e}") from e
-    if "sqlite" not in settings or "database" not in settings["sqlite"]:
+    if "postgres" in settings:
+        if not {"dsn", "tables"} <= set(settings["postgres"]):
+            raise ConfigurationError(f'{path}: [postgres] needs dsn = "..." and tables = [...]')
+    elif "sqlite" not in settings or "database" not in settings["sqlite"]:
         raise ConfigurationError(
-            f'{path} names no source: add a [sqlite] section with database = "PATH"'
+            f'{path} names no source: add a [sqlite] section with database = "PATH", '
+            f"or a [postgres] section with dsn and tables"
         )
     return settings
