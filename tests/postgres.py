@@ -67,7 +67,7 @@ def _free_port() -> int:
         return port
 
 
-def start() -> Postgres:
+def start(wal_level: str = "logical") -> Postgres:
     """initdb a fresh cluster in a temporary directory and start it."""
     bindir = _bindir()
     root = Path(tempfile.mkdtemp(prefix="tidings-pg-"))
@@ -97,7 +97,7 @@ def start() -> Postgres:
         "listen_addresses": "'127.0.0.1'",
         "port": str(port),
         "unix_socket_directories": f"'{root}'",
-        "wal_level": "logical",
+        "wal_level": wal_level,
         "max_replication_slots": "20",
         "max_wal_senders": "20",
         "fsync": "off",  # a test server: speed over crash safety of the test cluster

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,8 @@ import pytest
 
 import tidings
 from tidings.cdc.postgres import UNAVAILABLE, PostgresSource
+
+from .. import postgres as postgres_server
 
 Event = tuple[Any, dict[str, Any] | None]
 
@@ -230,6 +233,26 @@ def test_bad_configuration_is_refused_with_the_fix(pg_dsn: str, bus_url: str) ->
             await bus.close()
 
     asyncio.run(both())
+
+
+def test_a_server_without_logical_wal_is_refused_with_the_fix() -> None:
+    server = postgres_server.start(wal_level="replica")
+    try:
+        source = PostgresSource(server.dsn(), ["anything"])
+        with pytest.raises(tidings.ConfigurationError, match="wal_level = logical"):
+            source.check()
+    finally:
+        postgres_server.stop(server)
+
+
+def test_a_lagging_slot_is_reported(
+    pg_dsn: str, bus_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sql(pg_dsn, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+    source = PostgresSource(pg_dsn, ["t"], prefix="db", lag_warning_bytes=-1)
+    with caplog.at_level(logging.WARNING, logger="tidings.cdc"):
+        capture(source, bus_url, lambda: "holds back" in caplog.text)
+    assert "the relay is behind" in caplog.text
 
 
 def _slot_active(dsn: str, slot: str) -> bool:
