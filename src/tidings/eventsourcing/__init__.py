@@ -1,0 +1,38 @@
+"""Event sourcing: an event store with optimistic concurrency, global order and
+subscriptions, on memory://, sqlite:// (and PostgreSQL)."""
+
+from tidings.eventsourcing.storage import (
+    ANY,
+    EXISTS,
+    NO_STREAM,
+    ConcurrencyError,
+    DuplicateEventError,
+    RecordedEvent,
+    StreamDeletedError,
+    StreamMetadata,
+)
+from tidings.eventsourcing.store import (
+    AppendResult,
+    AsyncEventStore,
+    Event,
+    EventStore,
+    connect,
+    connect_async,
+)
+
+__all__ = [
+    "ANY",
+    "EXISTS",
+    "NO_STREAM",
+    "AppendResult",
+    "AsyncEventStore",
+    "ConcurrencyError",
+    "DuplicateEventError",
+    "Event",
+    "EventStore",
+    "RecordedEvent",
+    "StreamDeletedError",
+    "StreamMetadata",
+    "connect",
+    "connect_async",
+]

@@ -1,0 +1,344 @@
+"""The event store: streams with optimistic concurrency, the global order, subscriptions.
+
+    store = await tidings.eventsourcing.connect_async("sqlite://events.db")
+    await store.append("order-42", [Event("OrderPlaced", {"total": 9.5})],
+                       expected_version=NO_STREAM)
+    events = await store.read_stream("order-42")
+    async for event in store.subscribe(from_position=checkpoint, category="order"): ...
+
+Versions count from 0 within a stream; positions count from 1 in the global commit
+order, without gaps. A subscription reads what is stored (catch-up), then waits for new
+events (live); it reads by position, so nothing is skipped or reordered at the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tidings.api.portal import Portal, SyncFace
+from tidings.core.codecs import encode
+from tidings.core.errors import ClosedError, ConfigurationError
+from tidings.core.handoff import call_on
+from tidings.eventsourcing.storage import (
+    ANY,
+    HARD_DELETED,
+    EventStorage,
+    MemoryStorage,
+    NewEvent,
+    RecordedEvent,
+    StreamDeletedError,
+    StreamMetadata,
+)
+
+T = TypeVar("T")
+PAGE = 1000
+"""Events read per round by reads and subscriptions."""
+POLL_S = 0.05
+"""How often a live subscription looks for events written by other processes."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event to append: its type, data (bytes, str, or anything JSON-encodable,
+    dataclasses and pydantic models included) and metadata."""
+
+    type: str
+    data: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    """A UUID; one is made when none is given."""
+
+    @classmethod
+    def of(cls, data: Any, **metadata: Any) -> Event:
+        """An event named after the class of `data` (a dataclass or pydantic model)."""
+        return cls(type(data).__name__, data, metadata)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where an append left the stream."""
+
+    version: int
+    """The stream's version now: its last event's."""
+    position: int
+    """The global position of the last event appended."""
+
+
+class AsyncEventStore:
+    """The event store's async core."""
+
+    def __init__(self, storage: EventStorage, url: str) -> None:
+        self.storage = storage
+        self.url = url
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-events")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._new = asyncio.Event()
+        self._closed = False
+
+    async def start(self) -> AsyncEventStore:
+        """Attach to the running loop."""
+        self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        self.storage.add_listener(lambda: call_on(loop, self._new.set))
+        return self
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise ClosedError(f"the event store at {self.url} is closed; connect again")
+        if not self.storage.reads_block:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int = ANY,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> AppendResult:
+        """Append events atomically if the stream is at `expected_version` (ConcurrencyError
+        if not); `metadata` (correlation id, causation id, ...) goes on every event."""
+        if not stream_id:
+            raise ConfigurationError("a stream id must be a non-empty string")
+        new = [
+            NewEvent(
+                e.id or str(uuid.uuid4()),
+                e.type,
+                encode(e.data) or b"",
+                {**(metadata or {}), **e.metadata},
+            )
+            for e in events
+        ]
+        recorded = await self._run(self.storage.append, stream_id, new, expected_version)
+        if not recorded:
+            version, _, _ = await self._run(self.storage.stream_state, stream_id)
+            return AppendResult(version, await self._run(self.storage.last_position))
+        return AppendResult(recorded[-1].version, recorded[-1].position)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        *,
+        backward: bool = False,
+        max_count: int | None = None,
+    ) -> list[RecordedEvent]:
+        """A stream's events from a version (the start, or the end when backward)."""
+        start = from_version if from_version is not None else (2**62 if backward else 0)
+        _, state, _ = await self._run(self.storage.stream_state, stream_id)
+        if state == HARD_DELETED:
+            raise StreamDeletedError(stream_id)
+        out: list[RecordedEvent] = []
+        limit = max_count if max_count is not None else 2**62
+        while len(out) < limit:
+            page = await self._run(
+                self.storage.read_stream, stream_id, start, backward, min(PAGE, limit - len(out))
+            )
+            out += page
+            if len(page) < PAGE:
+                break
+            start = page[-1].version + (-1 if backward else 1)
+        return out
+
+    async def read_all(
+        self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
+    ) -> list[RecordedEvent]:
+        """Up to `max_count` events in global order from a position (of one category)."""
+        return await self._run(self.storage.read_all, from_position, max_count, category)
+
+    async def last_position(self) -> int:
+        """The global position of the last event (0 when empty)."""
+        return await self._run(self.storage.last_position)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """A stream's version (-1 when it has no events)."""
+        version, _, _ = await self._run(self.storage.stream_state, stream_id)
+        return version
+
+    async def subscribe(
+        self, from_position: int = 1, *, category: str | None = None
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        """Every event from a position on, stored ones first, then new ones as they come."""
+        position = from_position
+        while not self._closed:
+            self._new.clear()
+            head = await self.last_position()  # before the read: all up to it is visible
+            page = await self.read_all(position, PAGE, category=category)
+            for event in page:
+                yield event
+                position = event.position + 1
+            if len(page) == PAGE:
+                continue
+            # a short page saw every event up to `head`; other categories' are skipped
+            position = max(position, head + 1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), POLL_S)
+
+    async def metadata(self, stream_id: str) -> StreamMetadata:
+        """A stream's metadata."""
+        _, _, meta = await self._run(self.storage.stream_state, stream_id)
+        return meta
+
+    async def set_metadata(
+        self,
+        stream_id: str,
+        *,
+        max_count: int | None = None,
+        max_age_ms: int | None = None,
+        **custom: Any,
+    ) -> None:
+        """Limit what a stream keeps readable (its last max_count, or max_age_ms old)."""
+        for name, value in (("max_count", max_count), ("max_age_ms", max_age_ms)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ConfigurationError(f"{name} must be an int >= 0 or None, not {value!r}")
+        meta = StreamMetadata(max_count, max_age_ms, custom)
+        await self._run(self.storage.set_metadata, stream_id, meta)
+
+    async def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
+        """Soft-delete (reads empty; appending recreates it) or hard-delete (for good)."""
+        await self._run(self.storage.delete_stream, stream_id, hard)
+
+    async def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Streams whose id starts with `prefix`: (id, version, deleted state)."""
+        return await self._run(self.storage.streams, prefix, limit)
+
+    async def close(self) -> None:
+        """Close the storage."""
+        if self._closed:
+            return
+        self._closed = True
+        self._new.set()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.storage.close)
+        self._executor.shutdown()
+
+
+class EventStore(SyncFace[AsyncEventStore]):
+    """The sync face of AsyncEventStore."""
+
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int = ANY,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> AppendResult:
+        """Append events atomically if the stream is at `expected_version`."""
+        return self._portal.call(
+            self.aio.append(stream_id, events, expected_version, metadata=metadata)
+        )
+
+    def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        *,
+        backward: bool = False,
+        max_count: int | None = None,
+    ) -> list[RecordedEvent]:
+        """A stream's events from a version."""
+        return self._portal.call(
+            self.aio.read_stream(stream_id, from_version, backward=backward, max_count=max_count)
+        )
+
+    def read_all(
+        self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
+    ) -> list[RecordedEvent]:
+        """Events in global order from a position."""
+        return self._portal.call(self.aio.read_all(from_position, max_count, category=category))
+
+    def last_position(self) -> int:
+        """The global position of the last event."""
+        return self._portal.call(self.aio.last_position())
+
+    def stream_version(self, stream_id: str) -> int:
+        """A stream's version."""
+        return self._portal.call(self.aio.stream_version(stream_id))
+
+    def subscribe(
+        self, from_position: int = 1, *, category: str | None = None, timeout_s: float = 1.0
+    ) -> Iterator[RecordedEvent]:
+        """Events from a position on; stops when none comes for `timeout_s`."""
+        subscription = self.aio.subscribe(from_position, category=category)
+
+        async def following() -> RecordedEvent | None:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(anext(subscription), timeout_s)
+            return None
+
+        try:
+            while (event := self._portal.call(following())) is not None:
+                yield event
+        finally:
+            self._portal.call(subscription.aclose())
+
+    def metadata(self, stream_id: str) -> StreamMetadata:
+        """A stream's metadata."""
+        return self._portal.call(self.aio.metadata(stream_id))
+
+    def set_metadata(
+        self,
+        stream_id: str,
+        *,
+        max_count: int | None = None,
+        max_age_ms: int | None = None,
+        **custom: Any,
+    ) -> None:
+        """Limit what a stream keeps readable."""
+        self._portal.call(
+            self.aio.set_metadata(stream_id, max_count=max_count, max_age_ms=max_age_ms, **custom)
+        )
+
+    def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
+        """Soft- or hard-delete a stream."""
+        self._portal.call(self.aio.delete_stream(stream_id, hard=hard))
+
+    def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Streams whose id starts with `prefix`."""
+        return self._portal.call(self.aio.streams(prefix, limit))
+
+    def close(self) -> None:
+        """Close the store and its background loop."""
+        try:
+            if not self._portal.loop.is_closed():
+                self._portal.call(self.aio.close())
+        finally:
+            self._portal.close()
+
+
+def storage_for(url: str) -> EventStorage:
+    """The storage a URL names: memory:// or sqlite://PATH."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "memory":
+        return MemoryStorage()
+    if scheme == "sqlite" and rest:
+        from tidings.eventsourcing.sqlite import SqliteStorage
+
+        return SqliteStorage(rest.split("?", 1)[0])
+    raise ConfigurationError(
+        f"unknown event store URL {url!r}; use memory:// or sqlite://PATH "
+        f"(e.g. sqlite://./events.db)"
+    )
+
+
+async def connect_async(url: str = "sqlite://.tidings/events.db") -> AsyncEventStore:
+    """Open an event store (async core) on the running event loop."""
+    return await AsyncEventStore(storage_for(url), url).start()
+
+
+def connect(url: str = "sqlite://.tidings/events.db") -> EventStore:
+    """Open an event store (sync face)."""
+    portal = Portal()
+    try:
+        core = portal.call(connect_async(url))
+    except BaseException:
+        portal.close()
+        raise
+    return EventStore(core, portal)
