@@ -1,6 +1,13 @@
 """Event sourcing: an event store with optimistic concurrency, global order and
 subscriptions, on memory://, sqlite:// (and PostgreSQL)."""
 
+from tidings.eventsourcing.aggregate import (
+    Aggregate,
+    AggregateNotFoundError,
+    AsyncRepository,
+    Repository,
+    when,
+)
 from tidings.eventsourcing.storage import (
     ANY,
     EXISTS,
@@ -24,15 +31,20 @@ __all__ = [
     "ANY",
     "EXISTS",
     "NO_STREAM",
+    "Aggregate",
+    "AggregateNotFoundError",
     "AppendResult",
     "AsyncEventStore",
+    "AsyncRepository",
     "ConcurrencyError",
     "DuplicateEventError",
     "Event",
     "EventStore",
     "RecordedEvent",
+    "Repository",
     "StreamDeletedError",
     "StreamMetadata",
     "connect",
     "connect_async",
+    "when",
 ]

@@ -38,6 +38,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, "
     "version INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0, "
     "first_version INTEGER NOT NULL DEFAULT 0, metadata TEXT NOT NULL DEFAULT '{}')",
+    "CREATE TABLE IF NOT EXISTS snapshots (stream_id TEXT PRIMARY KEY, "
+    "version INTEGER NOT NULL, state TEXT NOT NULL)",
 )
 _COLUMNS = "id, stream_id, version, position, type, data, metadata, recorded_ms"
 
@@ -225,6 +227,25 @@ class SqliteStorage(EventStorage):
             (prefix, prefix + "\U0010ffff", limit),
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
+        """Keep a stream's state as of `version`."""
+        with self._write_lock:
+            self._conn().execute(
+                "INSERT INTO snapshots (stream_id, version, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, "
+                "state = excluded.state WHERE excluded.version > snapshots.version",
+                (stream_id, version, state),
+            )
+
+    def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
+        """A stream's latest snapshot."""
+        row = (
+            self._conn()
+            .execute("SELECT version, state FROM snapshots WHERE stream_id = ?", (stream_id,))
+            .fetchone()
+        )
+        return None if row is None else (row[0], row[1])
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -166,6 +166,14 @@ class EventStorage(ABC):
     def streams(self, prefix: str, limit: int) -> list[tuple[str, int, int]]:
         """Streams whose id starts with `prefix`: (id, last version, deleted state)."""
 
+    @abstractmethod
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
+        """Keep a stream's state as of `version`, replacing an older snapshot."""
+
+    @abstractmethod
+    def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
+        """A stream's latest snapshot, or None."""
+
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call `callback` (from any thread) when events may have been appended."""
         self._listeners.append(callback)
@@ -201,6 +209,7 @@ class MemoryStorage(EventStorage):
         self._streams: dict[str, _Stream] = {}
         self._all: list[RecordedEvent] = []
         self._ids: set[str] = set()
+        self._snapshots: dict[str, tuple[int, str]] = {}
 
     def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: int
@@ -292,6 +301,18 @@ class MemoryStorage(EventStorage):
                 if sid.startswith(prefix)
             )
         return found[:limit]
+
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
+        """Keep a stream's state as of `version`."""
+        with self._lock:
+            current = self._snapshots.get(stream_id)
+            if current is None or version > current[0]:
+                self._snapshots[stream_id] = (version, state)
+
+    def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
+        """A stream's latest snapshot."""
+        with self._lock:
+            return self._snapshots.get(stream_id)
 
     def close(self) -> None:
         """Nothing to release: the events go with the process."""

@@ -205,6 +205,14 @@ class AsyncEventStore:
         """Soft-delete (reads empty; appending recreates it) or hard-delete (for good)."""
         await self._run(self.storage.delete_stream, stream_id, hard)
 
+    async def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
+        """Keep a stream's state as of `version` (JSON text), replacing an older snapshot."""
+        await self._run(self.storage.save_snapshot, stream_id, version, state)
+
+    async def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
+        """A stream's latest snapshot: (version, state), or None."""
+        return await self._run(self.storage.load_snapshot, stream_id)
+
     async def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
         """Streams whose id starts with `prefix`: (id, version, deleted state)."""
         return await self._run(self.storage.streams, prefix, limit)
@@ -221,6 +229,11 @@ class AsyncEventStore:
 
 class EventStore(SyncFace[AsyncEventStore]):
     """The sync face of AsyncEventStore."""
+
+    @property
+    def portal(self) -> Portal:
+        """The loop the async core runs on (for other sync faces built on this store)."""
+        return self._portal
 
     def append(
         self,
