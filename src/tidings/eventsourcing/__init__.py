@@ -8,6 +8,12 @@ from tidings.eventsourcing.aggregate import (
     Repository,
     when,
 )
+from tidings.eventsourcing.projection import (
+    Projection,
+    ProjectionRunner,
+    ProjectionStatus,
+    handles,
+)
 from tidings.eventsourcing.storage import (
     ANY,
     EXISTS,
@@ -40,11 +46,15 @@ __all__ = [
     "DuplicateEventError",
     "Event",
     "EventStore",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionStatus",
     "RecordedEvent",
     "Repository",
     "StreamDeletedError",
     "StreamMetadata",
     "connect",
     "connect_async",
+    "handles",
     "when",
 ]

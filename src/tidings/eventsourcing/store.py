@@ -279,18 +279,12 @@ class EventStore(SyncFace[AsyncEventStore]):
         self, from_position: int = 1, *, category: str | None = None, timeout_s: float = 1.0
     ) -> Iterator[RecordedEvent]:
         """Events from a position on; stops when none comes for `timeout_s`."""
-        subscription = self.aio.subscribe(from_position, category=category)
-
-        async def following() -> RecordedEvent | None:
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(anext(subscription), timeout_s)
-            return None
-
+        follower = self._portal.call(_start(Follower(self.aio, from_position, category)))
         try:
-            while (event := self._portal.call(following())) is not None:
+            while (event := self._portal.call(follower.next(timeout_s))) is not None:
                 yield event
         finally:
-            self._portal.call(subscription.aclose())
+            self._portal.call(follower.close())
 
     def metadata(self, stream_id: str) -> StreamMetadata:
         """A stream's metadata."""
@@ -324,6 +318,45 @@ class EventStore(SyncFace[AsyncEventStore]):
                 self._portal.call(self.aio.close())
         finally:
             self._portal.close()
+
+
+class Follower:
+    """A subscription read with timeouts: a task feeds a queue, so giving up on a wait
+    never cancels the subscription itself."""
+
+    def __init__(self, store: AsyncEventStore, from_position: int, category: str | None) -> None:
+        self._events = store.subscribe(from_position, category=category)
+        self._queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(PAGE)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Follower:
+        """Start following (on the running loop)."""
+        self._task = asyncio.create_task(self._feed())
+        return self
+
+    async def _feed(self) -> None:
+        async for event in self._events:
+            await self._queue.put(event)
+
+    async def next(self, timeout_s: float) -> RecordedEvent | None:
+        """The next event, or None if none comes within `timeout_s`."""
+        if self._task is not None and self._task.done() and self._queue.empty():
+            await self._task  # raises what stopped it
+            return None
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self._queue.get(), timeout_s)
+        return None
+
+    async def close(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._events.aclose()
+
+
+async def _start(follower: Follower) -> Follower:
+    return follower.start()
 
 
 def storage_for(url: str) -> EventStorage:
