@@ -22,7 +22,6 @@ holds back is watched: above `lag_warning_bytes` the relay warns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import select
@@ -36,10 +35,10 @@ import psycopg
 from psycopg import pq
 
 from tidings.api.bus import AsyncBus
+from tidings.api.keyed import latest, remember
 from tidings.cdc import pgoutput
 from tidings.cdc.envelope import Change, Source
 from tidings.core.errors import ConfigurationError, TidingsError
-from tidings.core.records import TopicPartition
 
 log = logging.getLogger("tidings.cdc")
 
@@ -192,7 +191,7 @@ class PostgresSource:
             )
         if not exists:
             return False
-        if await _state(bus, self.slot) == "snapshot-done":
+        if await latest(bus, STATE_TOPIC, self.slot) == "snapshot-done":
             return True
         # The slot outlived a snapshot that never finished: its exported snapshot is gone.
         log.warning("slot %s has no finished snapshot: dropping it and starting over", self.slot)
@@ -230,7 +229,7 @@ class PostgresSource:
             await producer.flush()
         finally:
             await producer.close()
-        await _mark(bus, self.slot, "snapshot-done")
+        await remember(bus, STATE_TOPIC, self.slot, "snapshot-done")
         log.info("snapshot of %s done", ", ".join(f"{s}.{t}" for s, t, _, _ in rows))
 
     def _read_snapshot(
@@ -486,33 +485,3 @@ def _filled(row: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any
         k: ((before or {}).get(k, UNAVAILABLE) if v is pgoutput.UNCHANGED else v)
         for k, v in row.items()
     }
-
-
-async def _state(bus: AsyncBus, slot: str) -> str | None:
-    """The last state marked for `slot` on the state topic."""
-    await _state_topic(bus)
-    consumer = bus.consumer()
-    try:
-        description = await bus.describe_topic(STATE_TOPIC)
-        found = None
-        for p in description.partitions:
-            tp = TopicPartition(STATE_TOPIC, p.partition)
-            await consumer.assign(tp)
-            await consumer.seek(tp, "earliest")
-            while consumer.position(tp) < p.end_offset:
-                for r in await consumer.poll(timeout_ms=200):
-                    if r.key == slot.encode():
-                        found = None if r.value is None else r.value.decode()
-        return found
-    finally:
-        with contextlib.suppress(TidingsError):
-            await consumer.close()
-
-
-async def _mark(bus: AsyncBus, slot: str, state: str) -> None:
-    await _state_topic(bus)
-    await bus.publish(STATE_TOPIC, state.encode(), key=slot.encode())
-
-
-async def _state_topic(bus: AsyncBus) -> None:
-    await bus.create_topic(STATE_TOPIC, exist_ok=True, cleanup_policy="compact")

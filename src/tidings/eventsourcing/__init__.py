@@ -14,6 +14,7 @@ from tidings.eventsourcing.projection import (
     ProjectionStatus,
     handles,
 )
+from tidings.eventsourcing.publisher import EventPublisher
 from tidings.eventsourcing.storage import (
     ANY,
     EXISTS,
@@ -45,6 +46,7 @@ __all__ = [
     "ConcurrencyError",
     "DuplicateEventError",
     "Event",
+    "EventPublisher",
     "EventStore",
     "Projection",
     "ProjectionRunner",

@@ -1,0 +1,39 @@
+"""Small durable state kept on the bus: the latest value per key of a compacted topic.
+
+Relays (change capture, the event publisher) remember how far they got here, on the
+same bus their records go to, so the source database is never written to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from tidings.api.bus import AsyncBus
+from tidings.core.errors import TidingsError
+from tidings.core.records import TopicPartition
+
+
+async def latest(bus: AsyncBus, topic: str, key: str) -> str | None:
+    """The last value written for `key` on `topic` (None: never, or deleted)."""
+    await bus.create_topic(topic, exist_ok=True, cleanup_policy="compact")
+    consumer = bus.consumer()
+    found = None
+    try:
+        for p in (await bus.describe_topic(topic)).partitions:
+            tp = TopicPartition(topic, p.partition)
+            await consumer.assign(tp)
+            await consumer.seek(tp, "earliest")
+            while consumer.position(tp) < p.end_offset:
+                for r in await consumer.poll(timeout_ms=200):
+                    if r.key == key.encode():
+                        found = None if r.value is None else r.value.decode()
+    finally:
+        with contextlib.suppress(TidingsError):
+            await consumer.close()
+    return found
+
+
+async def remember(bus: AsyncBus, topic: str, key: str, value: str) -> None:
+    """Write `value` for `key` on the compacted `topic`, durably."""
+    await bus.create_topic(topic, exist_ok=True, cleanup_policy="compact")
+    await bus.publish(topic, value.encode(), key=key.encode())
