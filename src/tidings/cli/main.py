@@ -10,6 +10,7 @@ import click
 from tidings.api.connect import DEFAULT_URL
 from tidings.cli.cdc import cdc
 from tidings.cli.common import Options
+from tidings.cli.es import es
 from tidings.cli.groups import groups
 from tidings.cli.queues import queues
 from tidings.cli.records import consume, produce
@@ -36,7 +37,7 @@ def cli(ctx: click.Context, url: str) -> None:
     ctx.obj = Options(url)
 
 
-for command in (topics, produce, consume, groups, queues, cdc, serve, tour):
+for command in (topics, produce, consume, groups, queues, cdc, es, serve, tour):
     cli.add_command(command)
 
 
