@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,41 @@ def test_soft_and_hard_delete(store: eventsourcing.EventStore) -> None:
     with pytest.raises(eventsourcing.StreamDeletedError):
         store.read_stream("cart-1")
     assert len(store.read_all(1, 100)) == 3  # the global history keeps them
+
+
+@pytest.mark.parametrize("shared", ["sqlite", "postgres"])
+def test_writers_on_many_connections_never_show_a_reader_a_gap(
+    shared: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Each writer has its own connection (as separate hosts would); a subscriber that
+    saw a later position before an earlier one committed would miss the earlier one."""
+    if shared == "sqlite":
+        url = f"sqlite://{tmp_path}/shared.db"
+    else:
+        dsn = dict(item.split("=", 1) for item in request.getfixturevalue("pg_dsn").split())
+        url = f"postgresql://{dsn['user']}@{dsn['host']}:{dsn['port']}/{dsn['dbname']}"
+    writers = [eventsourcing.connect(url) for _ in range(3)]
+    reader = eventsourcing.connect(url)
+    received: list[int] = []
+
+    def read() -> None:
+        for event in reader.subscribe(1, timeout_s=5):
+            received.append(event.position)
+            if len(received) == 300:
+                return
+
+    def write(store: eventsourcing.EventStore, n: int) -> None:
+        for i in range(100):
+            store.append(f"w{n}-{i % 7}", [Event("E")])
+
+    following = threading.Thread(target=read)
+    following.start()
+    threads = [threading.Thread(target=write, args=(s, n)) for n, s in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    following.join(30)
+    for s in [*writers, reader]:
+        s.close()
+    assert received == list(range(1, 301))

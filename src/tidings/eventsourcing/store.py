@@ -360,17 +360,21 @@ async def _start(follower: Follower) -> Follower:
 
 
 def storage_for(url: str) -> EventStorage:
-    """The storage a URL names: memory:// or sqlite://PATH."""
+    """The storage a URL names: memory://, sqlite://PATH or postgresql://..."""
     scheme, _, rest = url.partition("://")
     if scheme == "memory":
         return MemoryStorage()
     if scheme == "sqlite" and rest:
-        from tidings.eventsourcing.sqlite import SqliteStorage
+        from tidings.eventsourcing.sql import SqliteStorage
 
         return SqliteStorage(rest.split("?", 1)[0])
+    if scheme in ("postgresql", "postgres") and rest:
+        from tidings.eventsourcing.sql import PostgresStorage
+
+        return PostgresStorage(url)
     raise ConfigurationError(
-        f"unknown event store URL {url!r}; use memory:// or sqlite://PATH "
-        f"(e.g. sqlite://./events.db)"
+        f"unknown event store URL {url!r}; use memory://, sqlite://PATH (e.g. "
+        f"sqlite://./events.db) or postgresql://USER@HOST/DBNAME"
     )
 
 
