@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tidings import eventsourcing
@@ -98,3 +99,35 @@ def test_a_running_projection_follows_new_events(store_url: str, tmp_path: Path)
 def test_the_sync_store_subscribes_too(store: eventsourcing.EventStore) -> None:
     store.append("a-1", [Event("E"), Event("E")])
     assert [e.position for e in store.subscribe(1, timeout_s=0.2)] == [1, 2]
+
+
+def test_a_projection_into_postgres(store: eventsourcing.EventStore, pg_dsn: str) -> None:
+    class Counts(Projection):
+        def setup(self, conn: Any) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS counts (type TEXT PRIMARY KEY, n INT)")
+
+        def reset(self, conn: Any) -> None:
+            conn.execute("DELETE FROM counts")
+
+        @handles("Deposited", "Withdrawn")
+        def counted(self, conn: Any, event: RecordedEvent) -> None:
+            conn.execute(
+                "INSERT INTO counts VALUES (%s, 1) ON CONFLICT (type) "
+                "DO UPDATE SET n = counts.n + 1",
+                (event.type,),
+            )
+
+    store.append("account-1", [Event("Deposited"), Event("Deposited"), Event("Withdrawn")])
+
+    async def body() -> None:
+        runner = ProjectionRunner(store.aio, Counts(), lambda: psycopg.connect(pg_dsn))
+        assert await runner.catch_up() == 3
+        assert await runner.rebuild() == 3
+        await runner.close()
+
+    store.portal.call(body())
+    with psycopg.connect(pg_dsn) as conn:
+        assert dict(conn.execute("SELECT type, n FROM counts").fetchall()) == {
+            "Deposited": 2,
+            "Withdrawn": 1,
+        }
