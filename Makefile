@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python -m bench --queue
 	$(BIN)/python -m bench --pubsub
 	$(BIN)/python -m bench --kafka
+	$(BIN)/python -m bench --cdc
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import cdc as cdc_section
 from bench import kafka as kafka_section
 from bench import log, raw
 from bench import pubsub as pubsub_section
@@ -177,6 +178,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "from tidings serve and from Tansu (its own sizes; --records, --round-trips and "
         "--repeat do not apply)",
     )
+    parser.add_argument(
+        "--cdc",
+        action="store_true",
+        help="run the change data capture section instead: database commit -> record on "
+        "the topic, from SQLite and from a PostgreSQL started for the run (its own sizes; "
+        "--records, --round-trips and --repeat do not apply)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.round_trips, args.repeat = 20_000, 64, 1
@@ -214,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_pubsub(args)
     if args.kafka:
         return main_kafka(args)
+    if args.cdc:
+        return main_cdc(args)
     started = time.perf_counter()
     with workspace(args) as directory:
         samples = max(20, args.round_trips // 10)
@@ -286,6 +296,25 @@ def main_kafka(args: argparse.Namespace) -> int:
     )
     table = [Row(*cells) for cells in kafka_section.rows(results)]
     code = report(args, heading, table, {"kafka": asdict(results)})
+    for note in results.notes:
+        print(f"note: {note}")
+    return code
+
+
+def main_cdc(args: argparse.Namespace) -> int:
+    """Run the change data capture section and print its table."""
+    sizes = cdc_section.Sizes.quick() if args.quick else cdc_section.Sizes()
+    started = time.perf_counter()
+    with workspace(args) as directory:
+        results = cdc_section.measure(directory / "cdc", sizes)
+    heading = (
+        f"tidings bench --cdc: rows of 100 bytes from SQLite and PostgreSQL to sqlite:// "
+        f"(default fsync), {sizes.rows:,} in commits of {sizes.per_commit:,}, then "
+        f"single-row commits at {sizes.rate:,}/s for {sizes.seconds:g} s, "
+        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
+    )
+    table = [Row(*cells) for cells in cdc_section.rows(results)]
+    code = report(args, heading, table, {"cdc": asdict(results)})
     for note in results.notes:
         print(f"note: {note}")
     return code

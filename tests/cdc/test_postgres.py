@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -18,27 +17,7 @@ import tidings
 from tidings.cdc.postgres import UNAVAILABLE, PostgresSource
 
 from .. import postgres as postgres_server
-
-Event = tuple[Any, dict[str, Any] | None]
-
-
-def events(bus_url: str, topic: str) -> list[Event]:
-    """Every change record on `topic`, in order, decoded."""
-    with tidings.connect(bus_url) as bus:
-        if topic not in {t.name for t in bus.list_topics()}:
-            return []
-        c = bus.consumer()
-        tp = tidings.TopicPartition(topic, 0)
-        c.assign(tp)
-        c.seek(tp, "earliest")
-        end = bus.describe_topic(topic).partitions[0].end_offset
-        out: list[Event] = []
-        while c.position(tp) < end:
-            for r in c.poll(max_records=10_000, timeout_ms=200):
-                key = json.loads(r.key) if r.key else None
-                out.append((key, None if r.value is None else json.loads(r.value)))
-        c.close()
-    return out
+from .changes import events
 
 
 def capture(source: PostgresSource, bus_url: str, until: Any, timeout_s: float = 30.0) -> None:

@@ -19,8 +19,7 @@ import tidings
 from tidings.cdc import sqlite as cdc
 from tidings.cdc.sqlite import SqliteSource
 
-Event = tuple[Any, dict[str, Any] | None]
-"""(key, value) of a change record; value None for a tombstone."""
+from .changes import events
 
 
 def database(tmp_path: Path, schema: str) -> Path:
@@ -31,25 +30,6 @@ def database(tmp_path: Path, schema: str) -> Path:
     conn.executescript(schema)
     conn.close()
     return path
-
-
-def events(bus_url: str, topic: str) -> list[Event]:
-    """Every change record on `topic`, in order, decoded."""
-    with tidings.connect(bus_url) as bus:
-        if topic not in {t.name for t in bus.list_topics()}:
-            return []
-        c = bus.consumer()
-        tp = tidings.TopicPartition(topic, 0)
-        c.assign(tp)
-        c.seek(tp, "earliest")
-        end = bus.describe_topic(topic).partitions[0].end_offset
-        out: list[Event] = []
-        while c.position(tp) < end:
-            for r in c.poll(max_records=10_000, timeout_ms=200):
-                key = json.loads(r.key or b"null")
-                out.append((key, None if r.value is None else json.loads(r.value)))
-        c.close()
-    return out
 
 
 def relay_all(path: Path, bus_url: str, **options: Any) -> int:

@@ -249,6 +249,8 @@ class AsyncProducer:
                 if not 0 <= partition < spec.partitions:
                     raise PartitionNotFoundError(spec.name, partition, spec.partitions)
             return partition
+        if spec.partitions == 1:
+            return 0  # nothing to choose: no key hash
         if key is not None:
             return self._keys(key, spec.partitions)
         return self._sticky.partition(spec.name, spec.partitions)

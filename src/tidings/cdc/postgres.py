@@ -309,7 +309,9 @@ class PostgresSource:
         current: _Transaction | None = None
         deadline = time.monotonic() + wait_s
         while True:
-            data = self._read(pg, max(0.0, deadline - time.monotonic()))
+            # with transactions in hand, take only what is already there: publish at once
+            wait = 0.0 if done and current is None else max(0.0, deadline - time.monotonic())
+            data = self._read(pg, wait)
             if data is None:
                 if current is None:
                     return done

@@ -42,8 +42,8 @@ TABLES = "_tidings_cdc_tables"
 SCHEMA = "main"
 BATCH = 1000
 """Changes relayed per round."""
-POLL_S = 0.05
-"""How often an idle relay looks for new changes."""
+POLL_S = 0.002
+"""How often an idle relay asks SQLite whether anything was committed (a cheap pragma)."""
 
 _SETUP = (
     f"CREATE TABLE IF NOT EXISTS {CHANGES} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -140,12 +140,12 @@ class SqliteSource:
     """Changes relayed since start (snapshot rows included)."""
     _conn: sqlite3.Connection | None = field(default=None, repr=False)
     _schema_version: int = field(default=-1, repr=False)
+    _data_version: int = field(default=-1, repr=False)
     _topics: set[str] = field(default_factory=set, repr=False)
 
-    @property
-    def name(self) -> str:
+    def __post_init__(self) -> None:
+        self.name = self.prefix or Path(self.database).stem
         """The logical name in every event's source block and topic."""
-        return self.prefix or Path(self.database).stem
 
     def topic_of(self, table: str) -> str:
         """The topic a table's changes go to."""
@@ -154,7 +154,7 @@ class SqliteSource:
         return f"{self.name}.{SCHEMA}.{table}"
 
     async def run(self, bus: AsyncBus, stop: asyncio.Event | None = None) -> None:
-        """Relay until `stop` is set (or forever), looking again every POLL_S when idle."""
+        """Relay until `stop` is set (or forever); idle, it asks every POLL_S for commits."""
         stop = stop or asyncio.Event()
         producer = bus.producer(linger_ms=0)
         try:
@@ -168,12 +168,19 @@ class SqliteSource:
                     # was published and not yet deleted goes out again (at-least-once).
                     log.warning("%s stayed locked; retrying", self.database)
                     relayed = 0
-                if not relayed:
+                while not relayed and not stop.is_set() and not self._committed():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), POLL_S)
         finally:
             await producer.close()
             self.close()
+
+    def _committed(self) -> bool:
+        """Whether another connection committed since the last look (SQLite's data_version)."""
+        (version,) = self._db().execute("PRAGMA data_version").fetchone()
+        changed: bool = version != self._data_version
+        self._data_version = version
+        return changed
 
     async def poll(self, bus: AsyncBus) -> int:
         """Relay what is pending now (a snapshot first for new tables); changes relayed."""
