@@ -15,7 +15,7 @@ import asyncio
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Generator, Sequence
+from collections.abc import Coroutine, Generator, Sequence
 from concurrent.futures import Future
 from itertools import accumulate
 from time import time_ns
@@ -60,9 +60,20 @@ class _OpenBatch:
     (value only) costs two list appends.
     """
 
-    __slots__ = ("future", "headers", "keys", "partition", "size", "timestamps", "topic", "values")
+    __slots__ = (
+        "future",
+        "headers",
+        "keys",
+        "owner",
+        "partition",
+        "size",
+        "timestamps",
+        "topic",
+        "values",
+    )
 
-    def __init__(self, topic: str, partition: int) -> None:
+    def __init__(self, topic: str, partition: int, owner: AsyncProducer) -> None:
+        self.owner = owner
         self.topic = topic
         self.partition = partition
         self.values: list[bytes | None] = []
@@ -126,7 +137,11 @@ class RecordFuture:
     def __await__(self) -> Generator[Any, None, RecordMetadata]:
         future = self._batch.future
         if not future.done():
-            yield from woken_when_done(future).__await__()
+            store = self._batch.owner._store_now(self._batch)
+            if store is not None:  # stored by this task: no turn of the loop in between
+                yield from store.__await__()
+            else:
+                yield from woken_when_done(future).__await__()
         return self._metadata(future.result())
 
 
@@ -259,15 +274,28 @@ class AsyncProducer:
         return on_loop(self._loop)
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
-        batch = self._open[(topic, partition)] = _OpenBatch(topic, partition)
+        batch = self._open[(topic, partition)] = _OpenBatch(topic, partition, self)
         self._in_flight.add(batch.future)
         loop = self._loop
         if self._linger_s:
             call_on(loop, lambda: loop.call_later(self._linger_s, self._linger_expired, batch))
+        elif self._engine.appends_inline:
+            # stored by the first task that awaits it, or on the loop's next turn
+            call_on(loop, lambda: loop.call_soon(self._linger_expired, batch))
         else:
             # linger 0 still gathers what arrives before the loop's next turn (group commit)
             call_on(loop, lambda: loop.create_task(self._store_unless_sealed(batch)))
         return batch
+
+    def _store_now(self, batch: _OpenBatch) -> Coroutine[Any, Any, None] | None:
+        """For an engine that appends inline, linger 0: the awaiting task stores the batch."""
+        if self._linger_s or not self._engine.appends_inline or not self._on_loop():
+            return None
+        with self._lock:
+            if self._open.get((batch.topic, batch.partition)) is not batch:
+                return None
+            self._close(batch)
+        return self._store(batch)
 
     def _linger_expired(self, batch: _OpenBatch) -> None:
         with self._lock:

@@ -314,6 +314,9 @@ class Engine(ABC):
 
     url: str
     capabilities: frozenset[Capability]
+    appends_inline = False
+    """Whether append() completes without waiting on I/O (an in-memory store): a
+    producer may then store a batch in the task that awaits it."""
 
     def require(self, capability: Capability, what: str) -> None:
         """Raise CapabilityError unless this engine provides `capability`."""

@@ -73,6 +73,7 @@ class LogEngine(Engine):
         self, store: LogStore, maintenance_interval_s: float = MAINTENANCE_INTERVAL_S
     ) -> None:
         self.store = store
+        self.appends_inline = not store.reads_block
         self.url = store.url
         caps = {
             Capability.CONSUMER_GROUPS,
