@@ -99,14 +99,16 @@ def test_default_identity_before_images_hold_the_key_and_toast_is_marked(
     pg_dsn: str, bus_url: str
 ) -> None:
     sql(pg_dsn, "CREATE TABLE docs (id int PRIMARY KEY, body text, n int)")
-    source = PostgresSource(pg_dsn, ["docs"], prefix="db")
+    source = PostgresSource(
+        pg_dsn, ["docs"], prefix="db", topic=lambda prefix, schema, table: f"{prefix}.{table}"
+    )
     capture(source, bus_url, lambda: True)  # creates the slot (empty snapshot)
     body = os.urandom(8000).hex()
     sql(pg_dsn, f"INSERT INTO docs VALUES (1, '{body}', 0)")
     sql(pg_dsn, "UPDATE docs SET n = 1 WHERE id = 1")
     sql(pg_dsn, "DELETE FROM docs WHERE id = 1")
-    capture(source, bus_url, lambda: len(events(bus_url, "db.public.docs")) >= 4)
-    ops = {v["op"]: v for _, v in events(bus_url, "db.public.docs") if v}
+    capture(source, bus_url, lambda: len(events(bus_url, "db.docs")) >= 4)  # named by `topic`
+    ops = {v["op"]: v for _, v in events(bus_url, "db.docs") if v}
     assert ops["u"]["before"] is None
     assert ops["u"]["after"]["body"] == UNAVAILABLE
     assert ops["d"]["before"] == {"id": 1}

@@ -27,7 +27,7 @@ import logging
 import select
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,6 +76,8 @@ class PostgresSource:
     publication: str = "tidings"
     transaction_topic: str | None = None
     """Also publish BEGIN and END of every transaction there (Debezium's metadata)."""
+    topic: Callable[[str, str, str], str] | None = None
+    """Names a table's topic from (prefix, schema, table), instead of prefix.schema.table."""
     lag_warning_bytes: int = 1 << 30
     relayed: int = 0
     """Changes relayed since start (snapshot rows included)."""
@@ -90,6 +92,8 @@ class PostgresSource:
 
     def topic_of(self, schema: str, table: str) -> str:
         """The topic a table's changes go to."""
+        if self.topic is not None:
+            return self.topic(self.prefix, schema, table)
         return f"{self.prefix}.{schema}.{table}"
 
     # -- setup ---------------------------------------------------------------------------
