@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python -m bench --pubsub
 	$(BIN)/python -m bench --kafka
 	$(BIN)/python -m bench --cdc
+	$(BIN)/python -m bench --es
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results

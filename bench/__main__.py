@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cdc as cdc_section
+from bench import es as es_section
 from bench import kafka as kafka_section
 from bench import log, raw
 from bench import pubsub as pubsub_section
@@ -185,6 +186,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "the topic, from SQLite and from a PostgreSQL started for the run (its own sizes; "
         "--records, --round-trips and --repeat do not apply)",
     )
+    parser.add_argument(
+        "--es",
+        action="store_true",
+        help="run the event sourcing section instead: the tidings event store beside the "
+        "eventsourcing library on SQLite (its own sizes; --records, --round-trips and "
+        "--repeat do not apply)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.round_trips, args.repeat = 20_000, 64, 1
@@ -224,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_kafka(args)
     if args.cdc:
         return main_cdc(args)
+    if args.es:
+        return main_es(args)
     started = time.perf_counter()
     with workspace(args) as directory:
         samples = max(20, args.round_trips // 10)
@@ -315,6 +325,26 @@ def main_cdc(args: argparse.Namespace) -> int:
     )
     table = [Row(*cells) for cells in cdc_section.rows(results)]
     code = report(args, heading, table, {"cdc": asdict(results)})
+    for note in results.notes:
+        print(f"note: {note}")
+    return code
+
+
+def main_es(args: argparse.Namespace) -> int:
+    """Run the event sourcing section and print its table."""
+    sizes = es_section.Sizes.quick() if args.quick else es_section.Sizes()
+    started = time.perf_counter()
+    with workspace(args) as directory:
+        results = es_section.measure(directory / "es", sizes)
+    heading = (
+        f"tidings bench --es: the tidings {results.versions['tidings']} event store on "
+        f"sqlite:// (fsync per append) beside eventsourcing "
+        f"{results.versions['eventsourcing']} on SQLite, account aggregates, median of "
+        f"{sizes.repeat}, "
+        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
+    )
+    table = [Row(*cells) for cells in es_section.rows(results)]
+    code = report(args, heading, table, {"es": asdict(results)})
     for note in results.notes:
         print(f"note: {note}")
     return code
