@@ -120,18 +120,12 @@ class ProjectionRunner:
         stop = stop or asyncio.Event()
         position = await self._call(self._checkpoint)
         events = Follower(self.store, position + 1, self.projection.category).start()
-        batch: list[RecordedEvent] = []
         try:
             while not stop.is_set():
-                event = await events.next(0.05 if batch else 0.25)
-                if event is not None:
-                    batch.append(event)
-                if batch and (event is None or len(batch) >= PAGE):
+                batch = await events.take(0.25)  # what came meanwhile: one transaction
+                if batch:
                     await self._call(self._apply, batch)
-                    batch = []
         finally:
-            if batch:
-                await self._call(self._apply, batch)
             await events.close()
 
     async def catch_up(self) -> int:

@@ -16,7 +16,7 @@ import json
 from tidings.api.bus import AsyncBus
 from tidings.api.keyed import latest, remember
 from tidings.eventsourcing.storage import RecordedEvent
-from tidings.eventsourcing.store import PAGE, AsyncEventStore, Follower
+from tidings.eventsourcing.store import AsyncEventStore, Follower
 
 CHECKPOINTS = "_tidings.es.published"
 """Where each publisher's position is kept (a compacted topic)."""
@@ -54,11 +54,10 @@ class EventPublisher:
         position = int(await latest(self.bus, CHECKPOINTS, self.name) or 0)
         events = Follower(self.store, position + 1, None).start()
         producer = self.bus.producer(linger_ms=0)
-        pending = 0
         try:
             while not stop.is_set():
-                event = await events.next(0.05 if pending else 0.25)
-                if event is not None:
+                batch = await events.take(0.25)
+                for event in batch:
                     topic = self.topic_of(event)
                     if topic not in self._topics:
                         await self.bus.create_topic(topic, exist_ok=True)
@@ -66,13 +65,10 @@ class EventPublisher:
                     producer.send(
                         topic, event.data, key=event.stream_id.encode(), headers=_headers(event)
                     )
-                    position = event.position
-                    pending += 1
-                if pending and (event is None or pending >= PAGE):
+                if batch:
                     await producer.flush()  # durable: now the position may move
-                    await remember(self.bus, CHECKPOINTS, self.name, str(position))
-                    self.published += pending
-                    pending = 0
+                    await remember(self.bus, CHECKPOINTS, self.name, str(batch[-1].position))
+                    self.published += len(batch)
         finally:
             await events.close()
             await producer.close()

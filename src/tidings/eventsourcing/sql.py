@@ -12,6 +12,7 @@ with concurrent writers on many hosts. Every append is durable before it returns
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -59,6 +60,8 @@ class SqlStorage(EventStorage):
         super().__init__()
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._all_connections: list[Any] = []
+        """Every thread's connection (the sync face calls from the caller's threads)."""
         conn = self._conn()
         for statement in _SCHEMA:
             conn.execute(statement.format(blob=self.blob))
@@ -94,6 +97,8 @@ class SqlStorage(EventStorage):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+            with self._write_lock:
+                self._all_connections.append(conn)
         return conn
 
     def _query(self, query: str, args: Sequence[Any] = ()) -> Any:
@@ -127,12 +132,19 @@ class SqlStorage(EventStorage):
                     )
                     for i, e in enumerate(events)
                 ]
-                for r in recorded:
-                    where = (r.id, r.stream_id, r.version, r.position)
-                    self._query(
-                        f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*where, r.type, r.data, json.dumps(r.metadata), r.recorded_ms),
+                texts: dict[int, str] = {}  # events of one append mostly share their metadata
+                rows = [
+                    (
+                        *(r.id, r.stream_id, r.version, r.position, r.type, r.data),
+                        texts.setdefault(id(r.metadata), json.dumps(r.metadata)),
+                        r.recorded_ms,
                     )
+                    for r in recorded
+                ]
+                conn.cursor().executemany(
+                    self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                    rows,
+                )
                 if recorded:
                     first = version + 1 if state == SOFT_DELETED else None
                     self._query(
@@ -298,11 +310,13 @@ class SqlStorage(EventStorage):
                 raise
 
     def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close every thread's connection."""
+        with self._write_lock:
+            connections, self._all_connections = self._all_connections, []
+        for conn in connections:
+            with contextlib.suppress(Exception):  # another thread's: closing may complain
+                conn.close()
+        self._local = threading.local()
 
 
 class SqliteStorage(SqlStorage):
@@ -314,7 +328,10 @@ class SqliteStorage(SqlStorage):
         super().__init__()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        # used by one thread; closed by whichever closes the store
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn

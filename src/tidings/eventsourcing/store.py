@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,9 +90,13 @@ class AsyncEventStore:
         self.storage.add_listener(lambda: call_on(loop, self._new.set))
         return self
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    def check_open(self) -> None:
+        """Refuse calls on a closed store."""
         if self._closed:
             raise ClosedError(f"the event store at {self.url} is closed; connect again")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        self.check_open()
         if not self.storage.reads_block:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -105,22 +111,8 @@ class AsyncEventStore:
     ) -> AppendResult:
         """Append events atomically if the stream is at `expected_version` (ConcurrencyError
         if not); `metadata` (correlation id, causation id, ...) goes on every event."""
-        if not stream_id:
-            raise ConfigurationError("a stream id must be a non-empty string")
-        new = [
-            NewEvent(
-                e.id or str(uuid.uuid4()),
-                e.type,
-                encode(e.data) or b"",
-                {**(metadata or {}), **e.metadata},
-            )
-            for e in events
-        ]
-        recorded = await self._run(self.storage.append, stream_id, new, expected_version)
-        if not recorded:
-            version, _, _ = await self._run(self.storage.stream_state, stream_id)
-            return AppendResult(version, await self._run(self.storage.last_position))
-        return AppendResult(recorded[-1].version, recorded[-1].position)
+        new = new_events(events, metadata)  # encoded here: no loop time in the store's thread
+        return await self._run(append, self.storage, stream_id, new, expected_version)
 
     async def read_stream(
         self,
@@ -131,21 +123,9 @@ class AsyncEventStore:
         max_count: int | None = None,
     ) -> list[RecordedEvent]:
         """A stream's events from a version (the start, or the end when backward)."""
-        start = from_version if from_version is not None else (2**62 if backward else 0)
-        _, state, _ = await self._run(self.storage.stream_state, stream_id)
-        if state == HARD_DELETED:
-            raise StreamDeletedError(stream_id)
-        out: list[RecordedEvent] = []
-        limit = max_count if max_count is not None else 2**62
-        while len(out) < limit:
-            page = await self._run(
-                self.storage.read_stream, stream_id, start, backward, min(PAGE, limit - len(out))
-            )
-            out += page
-            if len(page) < PAGE:
-                break
-            start = page[-1].version + (-1 if backward else 1)
-        return out
+        return await self._run(
+            read_stream, self.storage, stream_id, from_version, backward, max_count
+        )
 
     async def read_all(
         self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
@@ -195,10 +175,7 @@ class AsyncEventStore:
         **custom: Any,
     ) -> None:
         """Limit what a stream keeps readable (its last max_count, or max_age_ms old)."""
-        for name, value in (("max_count", max_count), ("max_age_ms", max_age_ms)):
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise ConfigurationError(f"{name} must be an int >= 0 or None, not {value!r}")
-        meta = StreamMetadata(max_count, max_age_ms, custom)
+        meta = stream_metadata(max_count, max_age_ms, custom)
         await self._run(self.storage.set_metadata, stream_id, meta)
 
     async def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
@@ -228,12 +205,18 @@ class AsyncEventStore:
 
 
 class EventStore(SyncFace[AsyncEventStore]):
-    """The sync face of AsyncEventStore."""
+    """The sync face of AsyncEventStore: calls the storage in the caller's thread (its
+    connections are per thread, its writes locked), and follows on the background loop."""
 
     @property
     def portal(self) -> Portal:
         """The loop the async core runs on (for other sync faces built on this store)."""
         return self._portal
+
+    @property
+    def _storage(self) -> EventStorage:
+        self.aio.check_open()
+        return self.aio.storage
 
     def append(
         self,
@@ -244,9 +227,7 @@ class EventStore(SyncFace[AsyncEventStore]):
         metadata: dict[str, Any] | None = None,
     ) -> AppendResult:
         """Append events atomically if the stream is at `expected_version`."""
-        return self._portal.call(
-            self.aio.append(stream_id, events, expected_version, metadata=metadata)
-        )
+        return append(self._storage, stream_id, new_events(events, metadata), expected_version)
 
     def read_stream(
         self,
@@ -257,23 +238,21 @@ class EventStore(SyncFace[AsyncEventStore]):
         max_count: int | None = None,
     ) -> list[RecordedEvent]:
         """A stream's events from a version."""
-        return self._portal.call(
-            self.aio.read_stream(stream_id, from_version, backward=backward, max_count=max_count)
-        )
+        return read_stream(self._storage, stream_id, from_version, backward, max_count)
 
     def read_all(
         self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
     ) -> list[RecordedEvent]:
         """Events in global order from a position."""
-        return self._portal.call(self.aio.read_all(from_position, max_count, category=category))
+        return self._storage.read_all(from_position, max_count, category)
 
     def last_position(self) -> int:
         """The global position of the last event."""
-        return self._portal.call(self.aio.last_position())
+        return self._storage.last_position()
 
     def stream_version(self, stream_id: str) -> int:
         """A stream's version."""
-        return self._portal.call(self.aio.stream_version(stream_id))
+        return self._storage.stream_state(stream_id)[0]
 
     def subscribe(
         self, from_position: int = 1, *, category: str | None = None, timeout_s: float = 1.0
@@ -281,14 +260,14 @@ class EventStore(SyncFace[AsyncEventStore]):
         """Events from a position on; stops when none comes for `timeout_s`."""
         follower = self._portal.call(_start(Follower(self.aio, from_position, category)))
         try:
-            while (event := self._portal.call(follower.next(timeout_s))) is not None:
-                yield event
+            while events := self._portal.call(follower.take(timeout_s)):
+                yield from events
         finally:
             self._portal.call(follower.close())
 
     def metadata(self, stream_id: str) -> StreamMetadata:
         """A stream's metadata."""
-        return self._portal.call(self.aio.metadata(stream_id))
+        return self._storage.stream_state(stream_id)[2]
 
     def set_metadata(
         self,
@@ -299,17 +278,15 @@ class EventStore(SyncFace[AsyncEventStore]):
         **custom: Any,
     ) -> None:
         """Limit what a stream keeps readable."""
-        self._portal.call(
-            self.aio.set_metadata(stream_id, max_count=max_count, max_age_ms=max_age_ms, **custom)
-        )
+        self._storage.set_metadata(stream_id, stream_metadata(max_count, max_age_ms, custom))
 
     def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
         """Soft- or hard-delete a stream."""
-        self._portal.call(self.aio.delete_stream(stream_id, hard=hard))
+        self._storage.delete_stream(stream_id, hard)
 
     def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
         """Streams whose id starts with `prefix`."""
-        return self._portal.call(self.aio.streams(prefix, limit))
+        return self._storage.streams(prefix, limit)
 
     def close(self) -> None:
         """Close the store and its background loop."""
@@ -318,6 +295,76 @@ class EventStore(SyncFace[AsyncEventStore]):
                 self._portal.call(self.aio.close())
         finally:
             self._portal.close()
+
+
+def new_events(events: Sequence[Event], metadata: dict[str, Any] | None) -> list[NewEvent]:
+    """Events encoded for the storage, each with its id (time-ordered UUIDs by default)."""
+    ids = _time_ordered_ids(sum(1 for e in events if e.id is None))
+    shared = dict(metadata or {})  # one copy, shared by the events without their own
+    return [
+        NewEvent(
+            e.id or next(ids),
+            e.type,
+            encode(e.data) or b"",
+            {**shared, **e.metadata} if e.metadata else shared,
+        )
+        for e in events
+    ]
+
+
+def _time_ordered_ids(count: int) -> Iterator[str]:
+    """UUIDs (version 7 layout) that sort by creation time: index inserts stay local."""
+    ms = time.time_ns() // 1_000_000
+    noise = os.urandom(10 * count)
+    for i in range(count):
+        rand = int.from_bytes(noise[10 * i : 10 * i + 10], "big")
+        value = (ms << 80) | (0x7 << 76) | ((rand >> 68) & 0xFFF) << 64
+        value |= (0b10 << 62) | (rand & ((1 << 62) - 1))
+        yield str(uuid.UUID(int=value))
+
+
+def append(
+    storage: EventStorage, stream_id: str, events: list[NewEvent], expected: int
+) -> AppendResult:
+    """Blocking: append encoded events under a version check."""
+    if not stream_id:
+        raise ConfigurationError("a stream id must be a non-empty string")
+    recorded = storage.append(stream_id, events, expected)
+    if not recorded:
+        return AppendResult(storage.stream_state(stream_id)[0], storage.last_position())
+    return AppendResult(recorded[-1].version, recorded[-1].position)
+
+
+def read_stream(
+    storage: EventStorage,
+    stream_id: str,
+    from_version: int | None,
+    backward: bool,
+    max_count: int | None,
+) -> list[RecordedEvent]:
+    """Blocking: a stream's events from a version, page by page."""
+    start = from_version if from_version is not None else (2**62 if backward else 0)
+    if storage.stream_state(stream_id)[1] == HARD_DELETED:
+        raise StreamDeletedError(stream_id)
+    out: list[RecordedEvent] = []
+    limit = max_count if max_count is not None else 2**62
+    while len(out) < limit:
+        page = storage.read_stream(stream_id, start, backward, min(PAGE, limit - len(out)))
+        out += page
+        if len(page) < PAGE:
+            break
+        start = page[-1].version + (-1 if backward else 1)
+    return out
+
+
+def stream_metadata(
+    max_count: int | None, max_age_ms: int | None, custom: dict[str, Any]
+) -> StreamMetadata:
+    """Checked stream metadata."""
+    for name, value in (("max_count", max_count), ("max_age_ms", max_age_ms)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ConfigurationError(f"{name} must be an int >= 0 or None, not {value!r}")
+    return StreamMetadata(max_count, max_age_ms, custom)
 
 
 class Follower:
@@ -338,14 +385,22 @@ class Follower:
         async for event in self._events:
             await self._queue.put(event)
 
-    async def next(self, timeout_s: float) -> RecordedEvent | None:
-        """The next event, or None if none comes within `timeout_s`."""
-        if self._task is not None and self._task.done() and self._queue.empty():
-            await self._task  # raises what stopped it
-            return None
-        with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(self._queue.get(), timeout_s)
-        return None
+    async def take(self, timeout_s: float, limit: int = PAGE) -> list[RecordedEvent]:
+        """The events that came, up to `limit`: waits up to `timeout_s` for the first."""
+        if self._queue.empty():
+            if self._task is not None and self._task.done():
+                await self._task  # raises what stopped it
+                return []
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout_s)
+            except TimeoutError:
+                return []
+            out = [first]
+        else:
+            out = []
+        while len(out) < limit and not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out
 
     async def close(self) -> None:
         """Stop following."""
