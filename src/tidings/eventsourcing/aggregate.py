@@ -39,8 +39,15 @@ from dataclasses import asdict, is_dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from tidings.core.errors import ConfigurationError, TidingsError
-from tidings.eventsourcing.storage import NO_STREAM, RecordedEvent
-from tidings.eventsourcing.store import AsyncEventStore, Event, EventStore
+from tidings.eventsourcing.storage import NO_STREAM, EventStorage, RecordedEvent
+from tidings.eventsourcing.store import (
+    AsyncEventStore,
+    Event,
+    EventStore,
+    append,
+    new_events,
+    read_stream,
+)
 
 A = TypeVar("A", bound="Aggregate")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,48 +131,30 @@ class Aggregate:
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class AsyncRepository(Generic[A]):
-    """Loads and saves aggregates of one class, on the async event store."""
+class _Aggregates(Generic[A]):
+    """Loading and saving aggregates of one class: blocking, over the storage itself."""
 
-    def __init__(
-        self,
-        store: AsyncEventStore,
-        aggregate: type[A],
-        upcasters: dict[tuple[str, int], Upcaster] | None = None,
-    ) -> None:
-        self.store = store
+    def __init__(self, aggregate: type[A], upcasters: dict[tuple[str, int], Upcaster]) -> None:
         self.aggregate = aggregate
-        self.upcasters = dict(upcasters or {})
-        """(event type, schema version) -> a function from that version's data to the next's."""
+        self.upcasters = upcasters
 
-    def upcaster(self, event_type: str, version: int) -> Callable[[Upcaster], Upcaster]:
-        """Register `fn(data) -> data` turning version `version` of `event_type` into the next."""
-
-        def register(fn: Upcaster) -> Upcaster:
-            self.upcasters[(event_type, version)] = fn
-            return fn
-
-        return register
-
-    async def get(self, id: str, *, use_snapshot: bool = True) -> A:
-        """The aggregate as of its last event (AggregateNotFoundError if it has none)."""
+    def load(self, storage: EventStorage, id: str, use_snapshot: bool) -> A:
         aggregate = self.aggregate(id)
         stream = self.aggregate.stream_id(id)
         start = 0
-        snapshot = await self.store.load_snapshot(stream) if use_snapshot else None
+        snapshot = storage.load_snapshot(stream) if use_snapshot else None
         if snapshot is not None:
             version, state = snapshot
             aggregate.restore_state(json.loads(state))
             aggregate.version = version
             start = version + 1
-        for recorded in await self.store.read_stream(stream, start):
+        for recorded in read_stream(storage, stream, start, False, None):
             aggregate.apply(self._decode(recorded))
         if aggregate.version < 0:
             raise AggregateNotFoundError(f"no {self.aggregate.__name__} with id {id!r}")
         return aggregate
 
-    async def save(self, aggregate: A, **metadata: Any) -> None:
-        """Append the aggregate's new events, expecting the version it was loaded at."""
+    def save(self, storage: EventStorage, aggregate: A, metadata: dict[str, Any]) -> None:
         pending = aggregate._pending
         if not pending:
             return
@@ -175,12 +164,12 @@ class AsyncRepository(Generic[A]):
         ]
         stream = self.aggregate.stream_id(aggregate.id)
         expected = loaded if loaded >= 0 else NO_STREAM
-        await self.store.append(stream, events, expected, metadata=metadata)
+        append(storage, stream, new_events(events, metadata), expected)
         aggregate._pending = []
         every = self.aggregate.snapshot_every
         if every and aggregate.version // every > loaded // every:
             state = json.dumps(aggregate.snapshot_state(), default=_jsonable)
-            await self.store.save_snapshot(stream, aggregate.version, state)
+            storage.save_snapshot(stream, aggregate.version, state)
 
     def _decode(self, recorded: RecordedEvent) -> Any:
         cls = self.aggregate._event_types.get(recorded.type)
@@ -199,8 +188,47 @@ class AsyncRepository(Generic[A]):
         return cls(**data)
 
 
-class Repository(Generic[A]):
-    """The sync face of AsyncRepository, on a sync EventStore."""
+class _Upcasting:
+    """What both repository faces share: their upcasters and how to register one."""
+
+    upcasters: dict[tuple[str, int], Upcaster]
+
+    def upcaster(self, event_type: str, version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register `fn(data) -> data` turning version `version` of `event_type` into the next."""
+
+        def register(fn: Upcaster) -> Upcaster:
+            self.upcasters[(event_type, version)] = fn
+            return fn
+
+        return register
+
+
+class AsyncRepository(_Upcasting, Generic[A]):
+    """Loads and saves aggregates of one class, on the async event store."""
+
+    def __init__(
+        self,
+        store: AsyncEventStore,
+        aggregate: type[A],
+        upcasters: dict[tuple[str, int], Upcaster] | None = None,
+    ) -> None:
+        self.store = store
+        self.aggregate = aggregate
+        self.upcasters = dict(upcasters or {})
+        """(event type, schema version) -> a function from that version's data to the next's."""
+        self._work = _Aggregates(aggregate, self.upcasters)
+
+    async def get(self, id: str, *, use_snapshot: bool = True) -> A:
+        """The aggregate as of its last event (AggregateNotFoundError if it has none)."""
+        return await self.store.call(self._work.load, self.store.storage, id, use_snapshot)
+
+    async def save(self, aggregate: A, **metadata: Any) -> None:
+        """Append the aggregate's new events, expecting the version it was loaded at."""
+        await self.store.call(self._work.save, self.store.storage, aggregate, metadata)
+
+
+class Repository(_Upcasting, Generic[A]):
+    """The sync face: loads and saves in the caller's thread, on a sync EventStore."""
 
     def __init__(
         self,
@@ -208,20 +236,18 @@ class Repository(Generic[A]):
         aggregate: type[A],
         upcasters: dict[tuple[str, int], Upcaster] | None = None,
     ) -> None:
-        self.aio = AsyncRepository(store.aio, aggregate, upcasters)
-        self._call = store.portal.call
-
-    def upcaster(self, event_type: str, version: int) -> Callable[[Upcaster], Upcaster]:
-        """Register an upcaster (see AsyncRepository.upcaster)."""
-        return self.aio.upcaster(event_type, version)
+        self.store = store
+        self.aggregate = aggregate
+        self.upcasters = dict(upcasters or {})
+        self._work = _Aggregates(aggregate, self.upcasters)
 
     def get(self, id: str, *, use_snapshot: bool = True) -> A:
         """The aggregate as of its last event."""
-        return self._call(self.aio.get(id, use_snapshot=use_snapshot))
+        return self._work.load(self.store.storage, id, use_snapshot)
 
     def save(self, aggregate: A, **metadata: Any) -> None:
         """Append the aggregate's new events, expecting the version it was loaded at."""
-        self._call(self.aio.save(aggregate, **metadata))
+        self._work.save(self.store.storage, aggregate, metadata)
 
 
 class AggregateNotFoundError(TidingsError):

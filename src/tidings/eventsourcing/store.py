@@ -95,7 +95,8 @@ class AsyncEventStore:
         if self._closed:
             raise ClosedError(f"the event store at {self.url} is closed; connect again")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on the storage: in the store's thread, or inline for memory."""
         self.check_open()
         if not self.storage.reads_block:
             return fn(*args)
@@ -112,7 +113,7 @@ class AsyncEventStore:
         """Append events atomically if the stream is at `expected_version` (ConcurrencyError
         if not); `metadata` (correlation id, causation id, ...) goes on every event."""
         new = new_events(events, metadata)  # encoded here: no loop time in the store's thread
-        return await self._run(append, self.storage, stream_id, new, expected_version)
+        return await self.call(append, self.storage, stream_id, new, expected_version)
 
     async def read_stream(
         self,
@@ -123,7 +124,7 @@ class AsyncEventStore:
         max_count: int | None = None,
     ) -> list[RecordedEvent]:
         """A stream's events from a version (the start, or the end when backward)."""
-        return await self._run(
+        return await self.call(
             read_stream, self.storage, stream_id, from_version, backward, max_count
         )
 
@@ -131,15 +132,15 @@ class AsyncEventStore:
         self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
     ) -> list[RecordedEvent]:
         """Up to `max_count` events in global order from a position (of one category)."""
-        return await self._run(self.storage.read_all, from_position, max_count, category)
+        return await self.call(self.storage.read_all, from_position, max_count, category)
 
     async def last_position(self) -> int:
         """The global position of the last event (0 when empty)."""
-        return await self._run(self.storage.last_position)
+        return await self.call(self.storage.last_position)
 
     async def stream_version(self, stream_id: str) -> int:
         """A stream's version (-1 when it has no events)."""
-        version, _, _ = await self._run(self.storage.stream_state, stream_id)
+        version, _, _ = await self.call(self.storage.stream_state, stream_id)
         return version
 
     async def subscribe(
@@ -163,7 +164,7 @@ class AsyncEventStore:
 
     async def metadata(self, stream_id: str) -> StreamMetadata:
         """A stream's metadata."""
-        _, _, meta = await self._run(self.storage.stream_state, stream_id)
+        _, _, meta = await self.call(self.storage.stream_state, stream_id)
         return meta
 
     async def set_metadata(
@@ -176,23 +177,23 @@ class AsyncEventStore:
     ) -> None:
         """Limit what a stream keeps readable (its last max_count, or max_age_ms old)."""
         meta = stream_metadata(max_count, max_age_ms, custom)
-        await self._run(self.storage.set_metadata, stream_id, meta)
+        await self.call(self.storage.set_metadata, stream_id, meta)
 
     async def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
         """Soft-delete (reads empty; appending recreates it) or hard-delete (for good)."""
-        await self._run(self.storage.delete_stream, stream_id, hard)
+        await self.call(self.storage.delete_stream, stream_id, hard)
 
     async def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
         """Keep a stream's state as of `version` (JSON text), replacing an older snapshot."""
-        await self._run(self.storage.save_snapshot, stream_id, version, state)
+        await self.call(self.storage.save_snapshot, stream_id, version, state)
 
     async def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
         """A stream's latest snapshot: (version, state), or None."""
-        return await self._run(self.storage.load_snapshot, stream_id)
+        return await self.call(self.storage.load_snapshot, stream_id)
 
     async def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
         """Streams whose id starts with `prefix`: (id, version, deleted state)."""
-        return await self._run(self.storage.streams, prefix, limit)
+        return await self.call(self.storage.streams, prefix, limit)
 
     async def close(self) -> None:
         """Close the storage."""
@@ -214,7 +215,8 @@ class EventStore(SyncFace[AsyncEventStore]):
         return self._portal
 
     @property
-    def _storage(self) -> EventStorage:
+    def storage(self) -> EventStorage:
+        """The storage, for calls in the caller's thread (refused once closed)."""
         self.aio.check_open()
         return self.aio.storage
 
@@ -227,7 +229,7 @@ class EventStore(SyncFace[AsyncEventStore]):
         metadata: dict[str, Any] | None = None,
     ) -> AppendResult:
         """Append events atomically if the stream is at `expected_version`."""
-        return append(self._storage, stream_id, new_events(events, metadata), expected_version)
+        return append(self.storage, stream_id, new_events(events, metadata), expected_version)
 
     def read_stream(
         self,
@@ -238,21 +240,21 @@ class EventStore(SyncFace[AsyncEventStore]):
         max_count: int | None = None,
     ) -> list[RecordedEvent]:
         """A stream's events from a version."""
-        return read_stream(self._storage, stream_id, from_version, backward, max_count)
+        return read_stream(self.storage, stream_id, from_version, backward, max_count)
 
     def read_all(
         self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
     ) -> list[RecordedEvent]:
         """Events in global order from a position."""
-        return self._storage.read_all(from_position, max_count, category)
+        return self.storage.read_all(from_position, max_count, category)
 
     def last_position(self) -> int:
         """The global position of the last event."""
-        return self._storage.last_position()
+        return self.storage.last_position()
 
     def stream_version(self, stream_id: str) -> int:
         """A stream's version."""
-        return self._storage.stream_state(stream_id)[0]
+        return self.storage.stream_state(stream_id)[0]
 
     def subscribe(
         self, from_position: int = 1, *, category: str | None = None, timeout_s: float = 1.0
@@ -267,7 +269,7 @@ class EventStore(SyncFace[AsyncEventStore]):
 
     def metadata(self, stream_id: str) -> StreamMetadata:
         """A stream's metadata."""
-        return self._storage.stream_state(stream_id)[2]
+        return self.storage.stream_state(stream_id)[2]
 
     def set_metadata(
         self,
@@ -278,15 +280,15 @@ class EventStore(SyncFace[AsyncEventStore]):
         **custom: Any,
     ) -> None:
         """Limit what a stream keeps readable."""
-        self._storage.set_metadata(stream_id, stream_metadata(max_count, max_age_ms, custom))
+        self.storage.set_metadata(stream_id, stream_metadata(max_count, max_age_ms, custom))
 
     def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
         """Soft- or hard-delete a stream."""
-        self._storage.delete_stream(stream_id, hard)
+        self.storage.delete_stream(stream_id, hard)
 
     def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
         """Streams whose id starts with `prefix`."""
-        return self._storage.streams(prefix, limit)
+        return self.storage.streams(prefix, limit)
 
     def close(self) -> None:
         """Close the store and its background loop."""
