@@ -50,6 +50,7 @@ from tidings.eventsourcing.store import (
 )
 
 A = TypeVar("A", bound="Aggregate")
+S = TypeVar("S", bound="AsyncEventStore | EventStore")
 F = TypeVar("F", bound=Callable[..., Any])
 SCHEMA_VERSION = "schema_version"
 """The metadata key holding an event's schema version."""
@@ -188,10 +189,20 @@ class _Aggregates(Generic[A]):
         return cls(**data)
 
 
-class _Upcasting:
-    """What both repository faces share: their upcasters and how to register one."""
+class _Repository(Generic[S, A]):
+    """What both repository faces share: the store, the class, and the upcasters."""
 
-    upcasters: dict[tuple[str, int], Upcaster]
+    def __init__(
+        self,
+        store: S,
+        aggregate: type[A],
+        upcasters: dict[tuple[str, int], Upcaster] | None = None,
+    ) -> None:
+        self.store: S = store
+        self.aggregate = aggregate
+        self.upcasters = dict(upcasters or {})
+        """(event type, schema version) -> a function from that version's data to the next's."""
+        self._work = _Aggregates(aggregate, self.upcasters)
 
     def upcaster(self, event_type: str, version: int) -> Callable[[Upcaster], Upcaster]:
         """Register `fn(data) -> data` turning version `version` of `event_type` into the next."""
@@ -203,20 +214,8 @@ class _Upcasting:
         return register
 
 
-class AsyncRepository(_Upcasting, Generic[A]):
+class AsyncRepository(_Repository[AsyncEventStore, A]):
     """Loads and saves aggregates of one class, on the async event store."""
-
-    def __init__(
-        self,
-        store: AsyncEventStore,
-        aggregate: type[A],
-        upcasters: dict[tuple[str, int], Upcaster] | None = None,
-    ) -> None:
-        self.store = store
-        self.aggregate = aggregate
-        self.upcasters = dict(upcasters or {})
-        """(event type, schema version) -> a function from that version's data to the next's."""
-        self._work = _Aggregates(aggregate, self.upcasters)
 
     async def get(self, id: str, *, use_snapshot: bool = True) -> A:
         """The aggregate as of its last event (AggregateNotFoundError if it has none)."""
@@ -227,19 +226,8 @@ class AsyncRepository(_Upcasting, Generic[A]):
         await self.store.call(self._work.save, self.store.storage, aggregate, metadata)
 
 
-class Repository(_Upcasting, Generic[A]):
+class Repository(_Repository[EventStore, A]):
     """The sync face: loads and saves in the caller's thread, on a sync EventStore."""
-
-    def __init__(
-        self,
-        store: EventStore,
-        aggregate: type[A],
-        upcasters: dict[tuple[str, int], Upcaster] | None = None,
-    ) -> None:
-        self.store = store
-        self.aggregate = aggregate
-        self.upcasters = dict(upcasters or {})
-        self._work = _Aggregates(aggregate, self.upcasters)
 
     def get(self, id: str, *, use_snapshot: bool = True) -> A:
         """The aggregate as of its last event."""
