@@ -22,7 +22,6 @@ import importlib.util
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import confluent_kafka
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from bench.postgres_server import free_port
 from bench.stats import value
 
 PRODUCE_TARGET = 1_000_000
@@ -194,18 +194,10 @@ def tansu_binary() -> Path:
     raise RuntimeError(f"no tansu executable in {list(spec.submodule_search_locations)}")
 
 
-def _free_port() -> int:
-    """A port free on 127.0.0.1 now (Tansu must be told the port it advertises)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def tansu(binary: Path) -> Iterator[str]:
     """Tansu on its in-memory storage, on a free port; its bootstrap."""
-    url = f"tcp://127.0.0.1:{_free_port()}"
+    url = f"tcp://127.0.0.1:{free_port()}"
     command = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
     with running([*command, "--storage-engine", "memory://tansu/"], TANSU_READY):
         yield url.removeprefix("tcp://")

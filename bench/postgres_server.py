@@ -56,7 +56,8 @@ def _as_owner(args: list[str]) -> list[str]:
     return ["runuser", "-u", USER, "--", *args] if os.geteuid() == 0 else args
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (for servers that must be told their port)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -92,7 +93,7 @@ def start(wal_level: str = "logical", *, fsync: bool = False) -> Postgres:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     settings = {
         "listen_addresses": "'127.0.0.1'",
         "port": str(port),
