@@ -195,3 +195,26 @@ def test_sigterm_answers_or_refuses_each_produce_and_loses_no_acknowledged_recor
     missing = {o: v for o, v in acknowledged.items() if stored.get(o) != v}
     assert not missing, f"{len(missing)} acknowledged records are not stored as acknowledged"
     assert "shutting down" in broker.log()
+
+
+def test_a_retried_idempotent_batch_is_not_stored_twice_even_across_a_restart(
+    start: Callable[..., Served],
+) -> None:
+    broker = start()
+    with broker.bus() as bus:
+        bus.create_topic("idem")
+    records = [Record("idem", 0, 0, 1_700_000_000_000, None, b"once")]
+    first = kafka_batch.encode(records, 0, producer_id=4242, producer_epoch=0, base_sequence=0)
+    assert produce(broker, "idem", first) == ErrorCode.none
+    assert produce(broker, "idem", first) == ErrorCode.none  # a retry: answered, not stored
+    assert end_offset(broker, "idem") == 1
+    gap = kafka_batch.encode(records, 0, producer_id=4242, producer_epoch=0, base_sequence=5)
+    assert produce(broker, "idem", gap) == ErrorCode.out_of_order_sequence_number
+
+    assert broker.stop() == 0
+    again = start(name="data")  # the same data directory: the broker restarted
+    assert produce(again, "idem", first) == ErrorCode.none  # still recognised as a retry
+    assert end_offset(again, "idem") == 1
+    following = kafka_batch.encode(records, 0, producer_id=4242, producer_epoch=0, base_sequence=1)
+    assert produce(again, "idem", following) == ErrorCode.none
+    assert end_offset(again, "idem") == 2

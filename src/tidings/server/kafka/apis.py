@@ -19,6 +19,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from tidings.core import batch as codec
 from tidings.core import kafka_batch
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import (
@@ -41,6 +42,8 @@ API_VERSIONS = 18
 """ApiVersions: answered even in a version not served, so a client learns what is."""
 """The API key of ApiVersions, the one request answered even in a version not served."""
 PRODUCER_WINDOW = 5
+RECOVERY_FACTOR = 4
+"""Stored batches read back per partition after a restart: the window of a few producers."""
 """Batches per producer and partition remembered for de-duplication, as in Kafka."""
 
 SUPPORTED: dict[int, tuple[int, int]] = {
@@ -103,6 +106,8 @@ class KafkaApis:
         self.engine = engine
         self.settings = settings
         self._sequences: dict[tuple[int, str, int], _Sequences] = {}
+        self._recovered: set[tuple[str, int]] = set()
+        """Partitions whose producers' state was read back from their stored tail."""
         groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port))
         admin = AdminApis(engine, lambda: self.settings.num_partitions)
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | None]]] = {
@@ -214,6 +219,8 @@ class KafkaApis:
                     pending.append((where, checked))
         to_store: list[tuple[tuple[str, int], BatchHeader, bytes]] = []
         for where, batches in pending:
+            if batches[0][0].producer_id >= 0 and where not in self._recovered:
+                await self._recover(where)
             dedup = self._deduplicate(where, batches)
             if dedup is not None:
                 results[where] = dedup
@@ -279,6 +286,22 @@ class KafkaApis:
                 f"expected sequence {last + 1}, got {first.base_sequence}",
             )
         return None
+
+    async def _recover(self, where: tuple[str, int]) -> None:
+        """Rebuild idempotent producers' recent batches on a partition from its stored tail
+        (as Kafka does after a restart): a retry that comes after a restart is still
+        recognised."""
+        topic, partition = where
+        index = await self.engine.run(self.engine.store.batch_index, topic, partition)
+        tail = index[-PRODUCER_WINDOW * RECOVERY_FACTOR :]
+        if tail:
+            stored = await self.engine.read(
+                self.engine.store.read, topic, partition, tail[0].base_offset, 1 << 62
+            )
+            for b in stored:
+                if not b.data.startswith(codec.MAGIC):  # a Kafka batch: it names its producer
+                    self._remember(where, kafka_batch.read_header(b.data), b.base_offset)
+        self._recovered.add(where)
 
     def _remember(self, where: tuple[str, int], header: BatchHeader, base_offset: int) -> None:
         if header.producer_id < 0:
