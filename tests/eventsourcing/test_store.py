@@ -205,3 +205,33 @@ def test_writers_on_many_connections_never_show_a_reader_a_gap(
     for s in [*writers, reader]:
         s.close()
     assert received == list(range(1, 301))
+
+
+def test_concurrent_appends_succeed_or_fail_each_on_their_own(
+    store: eventsourcing.EventStore,
+) -> None:
+    """Appends committed together (a group commit) still check their versions one by one."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(12)
+
+    def contend(n: int) -> None:
+        start.wait(10)
+        try:
+            store.append("leader-1", [Event("Elected", {"n": n})], NO_STREAM)
+            result = "won"
+        except ConcurrencyError:
+            result = "lost"
+        store.append(f"own-{n}", [Event("Mine")], NO_STREAM)  # never conflicts
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost"] * 11 + ["won"]
+    assert len(store.read_stream("leader-1")) == 1
+    assert all(store.stream_version(f"own-{n}") == 0 for n in range(12))
+    assert [e.position for e in store.read_all(1, 100)] == list(range(1, 14))

@@ -19,6 +19,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ class SqlStorage(EventStorage):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._all_connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+        self._queue: list[_Append] = []
+        self._queue_lock = threading.Lock()
         """Every thread's connection (the sync face calls from the caller's threads)."""
         conn = self._conn()
         for statement in _SCHEMA:
@@ -97,7 +101,7 @@ class SqlStorage(EventStorage):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
-            with self._write_lock:
+            with self._connections_lock:  # not the write lock: a writer may be opening one
                 self._all_connections.append(conn)
         return conn
 
@@ -107,71 +111,100 @@ class SqlStorage(EventStorage):
     def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: int
     ) -> list[RecordedEvent]:
-        """Append atomically after checking `expected`."""
-        conn = self._conn()
+        """Append atomically after checking `expected`.
+
+        Appends that wait for the write lock together (threads of one process) are
+        committed together, each under a savepoint of its own: one transaction, one fsync,
+        and each still succeeds or fails alone (group commit)."""
+        request = _Append(stream_id, list(events), expected)
+        with self._queue_lock:
+            self._queue.append(request)
         with self._write_lock:
-            self._begin_write(conn)
-            try:
-                row = self._query(
-                    "SELECT version, state FROM streams WHERE stream_id = ?", (stream_id,)
-                ).fetchone()
-                version, state = row if row is not None else (-1, NOT_DELETED)
-                check_expected(stream_id, expected, version, state)
-                (last,) = self._query("SELECT coalesce(max(position), 0) FROM events").fetchone()
-                now = time.time_ns() // 1_000_000
-                recorded = [
-                    RecordedEvent(
-                        id=e.id,
-                        stream_id=stream_id,
-                        version=version + 1 + i,
-                        position=last + 1 + i,
-                        type=e.type,
-                        data=e.data,
-                        metadata=e.metadata,
-                        recorded_ms=now,
-                    )
-                    for i, e in enumerate(events)
-                ]
-                texts: dict[int, str] = {}  # events of one append mostly share their metadata
-                rows = [
-                    (
-                        *(r.id, r.stream_id, r.version, r.position, r.type, r.data),
-                        texts.setdefault(id(r.metadata), json.dumps(r.metadata)),
-                        r.recorded_ms,
-                    )
-                    for r in recorded
-                ]
-                conn.cursor().executemany(
-                    self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-                    rows,
-                )
-                if recorded:
-                    first = version + 1 if state == SOFT_DELETED else None
-                    self._query(
-                        "INSERT INTO streams (stream_id, version) VALUES (?, ?) "
-                        "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, "
-                        "state = 0, first_version = coalesce(?, streams.first_version)",
-                        (stream_id, recorded[-1].version, first),
-                    )
-                self._commit(conn)
-            except Exception as e:
-                self._rollback(conn)
-                if self._duplicate(e):
-                    raise DuplicateEventError(self._taken(events)) from None
-                raise
-            except BaseException:
-                self._rollback(conn)
-                raise
+            if not request.done:  # no earlier leader took it: lead a group of our own
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit_group(group)
+        if request.error is not None:
+            raise request.error
         self._notify()
+        return request.recorded
+
+    def _commit_group(self, group: list[_Append]) -> None:
+        conn = self._conn()
+        try:
+            self._begin_write(conn)
+            for request in group:
+                self._query("SAVEPOINT tidings_append")
+                try:
+                    request.recorded = self._insert(conn, request)
+                    self._query("RELEASE SAVEPOINT tidings_append")
+                except Exception as e:
+                    self._query("ROLLBACK TO SAVEPOINT tidings_append")
+                    self._query("RELEASE SAVEPOINT tidings_append")
+                    failure: BaseException = e
+                    if self._duplicate(e):
+                        failure = DuplicateEventError(self._taken(request.events))
+                    request.error, request.recorded = failure, []
+            self._commit(conn)
+        except BaseException as e:  # the commit itself failed: nobody's events are stored
+            self._rollback(conn)
+            for request in group:
+                if request.error is None:
+                    request.error, request.recorded = e, []
+        finally:
+            for request in group:
+                request.done = True
+
+    def _insert(self, conn: Any, request: _Append) -> list[RecordedEvent]:
+        """Inside the group's transaction: check one append and insert its events."""
+        stream_id = request.stream_id
+        row = self._query(
+            "SELECT version, state FROM streams WHERE stream_id = ?", (stream_id,)
+        ).fetchone()
+        version, state = row if row is not None else (-1, NOT_DELETED)
+        check_expected(stream_id, request.expected, version, state)
+        (last,) = self._query("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        now = time.time_ns() // 1_000_000
+        recorded = [
+            RecordedEvent(
+                id=e.id,
+                stream_id=stream_id,
+                version=version + 1 + i,
+                position=last + 1 + i,
+                type=e.type,
+                data=e.data,
+                metadata=e.metadata,
+                recorded_ms=now,
+            )
+            for i, e in enumerate(request.events)
+        ]
+        texts: dict[int, str] = {}  # events of one append mostly share their metadata
+        rows = [
+            (
+                *(r.id, r.stream_id, r.version, r.position, r.type, r.data),
+                texts.setdefault(id(r.metadata), json.dumps(r.metadata)),
+                r.recorded_ms,
+            )
+            for r in recorded
+        ]
+        conn.cursor().executemany(
+            self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), rows
+        )
+        if recorded:
+            first = version + 1 if state == SOFT_DELETED else None
+            self._query(
+                "INSERT INTO streams (stream_id, version) VALUES (?, ?) "
+                "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, "
+                "state = 0, first_version = coalesce(?, streams.first_version)",
+                (stream_id, recorded[-1].version, first),
+            )
         return recorded
 
     def _taken(self, events: Sequence[NewEvent]) -> str:
-        """The first of `events` whose id is already stored."""
+        """The first of `events` whose id is already stored (inside the transaction)."""
         for e in events:
             if self._query("SELECT 1 FROM events WHERE id = ?", (e.id,)).fetchone():
-                self._commit(self._conn())
                 return e.id
-        self._commit(self._conn())
         return events[0].id  # a duplicate within the append itself
 
     def read_stream(
@@ -311,7 +344,7 @@ class SqlStorage(EventStorage):
 
     def close(self) -> None:
         """Close every thread's connection."""
-        with self._write_lock:
+        with self._connections_lock:
             connections, self._all_connections = self._all_connections, []
         for conn in connections:
             with contextlib.suppress(Exception):  # another thread's: closing may complain
@@ -374,6 +407,18 @@ class PostgresStorage(SqlStorage):
 
     def _duplicate(self, error: Exception) -> bool:
         return type(error).__name__ == "UniqueViolation" and "events_id_key" in str(error)
+
+
+@dataclass
+class _Append:
+    """One append waiting for (or done by) a group commit."""
+
+    stream_id: str
+    events: list[NewEvent]
+    expected: int
+    recorded: list[RecordedEvent] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
 
 
 def _event(row: tuple[Any, ...]) -> RecordedEvent:
