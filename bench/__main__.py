@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -254,100 +254,98 @@ def main(argv: list[str] | None = None) -> int:
     return report(args, heading, rows(limits, results), doc)
 
 
-def main_queue(args: argparse.Namespace) -> int:
-    """Run the queue section and print its table."""
-    sizes = queue_section.Sizes.quick() if args.quick else queue_section.Sizes()
+def run_section(
+    args: argparse.Namespace,
+    name: str,
+    section: Any,
+    describe: Callable[[Any, Any], str],
+    extra: Callable[[Any], list[str]] | None = None,
+) -> int:
+    """Run one section (its Sizes, measure and rows); print its table, lines and notes."""
+    sizes = section.Sizes.quick() if args.quick else section.Sizes()
     started = time.perf_counter()
     with workspace(args) as directory:
-        results = queue_section.measure(directory / "queue", sizes)
+        results = section.measure(directory / name, sizes)
     heading = (
-        f"tidings bench --queue: 100-byte jobs on sqlite:// (default fsync), "
-        f"receive(max_records={queue_section.RECEIVE}), median of {sizes.repeat}, "
+        f"tidings bench --{name}: {describe(sizes, results)}, "
         f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
     )
-    table = [Row(*cells) for cells in queue_section.rows(results)]
-    code = report(args, heading, table, {"queue": asdict(results)})
-    for note in results.notes:
-        print(f"note: {note}")
-    return code
-
-
-def main_pubsub(args: argparse.Namespace) -> int:
-    """Run the pub/sub section and print its table."""
-    sizes = pubsub_section.Sizes.quick() if args.quick else pubsub_section.Sizes()
-    started = time.perf_counter()
-    with workspace(args) as directory:
-        results = pubsub_section.measure(directory / "pubsub", sizes)
-    heading = (
-        f"tidings bench --pubsub: 100-byte values, async API, memory:// and sqlite:// "
-        f"(default fsync), up to {sizes.messages:,} publish() at {sizes.rate:,}/s for "
-        f"{sizes.seconds:g} s per latency run, "
-        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
-    )
-    table = [Row(*cells) for cells in pubsub_section.rows(results)]
-    code = report(args, heading, table, {"pubsub": asdict(results)})
-    for line in pubsub_section.stage_lines(results):
+    table = [Row(*cells) for cells in section.rows(results)]
+    code = report(args, heading, table, {name: asdict(results)})
+    for line in extra(results) if extra else []:
         print(line)
     for note in results.notes:
         print(f"note: {note}")
     return code
 
 
+def main_queue(args: argparse.Namespace) -> int:
+    """Run the queue section and print its table."""
+    return run_section(
+        args,
+        "queue",
+        queue_section,
+        lambda sizes, _: (
+            f"100-byte jobs on sqlite:// (default fsync), "
+            f"receive(max_records={queue_section.RECEIVE}), median of {sizes.repeat}"
+        ),
+    )
+
+
+def main_pubsub(args: argparse.Namespace) -> int:
+    """Run the pub/sub section and print its table."""
+    return run_section(
+        args,
+        "pubsub",
+        pubsub_section,
+        lambda sizes, _: (
+            f"100-byte values, async API, memory:// and sqlite:// (default fsync), up to "
+            f"{sizes.messages:,} publish() at {sizes.rate:,}/s for {sizes.seconds:g} s per "
+            f"latency run"
+        ),
+        pubsub_section.stage_lines,
+    )
+
+
 def main_kafka(args: argparse.Namespace) -> int:
     """Run the Kafka section and print its table."""
-    sizes = kafka_section.Sizes.quick() if args.quick else kafka_section.Sizes()
-    started = time.perf_counter()
-    with workspace(args) as directory:
-        results = kafka_section.measure(directory / "kafka", sizes)
-    heading = (
-        f"tidings bench --kafka: {sizes.records:,} records of 100 bytes to one partition, "
-        f"{results.client}, tidings serve and Tansu on 127.0.0.1, median of {sizes.repeat}, "
-        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
+    return run_section(
+        args,
+        "kafka",
+        kafka_section,
+        lambda sizes, results: (
+            f"{sizes.records:,} records of 100 bytes to one partition, {results.client}, "
+            f"tidings serve and Tansu on 127.0.0.1, median of {sizes.repeat}"
+        ),
     )
-    table = [Row(*cells) for cells in kafka_section.rows(results)]
-    code = report(args, heading, table, {"kafka": asdict(results)})
-    for note in results.notes:
-        print(f"note: {note}")
-    return code
 
 
 def main_cdc(args: argparse.Namespace) -> int:
     """Run the change data capture section and print its table."""
-    sizes = cdc_section.Sizes.quick() if args.quick else cdc_section.Sizes()
-    started = time.perf_counter()
-    with workspace(args) as directory:
-        results = cdc_section.measure(directory / "cdc", sizes)
-    heading = (
-        f"tidings bench --cdc: rows of 100 bytes from SQLite and PostgreSQL to sqlite:// "
-        f"(default fsync), {sizes.rows:,} in commits of {sizes.per_commit:,}, then "
-        f"single-row commits at {sizes.rate:,}/s for {sizes.seconds:g} s, "
-        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
+    return run_section(
+        args,
+        "cdc",
+        cdc_section,
+        lambda sizes, _: (
+            f"rows of 100 bytes from SQLite and PostgreSQL to sqlite:// (default fsync), "
+            f"{sizes.rows:,} in commits of {sizes.per_commit:,}, then single-row commits at "
+            f"{sizes.rate:,}/s for {sizes.seconds:g} s"
+        ),
     )
-    table = [Row(*cells) for cells in cdc_section.rows(results)]
-    code = report(args, heading, table, {"cdc": asdict(results)})
-    for note in results.notes:
-        print(f"note: {note}")
-    return code
 
 
 def main_es(args: argparse.Namespace) -> int:
     """Run the event sourcing section and print its table."""
-    sizes = es_section.Sizes.quick() if args.quick else es_section.Sizes()
-    started = time.perf_counter()
-    with workspace(args) as directory:
-        results = es_section.measure(directory / "es", sizes)
-    heading = (
-        f"tidings bench --es: the tidings {results.versions['tidings']} event store on "
-        f"sqlite:// (fsync per append) beside eventsourcing "
-        f"{results.versions['eventsourcing']} on SQLite, account aggregates, median of "
-        f"{sizes.repeat}, "
-        f"python {platform.python_version()}, {time.perf_counter() - started:.0f} s"
+    return run_section(
+        args,
+        "es",
+        es_section,
+        lambda sizes, results: (
+            f"the tidings {results.versions['tidings']} event store on sqlite:// (fsync per "
+            f"append) beside eventsourcing {results.versions['eventsourcing']} on SQLite, "
+            f"account aggregates, median of {sizes.repeat}"
+        ),
     )
-    table = [Row(*cells) for cells in es_section.rows(results)]
-    code = report(args, heading, table, {"es": asdict(results)})
-    for note in results.notes:
-        print(f"note: {note}")
-    return code
 
 
 if __name__ == "__main__":
