@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class Postgres:
     port: int
     data: Path
     pid: int
+    watchdog_pid: int
+    """The process that stops the server if its starter dies first."""
 
     def dsn(self, dbname: str = "postgres") -> str:
         """A connection string for `dbname` as the superuser."""
@@ -124,11 +127,49 @@ def start(wal_level: str = "logical", *, fsync: bool = False) -> Postgres:
         capture_output=True,
     )
     pid = int((data / "postmaster.pid").read_text().split()[0])
-    return Postgres(port, data, pid)
+    watchdog = _WATCHDOGS[pid] = subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(pid), str(root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives a parent that is killed outright
+    )
+    return Postgres(port, data, pid, watchdog.pid)
+
+
+WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, server, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+while alive(parent) and alive(server):
+    time.sleep(0.5)
+if alive(server):  # the process that started it is gone without stopping it
+    os.kill(server, signal.SIGINT)
+    for _ in range(100):
+        if not alive(server):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(server, signal.SIGKILL)
+shutil.rmtree(root, ignore_errors=True)
+"""
+"""Stops the server (by pid) if the process that started it dies without doing so:
+a test run killed by a timeout leaves no server behind."""
+_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}
+"""Each running server's watchdog, by the server's pid."""
 
 
 def stop(server: Postgres) -> None:
-    """Stop the server by its pid (fast shutdown, then SIGKILL) and remove its files."""
+    """Stop the server by its pid (fast shutdown, then SIGKILL), its watchdog, its files."""
+    watchdog = _WATCHDOGS.pop(server.pid, None)
+    if watchdog is not None:
+        watchdog.kill()
+        watchdog.wait()
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGINT)  # fast shutdown
         deadline = time.monotonic() + 30
