@@ -102,7 +102,6 @@ class OutboxRelay:
         self.topic_prefix = topic_prefix
         self.relayed = 0
         """Events published since start."""
-        self._topics: set[str] = set()
         # one thread for every database call: connections belong to the thread that made them
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-outbox")
 
@@ -129,9 +128,7 @@ class OutboxRelay:
         try:
             for _, event_id, aggregate_type, aggregate_id, event_type, payload in rows:
                 topic = self.topic_prefix + aggregate_type
-                if topic not in self._topics:
-                    await bus.create_topic(topic, exist_ok=True)
-                    self._topics.add(topic)
+                await bus.create_topic(topic, exist_ok=True)
                 producer.send(
                     topic,
                     None if payload is None else bytes(payload),

@@ -85,7 +85,6 @@ class PostgresSource:
     """WAL the slot held back at the last check."""
     _keys: dict[tuple[str, str], list[str]] = field(default_factory=dict, repr=False)
     _relations: dict[int, pgoutput.Relation] = field(default_factory=dict, repr=False)
-    _topics: set[str] = field(default_factory=set, repr=False)
     _db: str = ""
     _confirmed: int = 0
     """The end of the last transaction whose records are durable (the slot may move there)."""
@@ -441,13 +440,13 @@ class PostgresSource:
 
     async def _send(self, bus: AsyncBus, producer: Any, change: Change) -> None:
         topic = self.topic_of(change.source.schema, change.source.table)
-        await self._ensure(bus, topic)
+        await bus.create_topic(topic, exist_ok=True)
         for key, value, headers in change.records():
             producer.send(topic, value, key=key, headers=headers)
 
     async def _boundary(self, bus: AsyncBus, producer: Any, tx: _Transaction, status: str) -> None:
         assert self.transaction_topic is not None
-        await self._ensure(bus, self.transaction_topic)
+        await bus.create_topic(self.transaction_topic, exist_ok=True)
         doc = {
             "status": status,
             "id": f"{tx.xid}:{tx.end_lsn}",
@@ -460,11 +459,6 @@ class PostgresSource:
             key=json.dumps({"id": doc["id"]}).encode(),
             headers={"id": f"{self.prefix}/tx/{doc['id']}/{status}".encode()},
         )
-
-    async def _ensure(self, bus: AsyncBus, topic: str) -> None:
-        if topic not in self._topics:
-            await bus.create_topic(topic, exist_ok=True)
-            self._topics.add(topic)
 
 
 def _as_text(column: str, type_oid: int) -> str:

@@ -141,7 +141,6 @@ class SqliteSource:
     _conn: sqlite3.Connection | None = field(default=None, repr=False)
     _schema_version: int = field(default=-1, repr=False)
     _data_version: int = field(default=-1, repr=False)
-    _topics: set[str] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.prefix or Path(self.database).stem
@@ -203,9 +202,7 @@ class SqliteSource:
         changes, done = batch
         for change in changes:
             topic = self.topic_of(change.source.table)
-            if topic not in self._topics:
-                await bus.create_topic(topic, exist_ok=True)
-                self._topics.add(topic)
+            await bus.create_topic(topic, exist_ok=True)
             for key, value, headers in change.records():
                 producer.send(topic, value, key=key, headers=headers)
         await producer.flush()  # durable: now the changes may go

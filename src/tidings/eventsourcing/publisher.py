@@ -42,7 +42,6 @@ class EventPublisher:
         self.name = name
         self.published = 0
         """Events published since start."""
-        self._topics: set[str] = set()
 
     def topic_of(self, event: RecordedEvent) -> str:
         """Where an event goes."""
@@ -59,9 +58,7 @@ class EventPublisher:
                 batch = await events.take(0.25)
                 for event in batch:
                     topic = self.topic_of(event)
-                    if topic not in self._topics:
-                        await self.bus.create_topic(topic, exist_ok=True)
-                        self._topics.add(topic)
+                    await self.bus.create_topic(topic, exist_ok=True)
                     producer.send(
                         topic, event.data, key=event.stream_id.encode(), headers=_headers(event)
                     )
