@@ -17,7 +17,7 @@ tools:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,postgres,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[server,postgres,kafka,nats,dev,bench]'
 	touch $@
 
 run: setup

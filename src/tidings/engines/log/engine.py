@@ -66,6 +66,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+LOG_CAPABILITIES = frozenset(Capability)
+"""Everything: the embedded log provides every capability (durability and several
+processes when its store does)."""
+
+
 class LogEngine(Engine):
     """Producing, consuming, groups and cleaning, written once over any LogStore."""
 
@@ -75,12 +80,7 @@ class LogEngine(Engine):
         self.store = store
         self.appends_inline = not store.reads_block
         self.url = store.url
-        caps = {
-            Capability.CONSUMER_GROUPS,
-            Capability.COMPACTION,
-            Capability.OFFSETS_FOR_TIMES,
-            Capability.SHARE_GROUPS,
-        }
+        caps = set(LOG_CAPABILITIES) - {Capability.DURABLE, Capability.MULTI_PROCESS}
         if store.durable:
             caps.add(Capability.DURABLE)
         if store.multi_process:
