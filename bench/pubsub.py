@@ -11,7 +11,8 @@ Every figure moves 100-byte values through `tidings.connect_async()`:
 - the raw limit: asyncio's own task-to-task hand-off, an asyncio.Queue put -> get between
   two tasks paced the same way, so every latency also reads as a multiple of it;
 - once per engine, where one record's latency goes: publish -> store commit -> wake-up of
-  the waiting consumer -> fetch (store read) -> decode -> the subscriber task.
+  the waiting consumer -> fetch (the batch just appended, else a store read; decode) ->
+  the subscriber task.
 """
 
 from __future__ import annotations
@@ -278,8 +279,7 @@ STAGES = (
     "submit -> commit",
     "commit -> wake-up",
     "wake-up -> fetch start",
-    "fetch: store read",
-    "fetch: decode",
+    "fetch (read and decode)",
     "fetch end -> subscriber task",
     "total",
 )
@@ -288,51 +288,49 @@ STAGES = (
 async def stage_timing(url: str, count: int) -> dict[str, float]:
     """Time each stage of one record's trip once, one subscriber, 1,000 publishes/s.
 
-    Wraps, on this bus's own objects only, the store's submit() and read(), the engine's
-    wake-up of waiting readers, and the consumer's blocking fetch (read + decode), noting
-    when each ran; every record's stages are the first such events after its publish()
-    and, for the fetch, the last before its arrival. Medians, in seconds.
+    Wraps, on this bus's own objects only, the store's submit(), the engine's wake-up of
+    waiting readers, and the consumer's fetch (the batch just appended or a store read,
+    decoded), noting when each ran; every record's stages are the first such events after
+    its publish() and, for the fetch, the last before its arrival. Medians, in seconds.
     """
     bus = await tidings.connect_async(url)
     events: dict[str, list[float]] = {
-        k: [] for k in ("submit", "commit", "wake", "fetch", "read_end", "fetch_end")
+        k: [] for k in ("submit", "commit", "wake", "fetch", "fetch_end")
     }
     clock = time.perf_counter
     try:
         await bus.create_topic(TOPIC)
         engine: Any = bus.engine
         store: Any = engine.store
-        submit, bump = store.submit, engine._bump
+        # an in-memory store appends inline (append), sqlite through its writer (submit)
+        entry = "append" if engine.appends_inline else "submit"
+        submit, bump = getattr(store, entry), engine._bump
 
         def timed_submit(batches: Any) -> Any:
             events["submit"].append(clock())
             return submit(batches)
 
-        def timed_bump() -> None:
+        def timed_bump(appended: Any = ()) -> None:
             events["wake"].append(clock())
-            bump()
+            bump(appended)
 
-        store.submit = timed_submit
+        setattr(store, entry, timed_submit)
         engine._bump = timed_bump
         # first in line: the engine's own listener may wake the readers inline
-        store._listeners.insert(0, lambda: events["commit"].append(clock()))
+        store._listeners.insert(0, lambda _: events["commit"].append(clock()))
         sub = bus.subscribe(TOPIC)
         inner: Any = sub._inner
-        read, store_read = inner._read, store.read
+        fetch = inner._fetch
 
-        def timed_read(positions: Any) -> Any:
-            events["fetch"].append(clock())
-            out = read(positions)
-            events["fetch_end"].append(clock())
+        async def timed_fetch(max_records: int) -> Any:
+            start = clock()
+            out = await fetch(max_records)
+            if out:
+                events["fetch"].append(start)
+                events["fetch_end"].append(clock())
             return out
 
-        def timed_store_read(*args: Any) -> Any:
-            out = store_read(*args)
-            events["read_end"].append(clock())
-            return out
-
-        inner._read = timed_read
-        store.read = timed_store_read
+        inner._fetch = timed_fetch
         received: list[dict[int, float]] = [{}]
         task = asyncio.create_task(_reader(sub, received[0]))
         await _warm(bus, received)
@@ -364,7 +362,6 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
             first_after("commit", t0, t_end),
             first_after("wake", t0, t_end),
             last_before("fetch", t0, t_end),
-            last_before("read_end", t0, t_end),
             last_before("fetch_end", t0, t_end),
         ]
         if any(m is None for m in marks):

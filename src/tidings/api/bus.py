@@ -162,7 +162,7 @@ class AsyncBus:
         timestamp: int | None = None,
     ) -> RecordMetadata:
         """Store one record and return where it went, once it is durable."""
-        return await self._enqueue(
+        return await self._shared_producer.publish(
             topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
         )
 

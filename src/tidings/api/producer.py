@@ -177,6 +177,7 @@ class AsyncProducer:
         self._keys = KeyPartitioner()
         self._sticky = StickyPartitioner()
         self._closed = False
+        self._direct = not linger_ms and engine.appends_inline
 
     def send(
         self,
@@ -195,6 +196,83 @@ class AsyncProducer:
         than `buffer_memory` could never fit and raises RecordTooLargeError at once.
         """
         # The hot path of the producer: every line here is paid once per record.
+        value, key, hdrs, size, p, ts = self._accept(
+            topic, value, key, headers, partition=partition, timestamp=timestamp
+        )
+        lock = self._lock
+        lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
+        try:
+            if self._buffered + size > self._buffer_memory and not self._on_loop():
+                self._wait_for_room(size)
+            if self._closed:  # checked under the lock: close() flushes only what is in
+                raise ClosedError(_CLOSED)
+            batch = self._sticky_batches.get(topic) if p < 0 else self._open.get((topic, p))
+            if batch is None:
+                batch = self._sticky_batch(topic) if p < 0 else self._start_batch(topic, p)
+            values = batch.values
+            index = len(values)
+            values.append(value)
+            batch.timestamps.append(ts)
+            if key is not None:
+                batch.add_key(index, key)
+            if hdrs:
+                batch.add_headers(index, hdrs)
+            batch.size += size
+            self._buffered += size
+            if batch.size >= self._batch_size:
+                self._seal(batch)
+        finally:
+            lock.release()
+        return RecordFuture(batch, index)
+
+    async def publish(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Store one record now and return where it went, once it is durable.
+
+        On an engine that appends inline, with linger 0 and nothing else pending, the
+        record is stored by this call alone, as a batch of one: no batch is kept open, no
+        future made, no turn of the loop taken. Otherwise it is a `send` awaited.
+        """
+        if not (self._direct and not self._in_flight and self._on_loop()):
+            return await self.send(
+                topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+            )
+        value, key, hdrs, _, p, ts = self._accept(
+            topic, value, key, headers, partition=partition, timestamp=timestamp
+        )
+        if p < 0:
+            spec = self._spec(topic)
+            p = self._sticky.partition(topic, spec.partitions)
+            self._sticky.next(topic, spec.partitions, p)
+        batch = codec.encode(
+            [value], None if key is None else [key], [ts], [hdrs] if hdrs else None
+        )
+        (result,) = await self._engine.append([ProduceBatch(topic, p, batch)])
+        return RecordMetadata(topic, p, result.base_offset, ts)
+
+    def _spec(self, topic: str) -> TopicSpec:
+        return self._cached_topic(topic) or self._engine.lookup_topic(topic)
+
+    def _accept(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: HeadersInput,
+        *,
+        partition: int | None,
+        timestamp: int | None,
+    ) -> tuple[bytes | None, bytes | None, Headers, int, int, int]:
+        """Check one record: (value, key, headers, size, partition, timestamp), where a
+        partition of -1 means the topic's sticky partition (chosen with its batch)."""
         if self._closed:
             raise ClosedError(_CLOSED)
         spec = self._cached_topic(topic) or self._engine.lookup_topic(topic)
@@ -219,38 +297,15 @@ class AsyncProducer:
         # -1: the topic's sticky partition, whose open batch is one dict look-up away
         p = -1 if key is None and partition is None else self._partition(spec, key, partition)
         ts = time_ns() // 1_000_000 if timestamp is None else timestamp
-        lock = self._lock
-        lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
-        try:
-            if self._buffered + size > self._buffer_memory and not self._on_loop():
-                self._wait_for_room(size)
-            if self._closed:  # checked under the lock: close() flushes only what is in
-                raise ClosedError(_CLOSED)
-            batch = self._sticky_batches.get(topic) if p < 0 else self._open.get((topic, p))
-            if batch is None:
-                batch = self._sticky_batch(spec) if p < 0 else self._start_batch(topic, p)
-            values = batch.values
-            index = len(values)
-            values.append(value)
-            batch.timestamps.append(ts)
-            if key is not None:
-                batch.add_key(index, key)
-            if hdrs:
-                batch.add_headers(index, hdrs)
-            batch.size += size
-            self._buffered += size
-            if batch.size >= self._batch_size:
-                self._seal(batch)
-        finally:
-            lock.release()
-        return RecordFuture(batch, index)
+        return value, key, hdrs, size, p, ts
 
     def _wait_for_room(self, size: int) -> None:
         """Block until `size` more bytes fit in buffer_memory or the producer closes (lock held)."""
         self._space.wait_for(lambda: self._closed or self._buffered + size <= self._buffer_memory)
 
-    def _sticky_batch(self, spec: TopicSpec) -> _OpenBatch:
-        """The open batch unkeyed records of `spec` join now (lock held)."""
+    def _sticky_batch(self, topic: str) -> _OpenBatch:
+        """The open batch unkeyed records of `topic` join now (lock held)."""
+        spec = self._spec(topic)
         partition = self._sticky.partition(spec.name, spec.partitions)
         batch = self._open.get((spec.name, partition)) or self._start_batch(spec.name, partition)
         self._sticky_batches[spec.name] = batch

@@ -42,6 +42,7 @@ NULL_VALUES = 16
 _HEADER = struct.Struct("<2sBBIIqq")
 _U16 = struct.Struct("<H")
 _I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
 
 
 class EncodedBatch(NamedTuple):
@@ -150,6 +151,8 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
         return _stored_kafka(kafka_batch.decode, topic, partition, base_offset, data)
     flags, count, _, first_ts, _ = info(data)
     pos = _HEADER.size
+    if count == 1 and not flags & ~KEYS:
+        return [_one(topic, partition, base_offset, data, timestamp=first_ts)]
     if flags & SPARSE:
         deltas = _array("I", data, pos, count)
         pos += 4 * count
@@ -196,6 +199,23 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     finally:
         if collecting:
             gc.enable()
+
+
+def _one(topic: str, partition: int, offset: int, data: bytes, *, timestamp: int) -> Record:
+    """The record of a batch of one with a value (the common publish), read directly."""
+    pos = _HEADER.size
+    key = None
+    if data[3] & KEYS:
+        (size,) = _I32.unpack_from(data, pos)
+        pos += 4
+        if size >= 0:
+            key = data[pos : pos + size]
+            pos += size
+    (size,) = _U32.unpack_from(data, pos)
+    pos += 4
+    if pos + size != len(data):
+        raise StoreCorruptError("stored batch is truncated")
+    return Record(topic, partition, offset, timestamp, key, data[pos:], NO_HEADERS)
 
 
 def _stored_kafka(fn: Callable[..., T], *args: Any) -> T:

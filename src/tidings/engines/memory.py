@@ -14,7 +14,7 @@ from tidings.core.records import TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
-from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
 
 
 @dataclass
@@ -41,7 +41,7 @@ class MemoryStore(LogStore):
         self._logs: dict[str, list[_Partition]] = {}
         self._groups: dict[str, str] = {}
         self._shares: dict[tuple[str, str, int], str] = {}
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[Sequence[Appended]], None]] = []
 
     def open(self) -> None:
         """Nothing to open."""
@@ -80,27 +80,32 @@ class MemoryStore(LogStore):
     def submit(self, batches: Sequence[ProduceBatch]) -> Future[list[AppendResult]]:
         """Append at once."""
         future: Future[list[AppendResult]] = Future()
-        results = []
         try:
-            with self._lock:
-                for topic, partition, batch in batches:
-                    part = self._partition(topic, partition)
-                    base = part.end
-                    meta = BatchMeta(
-                        base, base + batch.last_delta, batch.max_timestamp, len(batch.data)
-                    )
-                    part.batches.append((meta, batch.data))
-                    part.lasts.append(meta.last_offset)
-                    part.end = base + batch.records
-                    part.size += meta.size
-                    results.append(AppendResult(topic, partition, base))
+            future.set_result(self.append(batches))
         except Exception as e:
             future.set_exception(e)
-            return future
-        future.set_result(results)
-        for listener in self._listeners:
-            listener()
         return future
+
+    def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Append at once, then tell the listeners what was appended."""
+        results = []
+        appended = []
+        with self._lock:
+            for topic, partition, batch in batches:
+                part = self._partition(topic, partition)
+                base = part.end
+                meta = BatchMeta(
+                    base, base + batch.last_delta, batch.max_timestamp, len(batch.data)
+                )
+                part.batches.append((meta, batch.data))
+                part.lasts.append(meta.last_offset)
+                part.end = base + batch.records
+                part.size += meta.size
+                results.append(AppendResult(topic, partition, base))
+                appended.append(Appended(topic, partition, base, batch.data))
+        for listener in self._listeners:
+            listener(appended)
+        return results
 
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> list[StoredBatch]:
         """Batches from `offset`."""
@@ -222,7 +227,7 @@ class MemoryStore(LogStore):
             for key in [k for k in self._shares if k[0] == group]:
                 del self._shares[key]
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
+    def add_listener(self, callback: Callable[[Sequence[Appended]], None]) -> None:
         """Called after each append."""
         self._listeners.append(callback)
 

@@ -298,6 +298,13 @@ class LogConsumer(EngineConsumer):
             if self._positions.get(tp, 0) is None:
                 self._positions[tp] = await self._engine.read(self._initial_position, tp)
         wanted = {tp: self._positions[tp] for tp in active if not self._buffers.get(tp)}
+        tails = self._engine.tails
+        if tails and wanted:
+            for tp, position in list(wanted.items()):
+                tail = tails.get(tp)
+                if tail is not None and tail.base_offset == position:
+                    self._buffers[tp] = tail.records()[:]
+                    del wanted[tp]
         if wanted:
             fetched = await self._engine.read(self._read, wanted)
             for tp, outcome in fetched.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,7 +45,7 @@ from tidings.engines.base import (
 )
 from tidings.engines.log import cleaner, coordinator
 from tidings.engines.log.coordinator import GroupState
-from tidings.engines.log.store import LogStore
+from tidings.engines.log.store import Appended, LogStore
 
 R = TypeVar("R")
 log = logging.getLogger("tidings")
@@ -54,6 +53,24 @@ log = logging.getLogger("tidings")
 MAINTENANCE_INTERVAL_S = 30.0
 METADATA_MAX_AGE_S = 1.0
 """How stale the topic cache may get when other processes can change topics."""
+
+
+class Tail:
+    """A batch just appended, decoded once on first use."""
+
+    __slots__ = ("_records", "appended", "base_offset")
+
+    def __init__(self, appended: Appended) -> None:
+        self.appended = appended
+        self.base_offset = appended.base_offset
+        self._records: list[Record] | None = None
+
+    def records(self) -> list[Record]:
+        """The batch's records (shared: copy before changing the list)."""
+        if self._records is None:
+            a = self.appended
+            self._records = codec.decode(a.topic, a.partition, a.base_offset, a.data)
+        return self._records
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -90,7 +107,11 @@ class LogEngine(Engine):
         self._executor = ThreadPoolExecutor(4, thread_name_prefix="tidings-io")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._version = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: set[asyncio.Future[None]] = set()
+        self.tails: dict[TopicPartition, Tail] = {}
+        """The last batch this process appended to each partition: a consumer waiting at
+        the end of the log reads it from here, neither reading the store nor decoding it
+        again (subscribers in the same process share one decoded copy)."""
         self._maintenance_interval_s = maintenance_interval_s
         self._background: list[asyncio.Task[None]] = []
         self._closed = False
@@ -143,14 +164,20 @@ class LogEngine(Engine):
         """Grows whenever new records may have become readable."""
         return self._version
 
-    def _on_append(self) -> None:
+    def _on_append(self, appended: Sequence[Appended]) -> None:
         loop = self._loop
         if loop is not None:
-            call_on(loop, self._bump)
+            call_on(loop, partial(self._bump, appended))
 
-    def _bump(self) -> None:
+    def _bump(self, appended: Sequence[Appended] = ()) -> None:
+        tails = self.tails
+        if appended:
+            for a in appended:
+                tails[TopicPartition(a.topic, a.partition)] = Tail(a)
+        else:  # a change made elsewhere (another process) may have deleted anything
+            tails.clear()
         self._version += 1
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -161,15 +188,14 @@ class LogEngine(Engine):
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
+        self._waiters.add(waiter)
         # not asyncio.wait_for: its extra future costs a turn of the loop on every wake-up
         timer = loop.call_later(timeout_s, _settle, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
-            with contextlib.suppress(ValueError):  # already taken by _bump
-                self._waiters.remove(waiter)
+            self._waiters.discard(waiter)  # unless already taken by _bump
 
     # -- topics --------------------------------------------------------------------------
 
@@ -191,6 +217,7 @@ class LogEngine(Engine):
         """Delete a topic."""
         await self.run(self.store.delete_topic, name)
         self._specs.pop(name, None)
+        self.tails.clear()
 
     async def list_topics(self) -> list[TopicSpec]:
         """Every topic."""
@@ -259,6 +286,8 @@ class LogEngine(Engine):
 
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
         """Store batches durably."""
+        if self.appends_inline:
+            return self.store.append(batches)
         return await result_of(self.store.submit(batches))
 
     async def record_at_time(self, tp: TopicPartition, timestamp: int) -> Record | None:
@@ -428,6 +457,7 @@ class LogEngine(Engine):
     async def maintain(self) -> None:
         """Apply retention and compaction to every topic now."""
         await self.run(self._maintain_blocking)
+        self.tails.clear()  # retention and compaction may have removed a tail's records
 
     def _maintain_blocking(self) -> None:
         now = now_ms()

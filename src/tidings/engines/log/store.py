@@ -28,6 +28,15 @@ class StoredBatch(NamedTuple):
     data: bytes
 
 
+class Appended(NamedTuple):
+    """A batch this store has just made durable, as its listeners are told of it."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    data: bytes
+
+
 class BatchMeta(NamedTuple):
     """What retention and compaction need to know of a stored batch."""
 
@@ -73,6 +82,10 @@ class LogStore(ABC):
     @abstractmethod
     def submit(self, batches: Sequence[ProduceBatch]) -> Future[list[AppendResult]]:
         """Append batches; the future completes once they are durable."""
+
+    def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Append batches and wait until they are durable."""
+        return self.submit(batches).result()
 
     @abstractmethod
     def read(self, topic: str, partition: int, offset: int, max_bytes: int) -> list[StoredBatch]:
@@ -135,5 +148,6 @@ class LogStore(ABC):
         """Remove a share group's state."""
 
     @abstractmethod
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (from any thread) whenever new records may be readable."""
+    def add_listener(self, callback: Callable[[Sequence[Appended]], None]) -> None:
+        """Call `callback` (from any thread) whenever new records may be readable: with the
+        batches this store just appended, or with none for a change made elsewhere."""

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from tidings.core.batch import EncodedBatch
@@ -36,7 +37,7 @@ from tidings.core.records import TopicConfig, TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
-from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
 from tidings.engines.sqlite.notify import Notifier
 
 APPLICATION_ID = 0x54444753  # "TDGS": marks a file as a tidings store
@@ -130,8 +131,8 @@ class SQLiteStore(LogStore):
         self._wake = threading.Condition()
         self._closing = False
         self._writer: threading.Thread | None = None
-        self._listeners: list[Callable[[], None]] = []
-        self._notifier = Notifier(self.path, self._changed)
+        self._listeners: list[Callable[[Sequence[Appended]], None]] = []
+        self._notifier = Notifier(self.path, partial(self._changed, ()))
         self._unchecked_bytes = 0
         self._checkpoint_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -384,12 +385,19 @@ class SQLiteStore(LogStore):
         self._unchecked_bytes += sum(len(row[-1]) for row in rows)
         if self._unchecked_bytes >= CHECKPOINT_BYTES:
             self._checkpoint_due.set()
+        self._changed(
+            [
+                Appended(r.topic, r.partition, r.base_offset, b.batch.data)
+                for item, outcome in results
+                if not isinstance(outcome, BaseException)
+                for b, r in zip(item.batches, outcome, strict=True)
+            ]
+        )
         for item, outcome in results:
             if isinstance(outcome, BaseException):
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
-        self._changed()
         self._notifier.notify()
 
     def _place(
@@ -439,11 +447,11 @@ class SQLiteStore(LogStore):
             out.append(AppendResult(topic, partition, base))
         return out
 
-    def _changed(self) -> None:
+    def _changed(self, appended: Sequence[Appended]) -> None:
         for listener in self._listeners:
-            listener()
+            listener(appended)
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
+    def add_listener(self, callback: Callable[[Sequence[Appended]], None]) -> None:
         """Called after local commits and on notifications from other processes."""
         self._listeners.append(callback)
 
