@@ -15,9 +15,14 @@ from tidings.core.records import TopicPartition
 
 async def latest(bus: AsyncBus, topic: str, key: str) -> str | None:
     """The last value written for `key` on `topic` (None: never, or deleted)."""
+    return (await latest_all(bus, topic)).get(key)
+
+
+async def latest_all(bus: AsyncBus, topic: str) -> dict[str, str]:
+    """The last value written for every key on `topic` (deleted keys left out)."""
     await bus.create_topic(topic, exist_ok=True, cleanup_policy="compact")
     consumer = bus.consumer()
-    found = None
+    found: dict[str, str | None] = {}
     try:
         for p in (await bus.describe_topic(topic)).partitions:
             tp = TopicPartition(topic, p.partition)
@@ -25,12 +30,12 @@ async def latest(bus: AsyncBus, topic: str, key: str) -> str | None:
             await consumer.seek(tp, "earliest")
             while consumer.position(tp) < p.end_offset:
                 for r in await consumer.poll(timeout_ms=200):
-                    if r.key == key.encode():
-                        found = None if r.value is None else r.value.decode()
+                    if r.key is not None:
+                        found[r.key.decode()] = None if r.value is None else r.value.decode()
     finally:
         with contextlib.suppress(TidingsError):
             await consumer.close()
-    return found
+    return {k: v for k, v in found.items() if v is not None}
 
 
 async def remember(bus: AsyncBus, topic: str, key: str, value: str) -> None:

@@ -12,6 +12,7 @@ from tidings.cli.cdc import cdc
 from tidings.cli.common import Options
 from tidings.cli.es import es
 from tidings.cli.groups import groups
+from tidings.cli.mirror import mirror
 from tidings.cli.queues import queues
 from tidings.cli.records import consume, produce
 from tidings.cli.serve import serve
@@ -37,7 +38,7 @@ def cli(ctx: click.Context, url: str) -> None:
     ctx.obj = Options(url)
 
 
-for command in (topics, produce, consume, groups, queues, cdc, es, serve, tour):
+for command in (topics, produce, consume, groups, queues, cdc, es, serve, mirror, tour):
     cli.add_command(command)
 
 

@@ -1,0 +1,120 @@
+"""`tidings mirror SRC_URL DST_URL`: copy topics and group offsets between engines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+import click
+
+from tidings.api.connect import connect_async
+from tidings.mirror import Mirror, MirrorReport
+
+PROGRESS_S = 1.0
+"""How often progress is printed while copying."""
+
+
+@click.command()
+@click.argument("src_url")
+@click.argument("dst_url")
+@click.option(
+    "--topics",
+    "-t",
+    "topics",
+    required=True,
+    multiple=True,
+    help="Topics to copy: names or patterns ('orders.*', 'orders.>', '^regex'); "
+    "repeat or separate with commas.",
+)
+@click.option(
+    "--groups",
+    "-g",
+    "groups",
+    multiple=True,
+    help="Groups whose committed offsets to copy (default: every group with offsets "
+    "on the copied topics); repeat or separate with commas.",
+)
+@click.option("--follow", is_flag=True, help="Keep copying new records until Ctrl-C or SIGTERM.")
+@click.option(
+    "--name",
+    default="default",
+    show_default=True,
+    help="Names this mirror's progress on the destination: a run with the same name resumes.",
+)
+def mirror(
+    src_url: str,
+    dst_url: str,
+    *,
+    topics: tuple[str, ...],
+    groups: tuple[str, ...],
+    follow: bool,
+    name: str,
+) -> None:
+    """Copy topics (records with keys, headers, timestamps) and group offsets from SRC_URL
+    to DST_URL, e.g. from sqlite://app.db to kafka://broker:9092, or back.
+
+    Resumable: progress is kept on the destination, and a stopped run picks up where it
+    left off without copying a record twice.
+    """
+    report = asyncio.run(
+        _run(
+            src_url,
+            dst_url,
+            topics=_split(topics),
+            groups=_split(groups) or None,
+            follow=follow,
+            name=name,
+        )
+    )
+    for topic, count in sorted(report.copied.items()):
+        click.echo(f"{topic}: {count} records copied")
+    for group, offsets in sorted(report.groups.items()):
+        click.echo(f"group {group}: offsets set on {len(offsets)} partitions")
+    for group, reason in sorted(report.skipped_groups.items()):
+        click.echo(f"group {group}: offsets not copied: {reason}", err=True)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+async def _run(
+    src_url: str,
+    dst_url: str,
+    *,
+    topics: list[str],
+    groups: list[str] | None,
+    follow: bool,
+    name: str,
+) -> MirrorReport:
+    src = await connect_async(src_url)
+    try:
+        dst = await connect_async(dst_url)
+    except BaseException:
+        await src.close()
+        raise
+    shown = [0.0]
+
+    def progress(topic: str, copied: int, remaining: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] >= PROGRESS_S or not remaining:
+            shown[0] = now
+            click.echo(f"{time.strftime('%H:%M:%S')} {topic}: {copied} copied, {remaining} to go")
+
+    job = asyncio.create_task(
+        Mirror(src, dst, name=name).run(topics, groups=groups, follow=follow, on_progress=progress)
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, job.cancel)
+    try:
+        return await job
+    except asyncio.CancelledError:
+        click.echo("stopped; run the same command again to resume")
+        return MirrorReport()
+    finally:
+        with contextlib.suppress(Exception):
+            await dst.close()
+        await src.close()
