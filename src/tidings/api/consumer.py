@@ -150,7 +150,8 @@ class AsyncConsumer:
         """Poll the engine and make the records the cursor's batch, on the loop."""
         if self._closed:
             raise ClosedError("consumer is closed; create a new one with bus.consumer()")
-        await self.start()
+        if not self._started:
+            await self.start()
         due = self._cursor.due()
         if due:
             await self._inner.commit(due)

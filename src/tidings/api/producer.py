@@ -252,9 +252,7 @@ class AsyncProducer:
             spec = self._spec(topic)
             p = self._sticky.partition(topic, spec.partitions)
             self._sticky.next(topic, spec.partitions, p)
-        batch = codec.encode(
-            [value], None if key is None else [key], [ts], [hdrs] if hdrs else None
-        )
+        batch = codec.encode_one(value, key, ts, hdrs)
         (result,) = await self._engine.append([ProduceBatch(topic, p, batch)])
         return RecordMetadata(topic, p, result.base_offset, ts)
 
@@ -294,8 +292,11 @@ class AsyncProducer:
             raise RecordTooLargeError(topic, size, spec.config.max_message_bytes)
         if size > self._buffer_memory:
             raise RecordTooLargeError(topic, size, self._buffer_memory, setting="buffer_memory")
-        # -1: the topic's sticky partition, whose open batch is one dict look-up away
-        p = -1 if key is None and partition is None else self._partition(spec, key, partition)
+        if key is None and partition is None:
+            # -1: the topic's sticky partition, whose open batch is one dict look-up away
+            p = 0 if spec.partitions == 1 else -1
+        else:
+            p = self._partition(spec, key, partition)
         ts = time_ns() // 1_000_000 if timestamp is None else timestamp
         return value, key, hdrs, size, p, ts
 

@@ -100,6 +100,21 @@ def encode(
     return EncodedBatch(b"".join([head, *parts]), count, last_delta, first_ts, max_ts)
 
 
+def encode_one(
+    value: bytes | None, key: bytes | None, timestamp: int, headers: Headers
+) -> EncodedBatch:
+    """Encode a batch of one record (what a single publish stores)."""
+    if value is None or headers:
+        return encode([value], None if key is None else [key], [timestamp], [headers])
+    if key is None:
+        head = _HEADER.pack(MAGIC, VERSION, 0, 1, 0, timestamp, timestamp)
+        data = b"".join((head, _U32.pack(len(value)), value))
+    else:
+        head = _HEADER.pack(MAGIC, VERSION, KEYS, 1, 0, timestamp, timestamp)
+        data = b"".join((head, _I32.pack(len(key)), key, _U32.pack(len(value)), value))
+    return EncodedBatch(data, 1, 0, timestamp, timestamp)
+
+
 def _column(items: Sequence[bytes | None]) -> list[bytes]:
     lengths = array("i", [-1 if x is None else len(x) for x in items])
     return [lengths.tobytes(), b"".join([x for x in items if x is not None])]

@@ -289,21 +289,23 @@ class LogConsumer(EngineConsumer):
         )
 
     async def _fetch(self, max_records: int) -> list[Record]:
-        active = [tp for tp in self._positions if tp not in self._paused]
+        positions, buffers = self._positions, self._buffers
+        active = [tp for tp in positions if tp not in self._paused]
         if not active:
             return []
-        self._rotation = (self._rotation + 1) % len(active)
-        active = active[self._rotation :] + active[: self._rotation]
+        if len(active) > 1:
+            self._rotation = (self._rotation + 1) % len(active)
+            active = active[self._rotation :] + active[: self._rotation]
         for tp in active:
-            if self._positions.get(tp, 0) is None:
-                self._positions[tp] = await self._engine.read(self._initial_position, tp)
-        wanted = {tp: self._positions[tp] for tp in active if not self._buffers.get(tp)}
+            if positions.get(tp, 0) is None:
+                positions[tp] = await self._engine.read(self._initial_position, tp)
+        wanted = {tp: positions[tp] for tp in active if not buffers.get(tp)}
         tails = self._engine.tails
         if tails and wanted:
             for tp, position in list(wanted.items()):
                 tail = tails.get(tp)
                 if tail is not None and tail.base_offset == position:
-                    self._buffers[tp] = tail.records()[:]
+                    buffers[tp] = tail.records()[:]
                     del wanted[tp]
         if wanted:
             fetched = await self._engine.read(self._read, wanted)
