@@ -11,6 +11,7 @@ import contextlib
 from tidings.api.bus import AsyncBus
 from tidings.core.errors import TidingsError
 from tidings.core.records import TopicPartition
+from tidings.engines.base import Capability
 
 
 async def latest(bus: AsyncBus, topic: str, key: str) -> str | None:
@@ -20,7 +21,7 @@ async def latest(bus: AsyncBus, topic: str, key: str) -> str | None:
 
 async def latest_all(bus: AsyncBus, topic: str) -> dict[str, str]:
     """The last value written for every key on `topic` (deleted keys left out)."""
-    await bus.create_topic(topic, exist_ok=True, cleanup_policy="compact")
+    await _create(bus, topic)
     consumer = bus.consumer()
     found: dict[str, str | None] = {}
     try:
@@ -40,5 +41,13 @@ async def latest_all(bus: AsyncBus, topic: str) -> dict[str, str]:
 
 async def remember(bus: AsyncBus, topic: str, key: str, value: str) -> None:
     """Write `value` for `key` on the compacted `topic`, durably."""
-    await bus.create_topic(topic, exist_ok=True, cleanup_policy="compact")
+    await _create(bus, topic)
     await bus.publish(topic, value.encode(), key=key.encode())
+
+
+async def _create(bus: AsyncBus, topic: str) -> None:
+    """The topic, compacted where the engine can; else every value is kept."""
+    if Capability.COMPACTION in bus.engine.capabilities:
+        await bus.create_topic(topic, exist_ok=True, cleanup_policy="compact")
+    else:
+        await bus.create_topic(topic, exist_ok=True, retention_ms=None)
