@@ -12,7 +12,7 @@ import tidings
 from tidings import TopicPartition
 from tidings.engines.base import Capability
 
-from .helpers import eventually
+from .helpers import eventually, tansu_group_admin, tansu_latest_offsets
 
 CLOSED_BUS_CALLS: dict[str, Callable[[tidings.Bus], object]] = {
     "create_topic": lambda bus: bus.create_topic("other"),
@@ -71,6 +71,7 @@ def test_close_closes_the_consumers_and_producers_of_the_bus(bus_url: str) -> No
         consumer.poll(timeout_ms=10)
 
 
+@tansu_group_admin
 def test_list_groups_shows_groups_with_members_or_offsets(bus: tidings.Bus) -> None:
     bus.create_topic("orders")
     bus.publish("orders", b"v")
@@ -86,6 +87,7 @@ def test_list_groups_shows_groups_with_members_or_offsets(bus: tidings.Bus) -> N
         bus.describe_group("a")
 
 
+@tansu_latest_offsets
 def test_lag_follows_the_log(bus: tidings.Bus) -> None:
     bus.create_topic("orders", partitions=2)
     tp0 = TopicPartition("orders", 0)
@@ -132,6 +134,7 @@ def test_describe_group_after_its_topic_is_deleted(bus: tidings.Bus) -> None:
     assert [(p.topic, p.committed) for p in d.partitions] == [("orders", 1)]
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_maintain_on_an_empty_bus(bus: tidings.Bus) -> None:
     bus.maintain()
     assert bus.list_topics() == []

@@ -20,6 +20,7 @@ import pytest
 import tidings
 from tidings import Record, TopicPartition
 from tidings.app import App
+from tidings.engines.base import Capability
 
 from .helpers import run_async
 
@@ -189,6 +190,7 @@ def test_a_group_subscriber_commits_only_after_the_handler(bus_url: str) -> None
     run_async(bus_url, body)
 
 
+@pytest.mark.needs(Capability.SHARE_GROUPS)
 def test_a_queue_subscriber_retries_with_backoff_then_dead_letters(bus_url: str) -> None:
     attempts: list[float] = []
 
@@ -218,6 +220,7 @@ def test_a_queue_subscriber_retries_with_backoff_then_dead_letters(bus_url: str)
     assert gaps[1] >= 0.075  # then 80 ms
 
 
+@pytest.mark.needs(Capability.SHARE_GROUPS)
 def test_a_decode_error_dead_letters_at_once_with_the_reason(bus_url: str) -> None:
     calls: list[Order] = []
 
@@ -244,6 +247,7 @@ def test_a_decode_error_dead_letters_at_once_with_the_reason(bus_url: str) -> No
     assert calls == []
 
 
+@pytest.mark.needs(Capability.SHARE_GROUPS)
 def test_the_return_value_is_published_keeping_the_key(bus_url: str) -> None:
     async def body(bus: tidings.AsyncBus) -> None:
         app = App(bus)
@@ -277,6 +281,7 @@ class Receipt(pydantic.BaseModel):
     paid: float
 
 
+@pytest.mark.needs(Capability.SHARE_GROUPS)
 def test_pydantic_models_in_and_out_and_a_validation_error_dead_letters(bus_url: str) -> None:
     paid: list[Payment] = []
 

@@ -9,10 +9,12 @@ import pytest
 
 import tidings
 from tidings import TopicPartition
+from tidings.engines.base import Capability
 
-from .helpers import run_async
+from .helpers import run_async, tansu_group_admin, tansu_latest_offsets, tansu_offsets_for_times
 
 
+@tansu_latest_offsets
 def test_topics_and_publish(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:
         await bus.create_topic("orders", partitions=2, retention_ms=1000)
@@ -104,6 +106,7 @@ def test_poll_wakes_when_a_record_arrives(bus_url: str) -> None:
     run_async(bus_url, scenario)
 
 
+@tansu_offsets_for_times
 def test_assign_seek_and_offsets_for_times(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:
         await bus.create_topic("orders")
@@ -125,6 +128,7 @@ def test_assign_seek_and_offsets_for_times(bus_url: str) -> None:
     run_async(bus_url, scenario)
 
 
+@tansu_group_admin
 def test_group_admin(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:
         await bus.create_topic("orders")
@@ -158,6 +162,7 @@ def test_errors_are_the_same(bus_url: str) -> None:
     run_async(bus_url, scenario)
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_maintain(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:
         await bus.create_topic("orders", retention_ms=1000)

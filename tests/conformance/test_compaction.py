@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import tidings
+from tidings.engines.base import Capability
 
 from .helpers import read_partition
 
@@ -27,6 +30,8 @@ def survivors(bus: tidings.Bus) -> list[tuple[int, bytes | None, bytes | None]]:
     return [(r.offset, r.key, r.value) for r in read_partition(bus, "users")]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_latest_record_per_key_survives_at_its_offset(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact")
     old = now_ms() - HOUR_MS
@@ -38,6 +43,8 @@ def test_latest_record_per_key_survives_at_its_offset(bus: tidings.Bus) -> None:
     assert bus.publish("users", b"a3", key=b"a").offset == 5
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compaction_within_one_batch_keeps_record_fields(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact")
     old = now_ms() - HOUR_MS
@@ -54,6 +61,8 @@ def test_compaction_within_one_batch_keeps_record_fields(bus: tidings.Bus) -> No
     ]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_unkeyed_records_are_kept(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact")
     old = now_ms() - HOUR_MS
@@ -62,6 +71,8 @@ def test_unkeyed_records_are_kept(bus: tidings.Bus) -> None:
     assert survivors(bus) == [(0, None, b"x"), (2, None, b"y"), (3, b"a", b"a2")]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compaction_is_stable_when_repeated(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact")
     old = now_ms() - HOUR_MS
@@ -75,6 +86,8 @@ def test_compaction_is_stable_when_repeated(bus: tidings.Bus) -> None:
     assert survivors(bus) == [(1, b"a", b"a2"), (3, b"b", b"b2")]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_tombstone_survives_delete_retention(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact", delete_retention_ms=2 * HOUR_MS)
     old = now_ms() - HOUR_MS
@@ -83,6 +96,8 @@ def test_tombstone_survives_delete_retention(bus: tidings.Bus) -> None:
     assert survivors(bus) == [(1, b"b", b"b1"), (2, b"a", None)]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_tombstone_is_dropped_after_delete_retention(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact", delete_retention_ms=0)
     old = now_ms() - HOUR_MS
@@ -93,6 +108,8 @@ def test_tombstone_is_dropped_after_delete_retention(bus: tidings.Bus) -> None:
     assert bus.publish("users", b"a2", key=b"a").offset == 3
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_records_newer_than_min_compaction_lag_are_kept(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact", min_compaction_lag_ms=HOUR_MS)
     recent = now_ms() - 60_000
@@ -104,6 +121,8 @@ def test_records_newer_than_min_compaction_lag_are_kept(bus: tidings.Bus) -> Non
     assert survivors(bus) == [(2, b"a", b"a3")]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compaction_lag_protects_only_recent_records(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact", min_compaction_lag_ms=HOUR_MS)
     store(bus, [(b"a", b"old1"), (b"a", b"old2")], now_ms() - 2 * HOUR_MS)
@@ -112,6 +131,8 @@ def test_compaction_lag_protects_only_recent_records(bus: tidings.Bus) -> None:
     assert survivors(bus) == [(2, b"a", b"new1"), (3, b"a", b"new2")]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_delete_policy_does_not_compact(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="delete", retention_ms=None)
     store(bus, [(b"a", b"a1"), (b"a", b"a2")], now_ms() - HOUR_MS)
@@ -119,6 +140,8 @@ def test_delete_policy_does_not_compact(bus: tidings.Bus) -> None:
     assert survivors(bus) == [(0, b"a", b"a1"), (1, b"a", b"a2")]
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compact_and_delete_does_both(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact,delete", retention_ms=HOUR_MS)
     store(bus, [(b"a", b"a1"), (b"b", b"b1")], now_ms() - 2 * HOUR_MS)
@@ -128,6 +151,8 @@ def test_compact_and_delete_does_both(bus: tidings.Bus) -> None:
     assert bus.describe_topic("users").partitions[0].start_offset == 2
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_group_reading_a_compacted_topic_skips_the_gaps(bus: tidings.Bus) -> None:
     bus.create_topic("users", cleanup_policy="compact")
     store(bus, [(b"a", b"a1"), (b"b", b"b1"), (b"a", b"a2"), (b"b", b"b2")], now_ms() - HOUR_MS)

@@ -9,7 +9,7 @@ import pytest
 import tidings
 from tidings import OffsetOutOfRangeError, TopicPartition
 
-from .helpers import offsets
+from .helpers import offsets, tansu_latest_offsets
 
 TP0 = TopicPartition("orders", 0)
 
@@ -141,6 +141,7 @@ def test_commit_explicit_offsets(bus: tidings.Bus) -> None:
         assert offsets(drain(consumer, 3)) == [7, 8, 9]
 
 
+@tansu_latest_offsets
 def test_auto_offset_reset_latest_starts_at_the_end(bus: tidings.Bus) -> None:
     fill(bus, partitions=2, per_partition=5)
     with bus.consumer("orders", group="g", auto_offset_reset="latest") as consumer:
@@ -195,6 +196,7 @@ def test_assign_without_group_reads_chosen_partitions(bus: tidings.Bus) -> None:
     assert bus.list_groups() == []
 
 
+@tansu_latest_offsets
 def test_assign_defaults_to_latest(bus: tidings.Bus) -> None:
     fill(bus, partitions=1, per_partition=4)
     consumer = bus.consumer()

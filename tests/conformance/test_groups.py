@@ -10,8 +10,9 @@ import pytest
 
 import tidings
 from tidings import CommitFailedError, GroupNotEmptyError, GroupNotFoundError, TopicPartition
+from tidings.engines.base import Capability
 
-from .helpers import eventually
+from .helpers import eventually, tansu_group_admin, tansu_leave
 
 ALL = {TopicPartition("orders", p) for p in range(4)}
 FAST = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 50}
@@ -161,6 +162,7 @@ def test_members_of_one_group_must_share_a_strategy(orders: tidings.Bus) -> None
         member(orders, strategy="cooperative-sticky")
 
 
+@pytest.mark.needs(Capability.ADD_PARTITIONS)
 def test_group_picks_up_added_partitions(orders: tidings.Bus) -> None:
     with member(orders) as a:
         settle(lambda: a.assignment() == ALL, a, what="the member to own all")
@@ -196,6 +198,7 @@ def test_each_group_gets_every_record(orders: tidings.Bus) -> None:
         assert sorted(r.value or b"" for r in poll_until([b], 20)) == sorted(values)
 
 
+@tansu_group_admin
 def test_describe_group(orders: tidings.Bus) -> None:
     for p in range(4):
         orders.publish_many("orders", [b"v"] * 5, partition=p)
@@ -264,6 +267,7 @@ def committed(bus: tidings.Bus) -> list[int | None]:
         ({"to": "earliest", "partitions": [1, 3]}, [2, 0, 2, 0]),
     ],
 )
+@tansu_group_admin
 def test_reset_offsets(orders: tidings.Bus, how: dict[str, object], expected: list[int]) -> None:
     committed_group(orders)
     orders.reset_offsets("g", "orders", **how)
@@ -275,12 +279,14 @@ def test_reset_offsets(orders: tidings.Bus, how: dict[str, object], expected: li
     assert [starts[p] for p in range(4)] == expected
 
 
+@tansu_group_admin
 def test_reset_offsets_returns_the_new_offsets(orders: tidings.Bus) -> None:
     committed_group(orders)
     result = orders.reset_offsets("g", "orders", to="latest")
     assert result == dict.fromkeys(ALL, 5)
 
 
+@tansu_group_admin
 def test_reset_offsets_of_a_live_group_is_refused(orders: tidings.Bus) -> None:
     committed_group(orders)
     with member(orders, auto_commit=False):
@@ -315,6 +321,7 @@ def test_delete_group(orders: tidings.Bus) -> None:
         assert len(poll_until([a], 20)) == 20
 
 
+@tansu_group_admin
 def test_delete_live_group_is_refused(orders: tidings.Bus) -> None:
     with member(orders) as a:
         settle(lambda: a.assignment() == ALL, a, what="the member to own all")
@@ -357,6 +364,7 @@ def test_iterating_across_a_rebalance_hands_no_record_to_two_members(orders: tid
     assert len(records) == len(set(records)) == 2040
 
 
+@tansu_leave
 def test_a_member_that_stops_polling_leaves_the_group(orders: tidings.Bus) -> None:
     with member(orders, max_poll_interval_ms=300) as a:
         settle(lambda: a.assignment() == ALL, a, what="the member to own all")

@@ -9,7 +9,7 @@ import pytest
 import tidings
 from tidings import TopicPartition
 
-from .helpers import eventually, offsets
+from .helpers import eventually, offsets, tansu_latest_offsets, tansu_offsets_for_times
 
 TP0 = TopicPartition("orders", 0)
 TP1 = TopicPartition("orders", 1)
@@ -60,6 +60,7 @@ def test_seek_back_rereads(reader: tidings.Consumer) -> None:
     assert read(reader, TP0) == list(range(3, 10))
 
 
+@tansu_latest_offsets
 def test_seek_earliest_and_latest(orders: tidings.Bus, reader: tidings.Consumer) -> None:
     reader.seek(TP0, "latest")
     assert reader.position(TP0) == 10
@@ -92,6 +93,7 @@ def test_seek_of_unassigned_partition_is_refused(reader: tidings.Consumer) -> No
         reader.seek(TP0, -1)
 
 
+@tansu_offsets_for_times
 def test_offsets_for_times(reader: tidings.Consumer) -> None:
     found = reader.offsets_for_times({TP0: 0, TP1: 3000})
     assert found == {TP0: 0, TP1: 2}
@@ -100,6 +102,7 @@ def test_offsets_for_times(reader: tidings.Consumer) -> None:
     assert reader.offsets_for_times({TP0: 10_001}) == {TP0: None}
 
 
+@tansu_offsets_for_times
 def test_offsets_for_times_with_unordered_timestamps(bus: tidings.Bus) -> None:
     bus.create_topic("orders")
     with bus.producer() as producer:
@@ -115,6 +118,7 @@ def test_offsets_for_times_with_unordered_timestamps(bus: tidings.Bus) -> None:
         consumer.close()
 
 
+@tansu_offsets_for_times
 def test_offsets_for_times_across_batches(bus: tidings.Bus) -> None:
     bus.create_topic("orders")
     for ts in range(1000, 6000, 1000):
@@ -127,6 +131,7 @@ def test_offsets_for_times_across_batches(bus: tidings.Bus) -> None:
         consumer.close()
 
 
+@tansu_offsets_for_times
 def test_seek_to_time(orders: tidings.Bus, reader: tidings.Consumer) -> None:
     reader.seek_to_time(8000)
     assert reader.position(TP0) == 7
@@ -164,6 +169,7 @@ def test_pause_and_resume(orders: tidings.Bus, reader: tidings.Consumer) -> None
     assert read(reader, TP0) == list(range(11))
 
 
+@tansu_latest_offsets
 def test_seek_past_the_end_applies_the_reset_policy(orders: tidings.Bus) -> None:
     with orders.consumer(auto_offset_reset="earliest") as consumer:
         consumer.assign(TP0)

@@ -12,8 +12,9 @@ import pytest
 
 import tidings
 from tidings import InvalidRecordError, RecordTooLargeError
+from tidings.engines.base import Capability
 
-from .helpers import read_all, read_partition
+from .helpers import read_all, read_partition, tansu_idempotence
 
 
 def test_send_futures_resolve_after_flush_in_send_order(bus: tidings.Bus) -> None:
@@ -127,7 +128,14 @@ def test_record_over_max_message_bytes_is_refused(bus: tidings.Bus) -> None:
             bus.publish_many("orders", [b"x" * 101])
         producer.flush()
     assert [r.value for r in read_partition(bus, "orders")] == [b"before"]
-    assert bus.publish("orders", b"x" * 100).offset == 1
+    assert bus.publish("orders", b"x" * 10).offset == 1
+
+
+@pytest.mark.needs(Capability.EXACT_RECORD_LIMIT)
+def test_a_record_of_exactly_max_message_bytes_is_stored(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", max_message_bytes=1000)
+    assert bus.publish("orders", b"x" * 1000).offset == 0
+    assert bus.publish_many("orders", [b"v" * 500], keys=[b"k" * 500])[0].offset == 1
 
 
 def test_key_and_headers_count_toward_the_limit(bus: tidings.Bus) -> None:
@@ -250,7 +258,7 @@ def test_send_many_counts_keys_toward_max_message_bytes(bus: tidings.Bus) -> Non
         with pytest.raises(InvalidRecordError):
             producer.send_many("orders", [b"v"], keys=["text"])  # type: ignore[list-item]
     assert bus.describe_topic("orders").records == 0
-    assert bus.publish_many("orders", [b"v" * 500], keys=[b"k" * 500])[0].offset == 0
+    assert bus.publish_many("orders", [b"v" * 100], keys=[b"k" * 100])[0].offset == 0
 
 
 def send_until_closed(
@@ -296,6 +304,7 @@ def settle(futures: list[tuple[bytes, Any]]) -> dict[tuple[int, int], bytes]:
     return stored
 
 
+@tansu_idempotence
 def test_sends_racing_producer_close_are_stored_or_refused(bus: tidings.Bus) -> None:
     bus.create_topic("orders", partitions=2)
     stored: dict[tuple[int, int], bytes] = {}
@@ -307,6 +316,7 @@ def test_sends_racing_producer_close_are_stored_or_refused(bus: tidings.Bus) -> 
         assert {o: v for (q, o), v in stored.items() if q == p} == by_offset
 
 
+@tansu_idempotence
 def test_sends_racing_bus_close_are_stored_or_refused(bus_url: str) -> None:
     stored: dict[tuple[int, int], bytes] = {}
     for trial in range(5):

@@ -7,9 +7,11 @@ import asyncio
 import pytest
 
 import tidings
-from tidings.engines.base import ShareConfig
+from tidings.engines.base import Capability, ShareConfig
 
 from .helpers import receive_all
+
+pytestmark = pytest.mark.needs(Capability.SHARE_GROUPS)
 
 LOCK_MS = 5_000
 
@@ -35,6 +37,7 @@ def test_peek_shows_the_next_jobs_without_locking_or_counting(queue: tidings.Que
     assert [j.deliveries for j in jobs] == [1, 1, 1]
 
 
+@pytest.mark.needs(Capability.QUEUE_JOB_STATES)
 def test_peek_skips_locked_and_delayed_jobs_and_shows_released_ones(
     queue: tidings.Queue,
 ) -> None:

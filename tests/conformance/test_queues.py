@@ -9,8 +9,11 @@ import pytest
 
 import tidings
 from tidings import Job, TopicPartition
+from tidings.engines.base import Capability
 
 from .helpers import read_partition, receive_all
+
+pytestmark = pytest.mark.needs(Capability.SHARE_GROUPS)
 
 LOCK_MS = 400
 
@@ -79,6 +82,7 @@ def test_a_released_job_comes_back_with_a_higher_delivery_count(queue: tidings.Q
     assert (again.value, again.offset, again.deliveries) == (b"retry me", 0, 2)
 
 
+@pytest.mark.needs(Capability.QUEUE_JOB_STATES)
 def test_release_with_a_delay_holds_the_job_back(queue: tidings.Queue) -> None:
     queue.send(b"later")
     (job,) = receive_all(queue, 1)
@@ -169,6 +173,7 @@ def test_without_a_dead_letter_topic_rejected_jobs_are_dropped(bus: tidings.Bus)
     assert [t.name for t in bus.list_topics()] == ["plain"]
 
 
+@pytest.mark.needs(Capability.QUEUE_JOB_STATES)
 def test_a_delayed_job_is_invisible_until_due(queue: tidings.Queue) -> None:
     sent = time.monotonic()
     queue.send(b"in a while", delay_ms=400)
@@ -281,6 +286,7 @@ def test_queue_records_live_in_an_ordinary_topic(bus: tidings.Bus, queue: tiding
     assert bus.describe_topic("jobs").partitions[tp.partition].end_offset == 1
 
 
+@pytest.mark.needs(Capability.QUEUE_PRIORITIES)
 def test_higher_priority_jobs_are_delivered_first(queue: tidings.Queue) -> None:
     for i in range(3):
         queue.send(b"low %d" % i)
@@ -291,6 +297,7 @@ def test_higher_priority_jobs_are_delivered_first(queue: tidings.Queue) -> None:
     assert values(jobs) == [b"urgent", b"high 0", b"high 1", b"low 0", b"low 1", b"low 2"]
 
 
+@pytest.mark.needs(Capability.QUEUE_PRIORITIES)
 def test_a_released_job_keeps_its_priority(queue: tidings.Queue) -> None:
     queue.send(b"low")
     queue.send(b"high", priority=7)

@@ -8,6 +8,7 @@ import pytest
 
 import tidings
 from tidings import TopicPartition
+from tidings.engines.base import Capability
 
 from .helpers import offsets, read_partition
 
@@ -32,6 +33,7 @@ def extent(bus: tidings.Bus, topic: str, partition: int = 0) -> tuple[int, int]:
     return state.start_offset, state.end_offset
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_old_batches_are_deleted(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -45,6 +47,7 @@ def test_old_batches_are_deleted(bus: tidings.Bus) -> None:
     assert offsets(read_partition(bus, "orders")) == [5, 6, 7]
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_a_batch_goes_only_when_all_of_it_is_old(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -54,6 +57,7 @@ def test_a_batch_goes_only_when_all_of_it_is_old(bus: tidings.Bus) -> None:
     assert offsets(read_partition(bus, "orders")) == [0, 1, 2]
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_retention_applies_per_partition(bus: tidings.Bus) -> None:
     bus.create_topic("orders", partitions=2, retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -65,6 +69,7 @@ def test_retention_applies_per_partition(bus: tidings.Bus) -> None:
     assert extent(bus, "orders", 1) == (0, 2)
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_everything_old_empties_the_partition_but_keeps_the_end(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -76,6 +81,7 @@ def test_everything_old_empties_the_partition_but_keeps_the_end(bus: tidings.Bus
     assert bus.publish("orders", b"next").offset == 3
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_no_retention_keeps_everything(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=None)
     batch(bus, "orders", [1, 2, 3])
@@ -83,6 +89,7 @@ def test_no_retention_keeps_everything(bus: tidings.Bus) -> None:
     assert extent(bus, "orders") == (0, 3)
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_shortened_retention_applies_on_next_maintain(bus: tidings.Bus) -> None:
     bus.create_topic("orders")
     old = now_ms() - 2 * HOUR_MS
@@ -94,6 +101,7 @@ def test_shortened_retention_applies_on_next_maintain(bus: tidings.Bus) -> None:
     assert extent(bus, "orders") == (1, 1)
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_retention_bytes_keeps_the_partition_under_the_limit(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=None)
     for i in range(10):
@@ -108,6 +116,7 @@ def test_retention_bytes_keeps_the_partition_under_the_limit(bus: tidings.Bus) -
     assert bus.publish("orders", b"next").offset == 10
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_retention_bytes_under_the_limit_deletes_nothing(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=None, retention_bytes=1 << 20)
     for i in range(5):
@@ -116,6 +125,8 @@ def test_retention_bytes_under_the_limit_deletes_nothing(bus: tidings.Bus) -> No
     assert extent(bus, "orders") == (0, 5)
 
 
+@pytest.mark.needs(Capability.COMPACTION)
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compact_only_topic_ignores_retention(bus: tidings.Bus) -> None:
     bus.create_topic("orders", cleanup_policy="compact", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -124,6 +135,7 @@ def test_compact_only_topic_ignores_retention(bus: tidings.Bus) -> None:
     assert extent(bus, "orders") == (0, 2)
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_group_behind_the_log_start_continues_from_it(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -140,6 +152,7 @@ def test_group_behind_the_log_start_continues_from_it(bus: tidings.Bus) -> None:
     assert offsets(got) == [3, 4]
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_lag_without_a_commit_counts_from_the_log_start(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -152,6 +165,7 @@ def test_lag_without_a_commit_counts_from_the_log_start(bus: tidings.Bus) -> Non
     assert partition.lag == 2
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_group_behind_the_log_start_with_latest_jumps_to_the_end(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -167,6 +181,7 @@ def test_group_behind_the_log_start_with_latest_jumps_to_the_end(bus: tidings.Bu
         assert offsets(c.poll(timeout_ms=1000)) == [5]
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_reader_behind_the_log_start_is_moved_to_it(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS
@@ -183,6 +198,7 @@ def test_reader_behind_the_log_start_is_moved_to_it(bus: tidings.Bus) -> None:
         consumer.close()
 
 
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_reader_behind_the_log_start_with_reset_none_raises(bus: tidings.Bus) -> None:
     bus.create_topic("orders", retention_ms=HOUR_MS)
     old = now_ms() - 2 * HOUR_MS

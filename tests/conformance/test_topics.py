@@ -6,10 +6,12 @@ import pytest
 
 import tidings
 from tidings import InvalidPartitionsError, TopicExistsError, TopicNotFoundError
+from tidings.engines.base import Capability
 
 from .helpers import read_partition
 
 
+@pytest.mark.needs(Capability.COMPACTION)
 def test_create_topic_returns_spec_with_settings(bus: tidings.Bus) -> None:
     spec = bus.create_topic(
         "orders",
@@ -62,6 +64,7 @@ def test_describe_new_topic_has_empty_partitions(bus: tidings.Bus) -> None:
     assert d.records == 0
 
 
+@pytest.mark.needs(Capability.PARTITION_SIZES)
 def test_describe_shows_end_offsets_and_size(bus: tidings.Bus) -> None:
     bus.create_topic("orders", partitions=2)
     for i in range(3):
@@ -73,6 +76,7 @@ def test_describe_shows_end_offsets_and_size(bus: tidings.Bus) -> None:
     assert d.records == 3
 
 
+@pytest.mark.needs(Capability.COMPACTION)
 def test_alter_topic_changes_only_named_settings(bus: tidings.Bus) -> None:
     bus.create_topic("orders", partitions=2, retention_ms=1000, max_message_bytes=100)
     altered = bus.alter_topic("orders", retention_ms=None, cleanup_policy="compact")
@@ -92,6 +96,7 @@ def test_altered_max_message_bytes_applies_to_publish(bus: tidings.Bus) -> None:
     assert bus.publish("orders", b"x" * 20).offset == 0
 
 
+@pytest.mark.needs(Capability.ADD_PARTITIONS)
 def test_add_partitions_grows_and_keeps_records(bus: tidings.Bus) -> None:
     bus.create_topic("orders", partitions=2)
     bus.publish("orders", b"a", partition=0)

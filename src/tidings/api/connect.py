@@ -1,4 +1,4 @@
-"""Open a bus from a URL: memory://, sqlite://PATH (the default)."""
+"""Open a bus from a URL: memory://, sqlite://PATH (the default), nats://HOST:PORT."""
 
 from __future__ import annotations
 
@@ -42,8 +42,16 @@ def engine_for(url: str) -> Engine:
                 "sqlite:// needs a path, e.g. sqlite://./bus.db or sqlite:///var/lib/bus.db"
             )
         return LogEngine(SQLiteStore(path, url=url, **options))
+    if scheme in ("nats", "tls"):
+        from tidings.engines.nats.engine import NatsEngine
+
+        return NatsEngine(url)
+    if scheme == "kafka":
+        from tidings.engines.kafka import KafkaEngine
+
+        return KafkaEngine(url)
     raise ConfigurationError(
-        f"unknown engine {scheme!r} in {url!r}; this build knows memory:// and sqlite://"
+        f"unknown engine {scheme!r} in {url!r}; this build knows memory://, sqlite:// and kafka://"
     )
 
 

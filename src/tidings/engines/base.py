@@ -26,6 +26,21 @@ class Capability(StrEnum):
     MULTI_PROCESS = "multi_process"
     DURABLE = "durable"
     SHARE_GROUPS = "share_groups"
+    CLEANUP_ON_DEMAND = "cleanup_on_demand"
+    """maintain() applies retention and compaction at once (a Kafka cluster's cleaner
+    runs on its own schedule)."""
+    PARTITION_SIZES = "partition_sizes"
+    """describe_topic() reports each partition's size in bytes."""
+    ADD_PARTITIONS = "add_partitions"
+    """A topic can grow to more partitions (Kafka's CreatePartitions)."""
+    EXACT_RECORD_LIMIT = "exact_record_limit"
+    """max_message_bytes limits each record exactly: its key, value and headers (a Kafka
+    cluster's max.message.bytes limits a whole record batch, overhead included)."""
+    QUEUE_PRIORITIES = "queue_priorities"
+    """A queue hands out jobs sent with a higher priority first."""
+    QUEUE_JOB_STATES = "queue_job_states"
+    """A queue's depth and peek see each job's state: a job released with a delay, or
+    sent with one, counts as delayed, and a released job is shown by peek."""
 
 
 class ProduceBatch(NamedTuple):

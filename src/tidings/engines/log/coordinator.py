@@ -11,16 +11,32 @@ eager `range` strategy a member gives up everything on a rebalance; with
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from tidings.core.errors import CommitFailedError, GroupError
+from tidings.core.errors import (
+    CommitFailedError,
+    GroupError,
+    GroupNotEmptyError,
+    GroupNotFoundError,
+)
+from tidings.core.records import TopicPartition, TopicSpec
+from tidings.engines.base import (
+    GroupDescription,
+    MemberDescription,
+    PartitionLag,
+    PartitionState,
+)
 from tidings.engines.log.assignors import (
     Partition,
     range_assign,
     roundrobin_assign,
     sticky_assign,
 )
+
+R = TypeVar("R")
 
 STRATEGIES = ("range", "roundrobin", "cooperative-sticky")
 """Assignors the group runs (server-side), by the names Kafka clients give them."""
@@ -82,6 +98,10 @@ class GroupState:
     def subscribed_topics(self) -> set[str]:
         """Every topic some member subscribes to."""
         return {t for m in self.members.values() for t in m.topics}
+
+    def known_topics(self) -> set[str]:
+        """Every topic the group has committed offsets in or some member subscribes to."""
+        return set(self.offsets) | self.subscribed_topics()
 
     def committed(self, topic: str, partition: int) -> int | None:
         """The committed offset of a partition, if any."""
@@ -230,6 +250,78 @@ def commit(
         raise CommitFailedError(group, refusal.message)
     for (topic, partition), offset in offsets.items():
         state.offsets.setdefault(topic, {})[str(partition)] = offset
+
+
+# -- administration ------------------------------------------------------------------------
+
+
+def administered(
+    group: str,
+    change: Callable[[GroupState], R],
+    specs: Mapping[str, TopicSpec],
+    *,
+    must_exist: bool = True,
+) -> Callable[[GroupState], R]:
+    """`change`, applied after expiring members whose session ended (a crashed process)."""
+
+    def reaped(state: GroupState) -> R:
+        if must_exist and state.forgotten and not state.generation:  # never stored
+            raise GroupNotFoundError(group)
+        counts = {t: specs[t].partitions for t in state.subscribed_topics() if t in specs}
+        reap(state, time.time_ns() // 1_000_000, counts)  # the rest rebalance over `specs`
+        return change(state)
+
+    return reaped
+
+
+def require_empty(group: str, state: GroupState, action: str) -> None:
+    """Refuse `action` (a verb: 'delete') on a group that still has live members."""
+    if state.members:
+        raise GroupNotEmptyError(
+            group,
+            f"cannot {action} group {group!r}: it has {len(state.members)} live member(s); "
+            f"stop its consumers first",
+        )
+
+
+def describe(
+    group: str, state: GroupState, extents: Mapping[str, Sequence[PartitionState]]
+) -> GroupDescription:
+    """Members, assignment and lag of a group, given the extents of its known topics."""
+    subscribed = state.subscribed_topics()
+    lags = []
+    for topic, partitions in sorted(extents.items()):
+        for extent in sorted(partitions, key=lambda e: e.partition):
+            p = extent.partition
+            committed, owner = state.committed(topic, p), state.owner((topic, p))
+            if committed is not None or owner or topic in subscribed:
+                lags.append(
+                    PartitionLag(topic, p, committed, extent.end_offset, owner, extent.start_offset)
+                )
+    members = tuple(
+        MemberDescription(
+            m.member_id,
+            m.client_id,
+            tuple(m.topics),
+            tuple(TopicPartition(*tp) for tp in m.owned),
+        )
+        for m in state.members.values()
+    )
+    return GroupDescription(
+        group=group,
+        state=_described_state(state),
+        generation=state.generation,
+        strategy=state.strategy,
+        members=members,
+        partitions=tuple(lags),
+    )
+
+
+def _described_state(state: GroupState) -> Literal["Stable", "PreparingRebalance", "Empty"]:
+    if not state.members:
+        return "Empty"
+    settled = all(sorted(m.owned) == sorted(m.target) for m in state.members.values())
+    return "Stable" if settled else "PreparingRebalance"
 
 
 # -- members joined through the Kafka protocol ----------------------------------------------

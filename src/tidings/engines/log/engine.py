@@ -8,14 +8,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from tidings.core import batch as codec
 from tidings.core.errors import (
     ClosedError,
-    ConfigurationError,
-    GroupNotEmptyError,
-    GroupNotFoundError,
     InvalidPartitionsError,
     TopicExistsError,
     TopicNotFoundError,
@@ -28,6 +25,7 @@ from tidings.core.records import (
     TopicSpec,
     validate_partitions,
 )
+from tidings.engines import redrive
 from tidings.engines.base import (
     AppendResult,
     Capability,
@@ -36,8 +34,6 @@ from tidings.engines.base import (
     EngineConsumer,
     EngineShareConsumer,
     GroupDescription,
-    MemberDescription,
-    PartitionLag,
     PartitionState,
     ProduceBatch,
     QueueDepth,
@@ -347,16 +343,12 @@ class LogEngine(Engine):
 
     async def queue_redrive(self, config: ShareConfig, max_records: int | None) -> int:
         """Copy dead letters back to the queue's topic, each once; how many."""
-        from tidings.engines.log.queue import redrive
-
-        if config.dead_letter_topic is None:
-            raise ConfigurationError(
-                f"queue {config.topic!r} (group {config.group!r}) has no dead-letter topic; "
-                f"name it with bus.queue(..., dead_letter_topic=...)"
-            )
-        await self.topic(config.topic)
-        await self.topic(config.dead_letter_topic)
-        return await redrive(self, config, max_records)
+        dead_letters = redrive.dead_letter_topic(config)
+        spec = await self.topic(config.topic)
+        await self.topic(dead_letters)
+        return await redrive.redrive(
+            self, config, spec.partitions, max_records, max_deliveries=1 << 30, wait_s=0
+        )
 
     async def list_share_groups(self) -> list[str]:
         """Every share group with state."""
@@ -376,48 +368,17 @@ class LogEngine(Engine):
         """Members, assignment and lag."""
         state = await self._update_group(group, lambda state: state, durable=False)
         specs = await self.refresh_topics()
-        topics = set(state.offsets) | state.subscribed_topics()
-        extents: dict[tuple[str, int], PartitionState] = {}
-        for topic in sorted(topics & set(specs)):
-            for p in await self.run(self.store.partition_states, topic):
-                extents[(topic, p.partition)] = p
-        lags = tuple(
-            PartitionLag(
-                topic,
-                partition,
-                state.committed(topic, partition),
-                extent.end_offset,
-                state.owner((topic, partition)),
-                extent.start_offset,
-            )
-            for (topic, partition), extent in sorted(extents.items())
-            if state.committed(topic, partition) is not None
-            or state.owner((topic, partition))
-            or topic in state.subscribed_topics()
-        )
-        members = tuple(
-            MemberDescription(
-                m.member_id,
-                m.client_id,
-                tuple(m.topics),
-                tuple(TopicPartition(*tp) for tp in m.owned),
-            )
-            for m in state.members.values()
-        )
-        return GroupDescription(
-            group=group,
-            state=_group_state(state),
-            generation=state.generation,
-            strategy=state.strategy,
-            members=members,
-            partitions=lags,
-        )
+        extents = {
+            topic: await self.run(self.store.partition_states, topic)
+            for topic in sorted(state.known_topics() & set(specs))
+        }
+        return coordinator.describe(group, state, extents)
 
     async def delete_group(self, group: str) -> None:
         """Delete an empty group and its committed offsets, in one transaction."""
 
         def forget(state: GroupState) -> None:
-            _require_empty(group, state, "delete")
+            coordinator.require_empty(group, state, "delete")
             state.offsets.clear()  # a forgotten group's row is deleted
 
         await self._update_group(group, forget, durable=True)
@@ -426,7 +387,7 @@ class LogEngine(Engine):
         """Overwrite committed offsets of an empty group."""
 
         def change(state: GroupState) -> None:
-            _require_empty(group, state, "reset offsets of")
+            coordinator.require_empty(group, state, "reset offsets of")
             for (topic, partition), offset in offsets.items():
                 state.offsets.setdefault(topic, {})[str(partition)] = offset
 
@@ -441,15 +402,7 @@ class LogEngine(Engine):
         must_exist: bool = True,
     ) -> R:
         """Apply an admin change to a group after expiring members whose session ended."""
-        specs = self._specs
-
-        def reaped(state: GroupState) -> R:
-            if must_exist and state.forgotten and not state.generation:
-                raise GroupNotFoundError(group)
-            counts = {t: specs[t].partitions for t in state.subscribed_topics() if t in specs}
-            coordinator.reap(state, now_ms(), counts)
-            return change(state)
-
+        reaped = coordinator.administered(group, change, self._specs, must_exist=must_exist)
         return await self.run(self.store.update_group, group, reaped, durable)
 
     # -- maintenance ---------------------------------------------------------------------
@@ -477,19 +430,3 @@ class LogEngine(Engine):
             except Exception:
                 # A busy or briefly unreadable store: the next round tries again.
                 log.exception("background %s failed; retrying in %.0fs", job.__name__, interval_s)
-
-
-def _group_state(state: GroupState) -> Literal["Stable", "PreparingRebalance", "Empty", "Dead"]:
-    if not state.members:
-        return "Empty"
-    settled = all(sorted(m.owned) == sorted(m.target) for m in state.members.values())
-    return "Stable" if settled else "PreparingRebalance"
-
-
-def _require_empty(group: str, state: GroupState, action: str) -> None:
-    if state.members:
-        raise GroupNotEmptyError(
-            group,
-            f"cannot {action} group {group!r}: it has {len(state.members)} live member(s); "
-            f"stop its consumers first",
-        )

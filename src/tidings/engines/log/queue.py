@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tidings.core import batch as codec
 from tidings.core.errors import ClosedError
-from tidings.core.records import DELIVER_AT, PRIORITY, Headers, Record, TopicPartition
+from tidings.core.records import DELIVER_AT, PRIORITY, Record, TopicPartition
 from tidings.engines.base import (
     Ack,
     AckKind,
@@ -32,6 +32,12 @@ from tidings.engines.base import (
 )
 from tidings.engines.log import share
 from tidings.engines.log.share import ACQUIRED, AVAILABLE, Fresh, Settled, ShareState, Taken
+from tidings.engines.redrive import (
+    REDRIVE_PREFIX,
+    dead_letter_headers,
+    header_int,
+    redrive_group,
+)
 
 if TYPE_CHECKING:
     from tidings.engines.log.engine import LogEngine
@@ -288,7 +294,7 @@ class LogShareConsumer(EngineShareConsumer):
                     [r.value for r in records],
                     [r.key for r in records],
                     [r.timestamp for r in records],
-                    [_dead_letter_headers(r, *why[r.offset]) for r in records],
+                    [dead_letter_headers(r, *why[r.offset]) for r in records],
                 )
                 produce = ProduceBatch(target.name, partition % target.partitions, batch)
                 self._store.submit([produce]).result()
@@ -329,20 +335,6 @@ async def queue_depth(engine: LogEngine, group: str, topic: str) -> list[QueueDe
             )
         )
     return out
-
-
-REDRIVE_PREFIX = "__redrive."
-"""Share groups named so mark which dead letters of a queue were already redriven."""
-REDRIVE_BATCH = 1000
-REDRIVE_LOCK_MS = 60_000
-REDRIVES = "tidings.redrives"
-"""Header on a redriven record: how many times it came back from the dead letters."""
-DLQ_PREFIX = "tidings.dlq."
-
-
-def redrive_group(group: str) -> str:
-    """The share group over the dead-letter topic that marks what `group` redrove."""
-    return f"{REDRIVE_PREFIX}{group}"
 
 
 async def list_queues(engine: LogEngine) -> list[tuple[str, str]]:
@@ -391,7 +383,7 @@ def _peek(engine: LogEngine, config: ShareConfig, max_records: int) -> list[Reco
             records = reader._read_fresh(p, offset, extent.end_offset)
             if not records:
                 break
-            out.extend(r for r in records if _header_int(r, DELIVER_AT) <= now)
+            out.extend(r for r in records if header_int(r, DELIVER_AT) <= now)
             offset = records[-1].offset + 1
         del out[max_records:]
     return out
@@ -426,108 +418,11 @@ async def dead_letters(engine: LogEngine, config: ShareConfig) -> int:
     return sum(d.available + d.in_flight + d.delayed for d in depth)
 
 
-async def redrive(engine: LogEngine, config: ShareConfig, max_records: int | None) -> int:
-    """Copy dead letters back to the queue's topic, each once; how many were copied."""
-    assert config.dead_letter_topic is not None
-    marker = LogShareConsumer(
-        engine,
-        ShareConfig(
-            group=redrive_group(config.group),
-            topic=config.dead_letter_topic,
-            lock_timeout_ms=REDRIVE_LOCK_MS,
-            max_deliveries=1 << 30,
-        ),
-    )
-    partitions = (await engine.topic(config.topic)).partitions
-    copied = 0
-    while max_records is None or copied < max_records:
-        limit = REDRIVE_BATCH if max_records is None else min(REDRIVE_BATCH, max_records - copied)
-        # Locked first, so a concurrent redrive takes other records; accepted once copied
-        # (a crash in between copies those records again: at least once, never lost).
-        taken = await marker.acquire(limit, 0)
-        if not taken:
-            break
-        by_partition: dict[int, list[Record]] = defaultdict(list)
-        for d in taken:
-            by_partition[_origin_partition(d.record, partitions)].append(d.record)
-        await engine.append(
-            [
-                ProduceBatch(
-                    config.topic,
-                    p,
-                    codec.encode(
-                        [r.value for r in records],
-                        [r.key for r in records],
-                        [r.timestamp for r in records],
-                        [_redriven_headers(r) for r in records],
-                    ),
-                )
-                for p, records in sorted(by_partition.items())
-            ]
-        )
-        await marker.acknowledge(
-            [
-                Ack(
-                    TopicPartition(d.record.topic, d.record.partition),
-                    d.record.offset,
-                    AckKind.ACCEPT,
-                )
-                for d in taken
-            ]
-        )
-        copied += len(taken)
-    await marker.close()
-    return copied
-
-
-def _origin_partition(record: Record, partitions: int) -> int:
-    """The partition a dead letter came from, when the topic still has it (else 0)."""
-    raw = record.header(f"{DLQ_PREFIX}partition")
-    try:
-        p = int(raw) if raw else 0
-    except ValueError:
-        return 0
-    return p if 0 <= p < partitions else 0
-
-
-def _redriven_headers(record: Record) -> Headers:
-    """The original headers (without the dead-letter facts), with the redrive count."""
-    raw = record.header(REDRIVES)
-    try:
-        count = int(raw) if raw else 0
-    except ValueError:
-        count = 0
-    kept = tuple(
-        (k, v) for k, v in record.headers if not k.startswith(DLQ_PREFIX) and k != REDRIVES
-    )
-    return (*kept, (REDRIVES, str(count + 1).encode()))
-
-
-def _dead_letter_headers(record: Record, deliveries: int, reason: str) -> Headers:
-    """The record's headers plus where it came from and why it is a dead letter."""
-    facts = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "deliveries": deliveries,
-        "reason": reason,
-    }
-    return (*record.headers, *((f"tidings.dlq.{k}", str(v).encode()) for k, v in facts.items()))
-
-
 def _timing(record: Record) -> tuple[int, int]:
     """(not before, priority) of a record, from its headers."""
     if not record.headers:
         return 0, 0
-    return _header_int(record, DELIVER_AT), min(9, _header_int(record, PRIORITY))
-
-
-def _header_int(record: Record, name: str) -> int:
-    raw = record.header(name)
-    try:
-        return max(0, int(raw)) if raw else 0
-    except ValueError:
-        return 0  # malformed: deliver at once, at the lowest priority, rather than never
+    return header_int(record, DELIVER_AT), min(9, header_int(record, PRIORITY))
 
 
 def _read_end(records: Sequence[Record]) -> int:

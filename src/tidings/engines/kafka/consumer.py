@@ -1,0 +1,658 @@
+"""KafkaConsumer: a librdkafka consumer behind the EngineConsumer interface.
+
+Every call into librdkafka runs on the consumer's own thread, one at a time, so the
+event loop never blocks and librdkafka's rebalance callbacks run where it expects them:
+inside poll. Positions are tidings': the next offset per partition after the records
+handed out, set explicitly when a partition is assigned and moved by seek and rewind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from tidings.core.errors import (
+    ClosedError,
+    CommitFailedError,
+    ConfigurationError,
+    GroupError,
+    OffsetOutOfRangeError,
+    PartitionNotFoundError,
+    TidingsError,
+    TopicNotFoundError,
+)
+from tidings.core.records import NO_HEADERS, Record, TopicPartition
+from tidings.core.subjects import compile_pattern, is_pattern, matching
+from tidings.engines.base import ConsumerConfig, EngineConsumer, Rebalance
+from tidings.engines.kafka.errors import kafka_error, translate
+
+if TYPE_CHECKING:
+    from tidings.engines.kafka.engine import KafkaEngine
+
+R = TypeVar("R")
+log = logging.getLogger("tidings.kafka")
+
+METADATA_MAX_AGE_S = 1.0
+"""How often a pattern subscription looks for new matching topics."""
+POLL_SLICE_S = 0.2
+"""Longest single wait inside librdkafka, so a poll notices topics and closes promptly."""
+SETTLE_S = 0.3
+"""Least time the first poll after a seek or an assignment waits for records."""
+FETCHED_WAIT_S = 0.002
+"""How long a poll that has records waits for more of the same fetch to be queued."""
+OUT_OF_GROUP = {
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError._STATE,
+    KafkaError._MAX_POLL_EXCEEDED,
+    KafkaError._ASSIGNMENT_LOST,
+}
+RESETS = {"earliest": "earliest", "latest": "latest", "none": "error"}
+
+
+def _tp(p: KafkaPartition) -> TopicPartition:
+    return TopicPartition(p.topic, p.partition)
+
+
+def _or_invalid(offset: int | None) -> int:
+    """An offset for librdkafka: None (no start known) is OFFSET_INVALID, the group's."""
+    return OFFSET_INVALID if offset is None else offset
+
+
+def _where(msg: Message) -> TopicPartition:
+    """The partition a message of librdkafka's came from."""
+    topic, partition = msg.topic(), msg.partition()
+    assert topic is not None and partition is not None
+    return TopicPartition(topic, partition)
+
+
+class KafkaConsumer(EngineConsumer):
+    """One librdkafka consumer: in a group (subscribe), or on chosen partitions (assign)."""
+
+    def __init__(self, engine: KafkaEngine, config: ConsumerConfig) -> None:
+        self._engine = engine
+        self._url = engine.url
+        self._config = config
+        self._group = config.group
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-kafka-consumer")
+        self._client: Consumer | None = None
+        self._positions: dict[TopicPartition, int | None] = {}
+        self._paused: set[TopicPartition] = set()
+        self._epochs: dict[TopicPartition, int] = {}
+        """Grows with every seek of a partition: records fetched before it are dropped."""
+        self._ops: deque[Callable[[Consumer], None]] = deque()
+        """librdkafka calls asked for on the loop, made on the consumer thread."""
+        self._rebalances: list[Rebalance] = []
+        self._held: list[Record] = []
+        self._failure: TidingsError | None = None
+        self._settled = True
+        """False after an assignment or a seek, until a poll has waited for its fetch."""
+        """Records fetched while joining, handed out by the next poll."""
+        self._literal: list[str] = []
+        self._patterns: list[str] = []
+        self._topics: list[str] = []
+        self._next_refresh = 0.0
+        self._cooperative = config.strategy == "cooperative-sticky"
+        self._joined = False
+        self._closing = False
+        self._closed = False
+
+    # -- the consumer thread -------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
+        if self._closed:
+            raise ClosedError("consumer is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, partial(fn, *args))
+
+    def _consumer(self) -> Consumer:
+        """Thread: the librdkafka consumer, created on first use."""
+        if self._client is None:
+            config = self._config
+            session = int(
+                self._engine.settings.librdkafka.get(
+                    "session.timeout.ms", config.session_timeout_ms
+                )
+            )
+            defaults: dict[str, object] = {
+                "client.id": config.client_id,
+                "auto.offset.reset": RESETS[config.auto_offset_reset],
+                "partition.assignment.strategy": config.strategy,
+                "session.timeout.ms": config.session_timeout_ms,
+                "heartbeat.interval.ms": config.heartbeat_interval_ms,
+                "max.partition.fetch.bytes": config.max_partition_fetch_bytes,
+                "fetch.max.bytes": config.fetch_max_bytes,
+                # a seek or a new record waits at most this long for a fetch in flight
+                "fetch.wait.max.ms": 50,
+                "fetch.error.backoff.ms": 100,
+                **config.extra,
+            }
+            overrides: dict[str, object] = {
+                "group.id": self._group or f"tidings-reader-{uuid.uuid4().hex[:12]}",
+                # librdkafka requires it to be at least the session timeout
+                "max.poll.interval.ms": max(config.max_poll_interval_ms, session),
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                "error_cb": self._on_error,
+            }
+            try:
+                self._client = Consumer(
+                    self._engine.settings.client("consumer", defaults, overrides)
+                )
+            except KafkaException as e:
+                raise translate(e, self._url, "creating a consumer") from e
+        return self._client
+
+    def _on_error(self, err: KafkaError) -> None:
+        log.warning("consumer of %s: %s", self._url, err.str())
+
+    def _run_ops(self, client: Consumer) -> None:
+        while self._ops:
+            self._ops.popleft()(client)
+
+    # -- membership ----------------------------------------------------------------------
+
+    async def subscribe(self, topics: Sequence[str]) -> None:
+        """Follow `topics` (names or patterns): in the group, or alone from their end."""
+        names = list(dict.fromkeys(topics))
+        self._patterns = [t for t in names if is_pattern(t)]
+        for pattern in self._patterns:
+            compile_pattern(pattern)  # refuse a bad pattern now
+        self._literal = [t for t in names if not is_pattern(t)]
+        await self._call(self._subscribe_blocking)
+
+    def _subscribe_blocking(self) -> None:
+        client = self._consumer()
+        counts = self._engine.admin.partition_counts()
+        for topic in self._literal:
+            if topic not in counts:
+                raise TopicNotFoundError(topic)
+        self._topics = self._matching(counts)
+        self._next_refresh = time.monotonic() + METADATA_MAX_AGE_S
+        if self._group is None:
+            self._follow(client, counts, initial=True)
+            return
+        self._subscribe_to(client, self._topics)
+        self._join(client)
+
+    def _matching(self, counts: dict[str, int]) -> list[str]:
+        return list(dict.fromkeys([*self._literal, *matching(self._patterns, counts)]))
+
+    def _subscribe_to(self, client: Consumer, topics: list[str]) -> None:
+        if not topics:
+            client.unsubscribe()
+            return
+        client.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _join(self, client: Consumer) -> None:
+        """Thread: wait until the group assigns this member, unless others must move first.
+
+        A member alone is assigned at once; when the group has other members, they give
+        up partitions only inside their own polls, so this one does not wait for them.
+        """
+        deadline = time.monotonic() + self._config.session_timeout_ms / 1000 + 5
+        others_checked = False
+        while not self._joined and time.monotonic() < deadline:
+            self._keep(client.poll(0.05))
+            if not others_checked and client.memberid():
+                others_checked = True
+                assert self._group is not None
+                described = self._engine.admin.client.describe_consumer_groups([self._group])
+                with contextlib.suppress(Exception):
+                    found = next(iter(described.values())).result(self._engine.settings.timeout_s)
+                    if any(m.member_id != client.memberid() for m in found.members):
+                        return
+
+    def _keep(self, msg: Message | None) -> None:
+        """Thread: hold a record fetched while joining; raise a group error."""
+        if msg is None:
+            return
+        err = msg.error()
+        if err is None:
+            self._held.extend(self._records([msg], {}))
+            return
+        try:
+            self._raise_for(err, msg)
+        except GroupError:
+            raise
+        except TidingsError as e:  # about reading, not joining: the next poll raises it
+            self._failure = e
+
+    def _follow(self, client: Consumer, counts: dict[str, int], initial: bool) -> None:
+        """Thread, without a group: read every partition of the matching topics.
+
+        Partitions there at the start are read from their end; those of topics created
+        later, from their beginning, so nothing published after subscribing is missed.
+        """
+        wanted = {TopicPartition(t, p) for t in self._topics for p in range(counts.get(t, 0))}
+        new = sorted(tp for tp in wanted if tp not in self._positions)
+        gone = sorted(tp for tp in self._positions if tp not in wanted)
+        if gone:
+            client.incremental_unassign([KafkaPartition(*tp) for tp in gone])
+            self._drop(gone)
+        if new:
+            extents = self._engine.admin.extents(new)
+            starts = {tp: extents[tp][1 if initial else 0] for tp in new}
+            client.incremental_assign([KafkaPartition(*tp, starts[tp]) for tp in new])
+            self._positions.update(starts)
+            self._settled = False
+        if new or gone:
+            self._rebalances.append(Rebalance(tuple(gone), tuple(new)))
+
+    def _refresh(self, client: Consumer) -> None:
+        """Thread: follow topics created or deleted since, when a pattern is subscribed."""
+        self._next_refresh = time.monotonic() + METADATA_MAX_AGE_S
+        counts = self._engine.admin.partition_counts()
+        topics = self._matching(counts)
+        if self._group is None:
+            self._topics = topics
+            self._follow(client, counts, initial=False)
+        elif topics != self._topics:
+            self._topics = topics
+            self._subscribe_to(client, topics)
+
+    def _starts(
+        self, client: Consumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """Thread: where each newly assigned partition starts: its commit, else the reset."""
+        committed: dict[TopicPartition, int] = {}
+        if self._group is not None:
+            found = client.committed(
+                [KafkaPartition(*tp) for tp in partitions], timeout=self._engine.settings.timeout_s
+            )
+            committed = {_tp(p): p.offset for p in found if p.offset >= 0}
+        policy = self._config.auto_offset_reset
+        missing = [tp for tp in partitions if tp not in committed]
+        out: dict[TopicPartition, int | None] = dict.fromkeys(partitions)
+        out.update(committed)
+        if missing and policy != "none":
+            extents = self._engine.admin.extents(missing)
+            for tp in missing:
+                out[tp] = extents[tp][0 if policy == "earliest" else 1]
+        return out
+
+    def _on_assign(self, client: Consumer, partitions: list[KafkaPartition]) -> None:
+        tps = [_tp(p) for p in partitions]
+        starts = self._starts(client, tps) if tps else {}
+        chosen = [KafkaPartition(*tp, _or_invalid(starts[tp])) for tp in tps]
+        if self._cooperative:
+            client.incremental_assign(chosen)
+        else:
+            client.assign(chosen)
+        self._positions.update(starts)
+        self._settled = False
+        self._joined = True
+        self._rebalances.append(Rebalance((), tuple(tps)))
+
+    def _on_revoke(self, client: Consumer, partitions: list[KafkaPartition]) -> None:
+        gone = [_tp(p) for p in partitions]
+        if not self._closing and self.commit_source is not None and gone:
+            consumed = self.commit_source()
+            offsets = {tp: consumed[tp] for tp in gone if tp in consumed}
+            if offsets:
+                with contextlib.suppress(TidingsError):  # the next owner re-reads: at-least-once
+                    self._commit_blocking(offsets)
+        self._lose(client, gone)
+
+    def _on_lost(self, client: Consumer, partitions: list[KafkaPartition]) -> None:
+        self._lose(client, [_tp(p) for p in partitions])
+
+    def _lose(self, client: Consumer, gone: list[TopicPartition]) -> None:
+        if self._cooperative:
+            client.incremental_unassign([KafkaPartition(*tp) for tp in gone])
+        else:
+            client.unassign()
+        self._drop(gone)
+        if gone:
+            self._rebalances.append(Rebalance(tuple(gone), ()))
+
+    def _drop(self, partitions: Sequence[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self._paused.discard(tp)
+        self._held = [r for r in self._held if (r.topic, r.partition) not in set(partitions)]
+
+    async def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly these partitions."""
+        await self._call(self._assign_blocking, [TopicPartition(*tp) for tp in partitions])
+
+    def _assign_blocking(self, partitions: list[TopicPartition]) -> None:
+        client = self._consumer()
+        counts = self._engine.admin.partition_counts()
+        for tp in partitions:
+            if tp.topic not in counts:
+                raise TopicNotFoundError(tp.topic)
+            if not 0 <= tp.partition < counts[tp.topic]:
+                raise PartitionNotFoundError(tp.topic, tp.partition, counts[tp.topic])
+        starts = self._starts(client, partitions)
+        client.assign([KafkaPartition(*tp, _or_invalid(s)) for tp, s in starts.items()])
+        self._positions = dict(starts)
+        self._paused &= set(partitions)
+        self._settled = False
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions read now."""
+        return set(self._positions.copy())
+
+    def take_rebalances(self) -> list[Rebalance]:
+        """Rebalances since the last call."""
+        out, self._rebalances = self._rebalances, []
+        return out
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to `max_records` records."""
+        if self._closed:
+            raise ClosedError("consumer is closed")
+        epochs = self._epochs.copy()
+        records = await self._call(self._poll_blocking, max_records, timeout_s)
+        out: list[Record] = []
+        last: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if self._epochs.get(tp, 0) != epochs.get(tp, 0) or tp in self._paused:
+                continue  # moved by a seek while fetching, or paused: read again later
+            if tp not in self._positions:
+                continue  # revoked meanwhile
+            out.append(r)
+            last[tp] = r.offset
+        for tp, offset in last.items():
+            self._positions[tp] = offset + 1
+        return out
+
+    def _poll_blocking(self, max_records: int, timeout_s: float) -> list[Record]:
+        client = self._consumer()
+        if self._ops:
+            self._run_ops(client)
+            self._settled = False
+        if not self._settled:
+            # a fetch in flight from before a seek, or the first fetch of a partition just
+            # assigned, is still answered: wait for what the new position brings
+            timeout_s = max(timeout_s, SETTLE_S)
+            self._settled = True
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        if self._held:
+            held, self._held = self._held[:max_records], self._held[max_records:]
+            runs: dict[TopicPartition, list[Record]] = {}
+            for r in held:
+                runs.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+            return self._records(self._drain(client, [], max_records - len(held)), runs)
+        self._check_positions()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._patterns and time.monotonic() >= self._next_refresh:
+                self._refresh(client)
+            wait = max(0.0, min(deadline - time.monotonic(), POLL_SLICE_S))
+            first = client.poll(wait)
+            if first is not None:
+                records = self._records(self._drain(client, [first], max_records - 1), {})
+                if records or time.monotonic() >= deadline:
+                    return records
+            elif time.monotonic() >= deadline:
+                return []
+
+    def _drain(self, client: Consumer, messages: list[Message], wanted: int) -> list[Message]:
+        """Thread: add up to `wanted` messages already fetched to `messages`."""
+        goal = len(messages) + wanted
+        while len(messages) < goal:
+            more = client.consume(goal - len(messages), FETCHED_WAIT_S)
+            if not more:
+                break
+            messages.extend(more)
+        return messages
+
+    def _check_positions(self) -> None:
+        """Thread: a partition with no commit to start from and reset 'none' is an error."""
+        for tp, position in self._positions.copy().items():
+            if position is None and tp not in self._paused:
+                start, end = self._engine.admin.extents([tp])[tp]
+                raise OffsetOutOfRangeError(tp.topic, tp.partition, -1, start, end)
+
+    def _records(
+        self, messages: list[Message], runs: dict[TopicPartition, list[Record]]
+    ) -> list[Record]:
+        """Thread: records from librdkafka's messages, each partition's as one run."""
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._raise_for(err, msg)
+                continue
+            tp = _where(msg)
+            _, timestamp = msg.timestamp()
+            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+            record = Record(
+                tp.topic,
+                tp.partition,
+                msg.offset() or 0,
+                timestamp,
+                msg.key(),
+                msg.value(),
+                tuple(headers) if headers else NO_HEADERS,
+            )
+            run = runs.get(tp)
+            if run is None:
+                runs[tp] = [record]
+            else:
+                run.append(record)
+        if len(runs) == 1:
+            return next(iter(runs.values()))
+        return [r for run in runs.values() for r in run]
+
+    def _raise_for(self, err: KafkaError, msg: Message) -> None:
+        """Thread: raise the tidings error for an error event; log the transient ones."""
+        code = err.code()
+        if code == KafkaError._AUTO_OFFSET_RESET:
+            tp = _where(msg)
+            start, end = self._engine.admin.extents([tp])[tp]
+            position = self._positions.get(tp)
+            raise OffsetOutOfRangeError(
+                tp.topic, tp.partition, -1 if position is None else position, start, end
+            )
+        if code == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+            raise GroupError(
+                self._group or "",
+                f"cannot join group {self._group!r}: its members use another assignment "
+                f"strategy than {self._config.strategy!r}; give every member the same one",
+            )
+        if err.fatal() or code in (
+            KafkaError._AUTHENTICATION,
+            KafkaError.GROUP_AUTHORIZATION_FAILED,
+        ):
+            raise translate(err, self._url, "consuming")
+        log.warning("consumer of %s: %s", self._url, err.str())
+
+    # -- positions and commits -----------------------------------------------------------
+
+    def position(self, partition: TopicPartition) -> int:
+        """The next offset to return from `partition`."""
+        positions = self._positions.copy()
+        if partition not in positions:
+            raise ConfigurationError(
+                f"{partition.topic}[{partition.partition}] is not assigned to this consumer"
+            )
+        pos = positions[partition]
+        if pos is None:
+            raise ConfigurationError(
+                f"{partition.topic}[{partition.partition}] has no position yet; "
+                f"poll() first or seek()"
+            )
+        return pos
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """Next offsets of the partitions that have a position."""
+        return {tp: pos for tp, pos in self._positions.copy().items() if pos is not None}
+
+    async def seek(self, partition: TopicPartition, offset: int | str) -> None:
+        """Move to `offset`, 'earliest' or 'latest'."""
+        partition = TopicPartition(*partition)
+        if partition not in self._positions:
+            raise ConfigurationError(
+                f"cannot seek {partition.topic}[{partition.partition}]: "
+                f"not assigned to this consumer"
+            )
+        if isinstance(offset, str):
+            if offset not in ("earliest", "latest"):
+                raise ConfigurationError(
+                    f"seek to an offset, 'earliest' or 'latest', not {offset!r}"
+                )
+            extents = await self._call(self._engine.admin.extents, [partition])
+            offset = extents[partition][0 if offset == "earliest" else 1]
+        if offset < 0:
+            raise ConfigurationError(f"offset must be >= 0, not {offset}")
+        self.rewind(partition, offset)
+
+    def rewind(self, partition: TopicPartition, offset: int) -> None:
+        """Make `offset` the next record of `partition` (records given back, or a seek)."""
+        self._positions[partition] = offset
+        self._epochs[partition] = self._epochs.get(partition, 0) + 1
+        self._held = [r for r in self._held if (r.topic, r.partition) != partition]
+        self._ops.append(lambda client: self._seek_blocking(client, partition))
+
+    def _seek_blocking(self, client: Consumer, partition: TopicPartition) -> None:
+        position = self._positions.get(partition)
+        if position is None or partition in self._paused:
+            return  # revoked since, or seeks again when resumed
+        try:
+            client.seek(KafkaPartition(*partition, position))
+        except KafkaException as e:  # not fetching yet: assign it at the position instead
+            log.debug("seek of %s failed (%s); assigning at %d", partition, e, position)
+            if self._cooperative:
+                client.incremental_unassign([KafkaPartition(*partition)])
+                client.incremental_assign([KafkaPartition(*partition, position)])
+            else:
+                client.assign(
+                    [
+                        KafkaPartition(*tp, _or_invalid(pos))
+                        for tp, pos in self._positions.copy().items()
+                    ]
+                )
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit positions (or `offsets`) to the group."""
+        if self._group is None:
+            raise ConfigurationError("commit needs a group; create the consumer with group='name'")
+        if offsets is None:
+            offsets = self.positions()
+        if not offsets:
+            return
+        owned = self._positions.copy()
+        foreign = sorted(tp for tp in offsets if tp not in owned)
+        if foreign:
+            raise CommitFailedError(
+                self._group,
+                f"commit failed: {foreign[0].topic}[{foreign[0].partition}] is not assigned to "
+                f"this member of group {self._group!r}; commit only the partitions it owns",
+            )
+        await self._call(self._commit_blocking, dict(offsets))
+
+    def _commit_blocking(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._group is not None
+        client = self._consumer()
+        try:
+            client.commit(
+                offsets=[KafkaPartition(*tp, off) for tp, off in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as e:
+            err = kafka_error(e)
+            if err is not None and err.code() in OUT_OF_GROUP:
+                raise CommitFailedError(
+                    self._group,
+                    f"commit failed: this consumer is out of group {self._group!r} (it did not "
+                    f"poll or heartbeat in time, or the group is rebalancing); its partitions "
+                    f"go to other members and will be re-read ({err.str()})",
+                ) from e
+            raise translate(e, self._url, f"committing offsets of group {self._group!r}") from e
+
+    async def committed(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets."""
+        if self._group is None or not partitions:
+            return {}
+        return await self._call(self._committed_blocking, list(partitions))
+
+    def _committed_blocking(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        client = self._consumer()
+        try:
+            found = client.committed(
+                [KafkaPartition(*tp) for tp in partitions], timeout=self._engine.settings.timeout_s
+            )
+        except KafkaException as e:
+            raise translate(e, self._url, f"reading offsets of group {self._group!r}") from e
+        return {_tp(p): p.offset for p in found if p.offset >= 0}
+
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        """First offset at or after each time."""
+        if not timestamps:
+            return {}
+        return await self._call(self._offsets_for_times_blocking, dict(timestamps))
+
+    def _offsets_for_times_blocking(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        client = self._consumer()
+        try:
+            found = client.offsets_for_times(
+                [KafkaPartition(*tp, ts) for tp, ts in timestamps.items()],
+                timeout=self._engine.settings.timeout_s,
+            )
+        except KafkaException as e:
+            raise translate(e, self._url, "looking up offsets by time") from e
+        return {_tp(p): p.offset if p.offset >= 0 else None for p in found}
+
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop returning records from `partitions`."""
+        tps = [TopicPartition(*tp) for tp in partitions]
+        self._paused.update(tps)
+        self._held = [r for r in self._held if (r.topic, r.partition) not in set(tps)]
+        self._ops.append(lambda client: client.pause([KafkaPartition(*tp) for tp in tps]))
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Return records from `partitions` again, from where this consumer left them."""
+        tps = [TopicPartition(*tp) for tp in partitions if tuple(tp) in self._paused]
+        self._paused.difference_update(tps)
+
+        def resume(client: Consumer) -> None:
+            client.resume([KafkaPartition(*tp) for tp in tps])
+            for tp in tps:
+                self._seek_blocking(client, tp)
+
+        self._ops.append(resume)
+
+    async def close(self) -> None:
+        """Leave the group and stop the consumer thread."""
+        if self._closed:
+            return
+        try:
+            await self._call(self._close_blocking)
+        finally:
+            self._closed = True
+            self._thread.shutdown(wait=False)
+
+    def _close_blocking(self) -> None:
+        self._closing = True
+        if self._client is not None:
+            try:
+                self._client.close()
+            except (KafkaException, RuntimeError) as e:
+                log.warning("closing a consumer of %s: %s", self._url, e)

@@ -1,0 +1,194 @@
+"""Appending batches through one idempotent librdkafka producer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from tidings.core import batch as codec
+from tidings.core.errors import (
+    ClosedError,
+    PartitionNotFoundError,
+    RecordTooLargeError,
+    TidingsError,
+)
+from tidings.core.records import TopicSpec
+from tidings.engines.base import AppendResult, ProduceBatch
+from tidings.engines.kafka.errors import translate
+from tidings.engines.kafka.settings import KafkaSettings
+
+log = logging.getLogger("tidings.kafka")
+
+POLL_S = 0.1
+"""How long the delivery thread waits for an event before looking for a stop."""
+FULL_WAIT_S = 0.005
+"""How long a produce waits when librdkafka's queue is full before trying again."""
+
+
+class _Delivery:
+    """The acknowledgements of one batch, counted in librdkafka's delivery thread."""
+
+    __slots__ = ("base", "contiguous", "error", "future", "last", "left", "loop", "owner")
+
+    def __init__(self, owner: Appender, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.owner = owner
+        self.loop = loop
+        self.future: asyncio.Future[int] = loop.create_future()
+        self.left = count
+        self.base = -1
+        self.last = -1
+        self.contiguous = True
+        self.error: KafkaError | None = None
+
+    def done(self, err: KafkaError | None, msg: Message) -> None:
+        """librdkafka's delivery report of one record."""
+        if err is not None:
+            self.error = self.error or err
+        else:
+            offset = msg.offset() or 0
+            if self.base < 0:
+                self.base = offset
+            elif offset != self.last + 1:
+                self.contiguous = False
+            self.last = offset
+        self.left -= 1
+        if not self.left:
+            self.loop.call_soon_threadsafe(self.settle, msg)
+
+    def settle(self, msg: Message) -> None:
+        """On the loop: resolve the batch's future."""
+        if self.future.done():
+            return
+        if self.error is not None:
+            try:
+                failure = self.owner.failure(self.error, msg)
+            except Exception as e:  # never leave the batch unsettled
+                failure = TidingsError(f"producing records failed: {self.error.str()} ({e})")
+            self.future.set_exception(failure)
+            return
+        if not self.contiguous:
+            log.warning(
+                "records of one batch to %s[%s] got non-consecutive offsets (another "
+                "producer wrote between them); offsets after the first are approximate",
+                msg.topic(),
+                msg.partition(),
+            )
+        self.future.set_result(self.base)
+
+
+class Appender:
+    """One librdkafka producer (idempotent, acks=all) and the thread serving its reports."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        spec_of: Callable[[str], TopicSpec | None],
+        on_error: Callable[[KafkaError], None],
+    ) -> None:
+        self._settings = settings
+        self._spec_of = spec_of
+        self._producer = Producer(
+            settings.client(
+                "producer",
+                overrides={"enable.idempotence": True, "acks": "all", "error_cb": on_error},
+            )
+        )
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._serve, name="tidings-kafka-deliveries", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def client(self) -> Producer:
+        """The librdkafka producer, for metadata requests."""
+        return self._producer
+
+    def _serve(self) -> None:
+        poll = self._producer.poll
+        while not self._closed:
+            poll(POLL_S)
+
+    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Produce every record of `batches`; where each batch starts, once all are acked."""
+        if self._closed:
+            raise ClosedError(f"the engine at {self._settings.url} is closed; connect again")
+        loop = asyncio.get_running_loop()
+        deliveries = [await self._produce(loop, b) for b in batches]
+        return [
+            AppendResult(b.topic, b.partition, await d.future)
+            for b, d in zip(batches, deliveries, strict=True)
+        ]
+
+    async def _produce(self, loop: asyncio.AbstractEventLoop, batch: ProduceBatch) -> _Delivery:
+        topic, partition = batch.topic, batch.partition
+        records = codec.decode(topic, partition, 0, batch.batch.data)
+        delivery = _Delivery(self, loop, len(records))
+        produce, done = self._producer.produce, delivery.done
+        i = 0
+        refreshed = False
+        while i < len(records):
+            try:
+                for r in records[i:]:
+                    produce(
+                        topic,
+                        r.value,
+                        r.key,
+                        partition,
+                        on_delivery=done,
+                        timestamp=r.timestamp,
+                        headers=list(r.headers) if r.headers else None,
+                    )
+                    i += 1
+            except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                await asyncio.sleep(FULL_WAIT_S)
+            except KafkaException as e:
+                err: KafkaError = e.args[0]
+                if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
+                    raise self.failure(err, None, topic) from e
+                # partitions added since librdkafka last read the topic's metadata
+                refreshed = True
+                await asyncio.to_thread(self.refresh, topic)
+        return delivery
+
+    def refresh(self, topic: str) -> None:
+        """Blocking: make librdkafka read a topic's metadata (its partitions) now."""
+        self._producer.list_topics(topic, self._settings.timeout_s)
+
+    def failure(
+        self, err: KafkaError, msg: Message | None, topic: str | None = None
+    ) -> TidingsError:
+        """The tidings error for a record the cluster did not take."""
+        topic = msg.topic() if msg is not None else topic
+        code = err.code()
+        if topic is not None:
+            spec = self._spec_of(topic)
+            if code == KafkaError.MSG_SIZE_TOO_LARGE:
+                size = len(msg.value() or b"") + len(msg.key() or b"") if msg else 0
+                limit = spec.config.max_message_bytes if spec else 0
+                return RecordTooLargeError(topic, size, limit)
+            if code == KafkaError._UNKNOWN_PARTITION and spec is not None:
+                partition = msg.partition() if msg is not None else None
+                return PartitionNotFoundError(topic, partition or 0, spec.partitions)
+        return translate(err, self._settings.url, "producing records", topic=topic)
+
+    def flush(self) -> int:
+        """Blocking: wait for every record in flight; how many are left undelivered."""
+        left: int = self._producer.flush(self._settings.timeout_s * 3)
+        return left
+
+    def close(self) -> None:
+        """Blocking: deliver what is in flight, then stop the delivery thread."""
+        if self._closed:
+            return
+        left = self.flush()
+        self._closed = True
+        self._thread.join()
+        if left:
+            log.warning(
+                "%d records were not delivered to %s before closing", left, self._settings.url
+            )
