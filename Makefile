@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python -m bench --kafka
 	$(BIN)/python -m bench --cdc
 	$(BIN)/python -m bench --es
+	$(BIN)/python -m bench --engines
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cdc as cdc_section
+from bench import engines as engines_section
 from bench import es as es_section
 from bench import kafka as kafka_section
 from bench import log, raw
@@ -193,6 +194,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "eventsourcing library on SQLite (its own sizes; --records, --round-trips and "
         "--repeat do not apply)",
     )
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="run the engines section instead: the tidings API on kafka:// (Tansu) and "
+        "nats:// beside confluent-kafka and nats-py doing the same work (its own sizes; "
+        "--records, --round-trips and --repeat do not apply)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.records, args.round_trips, args.repeat = 20_000, 64, 1
@@ -234,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_cdc(args)
     if args.es:
         return main_es(args)
+    if args.engines:
+        return main_engines(args)
     started = time.perf_counter()
     with workspace(args) as directory:
         samples = max(20, args.round_trips // 10)
@@ -344,6 +354,20 @@ def main_es(args: argparse.Namespace) -> int:
             f"the tidings {results.versions['tidings']} event store on sqlite:// (fsync per "
             f"append) beside eventsourcing {results.versions['eventsourcing']} on SQLite, "
             f"account aggregates, median of {sizes.repeat}"
+        ),
+    )
+
+
+def main_engines(args: argparse.Namespace) -> int:
+    """Run the engines section and print its table."""
+    return run_section(
+        args,
+        "engines",
+        engines_section,
+        lambda sizes, _: (
+            f"100-byte values, {sizes.kafka_records:,} records on kafka:// (Tansu), "
+            f"{sizes.nats_records:,} on nats:// (JetStream, file storage), median of "
+            f"{sizes.repeat}"
         ),
     )
 

@@ -1,0 +1,293 @@
+"""The tidings API on the Kafka and NATS engines beside the bare clients, in one run.
+
+Each engine's cost is what tidings adds on top of the client it is built on, so each
+figure stands beside that client doing the same work in the same run, on the same broker:
+
+- kafka:// on Tansu (in-memory storage, so the broker is not the limit), against
+  confluent-kafka with the engine's own producer settings (idempotent, acks=all): a
+  producer sends every record and flushes; a new consumer group reads them all;
+- nats:// on nats-server with JetStream (file storage), against nats-py: every record
+  published with its acknowledgement awaited (publish_async, then all acks); a consumer
+  reads them all (bare: a durable pull consumer acking each message; tidings: a consumer
+  group, which commits an offset per poll as Kafka's do).
+
+Producing is timed from the first send to the last acknowledgement, reading from the first
+record received to the last (the records that came with the first are not counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from confluent_kafka import Producer
+
+import tidings
+from bench import kafka as kafka_bench
+from bench import nats_server
+from bench.stats import value
+
+OVERHEAD_TARGET = 0.90
+"""tidings must reach at least this share of the bare client's rate (under 10% overhead)."""
+FETCH = 1000
+RUN_TIMEOUT_S = 300.0
+
+Cells = tuple[str, str, str, str, str, str]
+"""measurement, result, raw limit (here: the bare client), ratio, target, met."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each run moves."""
+
+    kafka_records: int = 500_000
+    nats_records: int = 100_000
+    repeat: int = 3
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        """Tiny sizes: a smoke test, not a figure."""
+        return cls(kafka_records=5_000, nats_records=2_000, repeat=1)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """records/s of tidings and of the bare client doing the same work, per run."""
+
+    tidings: list[float]
+    bare: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """tidings' median as a share of the bare client's."""
+        return statistics.median(self.tidings) / statistics.median(self.bare)
+
+
+@dataclass(frozen=True)
+class EngineResults:
+    """The engines section of the benchmark."""
+
+    kafka_produce: Pair
+    kafka_consume: Pair
+    nats_produce: Pair
+    nats_consume: Pair
+    notes: list[str] = field(default_factory=list)
+
+
+class _Reading:
+    """Counts records as they come; the rate from the first arrival to the last."""
+
+    def __init__(self, records: int) -> None:
+        self.records = records
+        self.seen = 0
+        self.after_first = 0
+        self.first = self.last = 0.0
+        self.deadline = time.monotonic() + RUN_TIMEOUT_S
+
+    def got(self, count: int) -> None:
+        """`count` records just arrived (0: none this time)."""
+        if not count:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"read {self.seen:,} of {self.records:,} records")
+            return
+        self.last = time.perf_counter()
+        if self.seen:
+            self.after_first += count
+        else:
+            self.first = self.last
+        self.seen += count
+
+    @property
+    def done(self) -> bool:
+        """Whether every record has come."""
+        return self.seen >= self.records
+
+    def rate(self) -> float:
+        """records/s after the first arrival."""
+        if not self.after_first:
+            raise ValueError(f"{self.records:,} records came at once: too few to time")
+        return self.after_first / (self.last - self.first)
+
+
+# -- kafka:// -----------------------------------------------------------------------------
+
+
+def bare_kafka_produce(bootstrap: str, topic: str, records: int) -> float:
+    """records/s of confluent-kafka, set as the engine sets its producer."""
+    failed: list[object] = []
+
+    def delivered(err: object, _: object) -> None:
+        if err is not None:
+            failed.append(err)
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "on_delivery": delivered,
+        }
+    )
+    producer.list_topics(topic, timeout=30)
+    send, poll = producer.produce, producer.poll
+    v = value()
+    start = time.perf_counter()
+    for _ in range(records):
+        while True:
+            try:
+                send(topic, v, partition=0)
+                break
+            except BufferError:
+                poll(0.001)
+        poll(0)
+    left = producer.flush(RUN_TIMEOUT_S)
+    elapsed = time.perf_counter() - start
+    if left or failed:
+        raise RuntimeError(f"{left} records undelivered, {len(failed)} failed")
+    return records / elapsed
+
+
+def tidings_produce(url: str, topic: str, records: int) -> float:
+    """records/s of a tidings producer sending every record, then flushing."""
+    with tidings.connect(url) as bus:
+        bus.create_topic(topic, exist_ok=True)
+        v = value()
+        with bus.producer() as producer:
+            send = producer.send
+            start = time.perf_counter()
+            for _ in range(records):
+                send(topic, v, partition=0)
+            producer.flush()
+            elapsed = time.perf_counter() - start
+        return records / elapsed
+
+
+def tidings_consume(url: str, topic: str, records: int, group: str) -> float:
+    """records/s of a new tidings consumer group reading every record."""
+    with (
+        tidings.connect(url) as bus,
+        bus.consumer(topic, group=group, auto_offset_reset="earliest") as consumer,
+    ):
+        reading = _Reading(records)
+        while not reading.done:
+            reading.got(len(consumer.poll(max_records=FETCH, timeout_ms=1000)))
+        return reading.rate()
+
+
+def measure_kafka(records: int, repeat: int) -> tuple[Pair, Pair]:
+    """Produce and group-consume on Tansu, tidings and bare, alternating runs."""
+    produced = Pair([], [])
+    consumed = Pair([], [])
+    with kafka_bench.tansu(kafka_bench.tansu_binary()) as bootstrap:
+        url = f"kafka://{bootstrap}?session_timeout_ms={kafka_bench.SESSION_TIMEOUT_MS}"
+        for i in range(repeat):
+            topic = f"engines-{i}"
+            kafka_bench.create_topic(bootstrap, topic)
+            produced.bare.append(bare_kafka_produce(bootstrap, topic, records))
+            produced.tidings.append(tidings_produce(url, topic, records))
+            # both groups read the same 2 x records
+            consumed.bare.append(kafka_bench.consume(bootstrap, topic, 2 * records, f"bare-{i}"))
+            consumed.tidings.append(tidings_consume(url, topic, 2 * records, f"tidings-{i}"))
+    return produced, consumed
+
+
+# -- nats:// ------------------------------------------------------------------------------
+
+
+async def bare_nats_produce(url: str, records: int) -> float:
+    """records/s of nats-py publishing to a stream, every acknowledgement awaited."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="bare", subjects=["bare.0"])
+        v = value()
+        futures = []
+        start = time.perf_counter()
+        for _ in range(records):
+            futures.append(await js.publish_async("bare.0", v))
+        await asyncio.gather(*futures)
+        return records / (time.perf_counter() - start)
+    finally:
+        await nc.close()
+
+
+async def bare_nats_consume(url: str, records: int) -> float:
+    """records/s of a durable pull consumer fetching and acking every message."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe("bare.0", durable="bare-readers")
+        reading = _Reading(records)
+        while not reading.done:
+            try:
+                messages = await sub.fetch(FETCH, timeout=1)
+            except nats.errors.TimeoutError:
+                messages = []
+            for m in messages:
+                await m.ack()
+            reading.got(len(messages))
+        return reading.rate()
+    finally:
+        await nc.close()
+
+
+def _run(coro: Callable[[], Awaitable[float]]) -> float:
+    async def main() -> float:
+        return await coro()
+
+    return asyncio.run(main())
+
+
+def measure_nats(directory: Path, records: int, repeat: int) -> tuple[Pair, Pair]:
+    """Produce and consume on a fresh nats-server per run, tidings and bare."""
+    produced = Pair([], [])
+    consumed = Pair([], [])
+    for i in range(repeat):
+        with nats_server.running(directory / f"nats-{i}") as server:
+            produced.bare.append(_run(lambda: bare_nats_produce(server.url, records)))
+            consumed.bare.append(_run(lambda: bare_nats_consume(server.url, records)))
+            produced.tidings.append(tidings_produce(server.url, "engines", records))
+            consumed.tidings.append(tidings_consume(server.url, "engines", records, "readers"))
+    return produced, consumed
+
+
+# -- everything ---------------------------------------------------------------------------
+
+
+def measure(directory: Path, sizes: Sizes) -> EngineResults:
+    """Both engines, one after the other."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kafka_produce, kafka_consume = measure_kafka(sizes.kafka_records, sizes.repeat)
+    nats_produce, nats_consume = measure_nats(directory, sizes.nats_records, sizes.repeat)
+    return EngineResults(kafka_produce, kafka_consume, nats_produce, nats_consume)
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f} rec/s"
+
+
+def _row(name: str, pair: Pair, client: str) -> Cells:
+    ratio = pair.ratio
+    return (
+        name,
+        _rate(statistics.median(pair.tidings)),
+        f"{client} {_rate(statistics.median(pair.bare))}",
+        f"{ratio:.2f}x",
+        f">= {OVERHEAD_TARGET:.2f}x (overhead < 10%)",
+        "yes" if ratio >= OVERHEAD_TARGET else "NO",
+    )
+
+
+def rows(r: EngineResults) -> list[Cells]:
+    """The table: tidings on each engine beside its bare client."""
+    return [
+        _row("kafka:// (Tansu) produce, send + flush", r.kafka_produce, "confluent-kafka"),
+        _row("kafka:// (Tansu) consumer group read", r.kafka_consume, "confluent-kafka"),
+        _row("nats:// produce, every ack awaited", r.nats_produce, "nats-py"),
+        _row("nats:// read (bare: pull + ack each)", r.nats_consume, "nats-py"),
+    ]
