@@ -5,7 +5,8 @@ figure stands beside that client doing the same work in the same run, on the sam
 
 - kafka:// on Tansu (in-memory storage, so the broker is not the limit), against
   confluent-kafka with the engine's own producer settings (idempotent, acks=all): a
-  producer sends every record and flushes; a new consumer group reads them all;
+  producer sends every record and flushes; a new consumer group reads them all, reading
+  each message's fields as an application does;
 - nats:// on nats-server with JetStream (file storage), against nats-py: every record
   published with its acknowledgement awaited (publish_async, then all acks); a consumer
   reads them all (bare: a durable pull consumer acking each message; tidings: a consumer
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 import tidings
 from bench import kafka as kafka_bench
@@ -152,6 +153,36 @@ def bare_kafka_produce(bootstrap: str, topic: str, records: int) -> float:
     return records / elapsed
 
 
+def bare_kafka_consume(bootstrap: str, topic: str, records: int, group: str) -> float:
+    """records/s of a new confluent-kafka consumer group reading every record's fields.
+
+    Each message's topic, partition, offset, timestamp, key, value and headers are read, as
+    an application reads them and as tidings does to give it a Record.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": kafka_bench.SESSION_TIMEOUT_MS,
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        reading = _Reading(records)
+        while not reading.done:
+            batch = consumer.consume(num_messages=FETCH, timeout=1.0)
+            for m in batch:
+                if m.error() is not None:
+                    raise RuntimeError(f"consumer error: {m.error()}")
+                (m.topic(), m.partition(), m.offset(), m.timestamp(), m.key(), m.value())
+                m.headers()
+            reading.got(len(batch))
+        return reading.rate()
+    finally:
+        consumer.close()
+
+
 def tidings_produce(url: str, topic: str, records: int) -> float:
     """records/s of a tidings producer sending every record, then flushing."""
     with tidings.connect(url) as bus:
@@ -191,7 +222,7 @@ def measure_kafka(records: int, repeat: int) -> tuple[Pair, Pair]:
             produced.bare.append(bare_kafka_produce(bootstrap, topic, records))
             produced.tidings.append(tidings_produce(url, topic, records))
             # both groups read the same 2 x records
-            consumed.bare.append(kafka_bench.consume(bootstrap, topic, 2 * records, f"bare-{i}"))
+            consumed.bare.append(bare_kafka_consume(bootstrap, topic, 2 * records, f"bare-{i}"))
             consumed.tidings.append(tidings_consume(url, topic, 2 * records, f"tidings-{i}"))
     return produced, consumed
 

@@ -268,12 +268,7 @@ class NatsEngine(Engine):
     async def refresh_topics(self) -> dict[str, TopicSpec]:
         """Read every topic's entry."""
         kv = self._kv_topics
-        # the bucket's subjects, from one stream-info request: kv.keys() runs a watcher
-        # that can end before the server delivered every key, and then misses topics
-        bucket = f"KV_{names.TOPICS_BUCKET}"
-        info = await self.call("list topics", self.js.stream_info(bucket, subjects_filter=">"))
-        prefix = f"$KV.{names.TOPICS_BUCKET}."
-        keys = [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
+        keys = await self._bucket_keys(names.TOPICS_BUCKET, "list topics")
         specs = {}
         for key in keys:
             try:
@@ -494,13 +489,25 @@ class NatsEngine(Engine):
 
     async def list_groups(self) -> list[str]:
         """Every group with stored state."""
-        try:
-            keys = await self.call("list groups", self._kv_groups.keys())
-        except Exception as e:
-            if isinstance(e.__cause__, nats.js.errors.NoKeysError):
-                return []
-            raise
-        return sorted(names.unescape(k) for k in keys)
+        groups = []
+        for key in await self._bucket_keys(names.GROUPS_BUCKET, "list groups"):
+            try:
+                await self.call(
+                    f"read group {key!r}", self._kv_groups.get(key, validate_keys=False)
+                )
+            except Exception as e:
+                if _not_found(e):
+                    continue  # deleted: only its marker is left
+                raise
+            groups.append(names.unescape(key))
+        return sorted(groups)
+
+    async def _bucket_keys(self, bucket: str, what: str) -> list[str]:
+        """The keys of a KV bucket (deleted ones too), from one stream-info request:
+        kv.keys() runs a watcher that can end before the server sent every key."""
+        info = await self.call(what, self.js.stream_info(f"KV_{bucket}", subjects_filter=">"))
+        prefix = f"$KV.{bucket}."
+        return [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
 
     async def describe_group(self, group: str) -> GroupDescription:
         """Members, assignment and lag."""
