@@ -221,9 +221,11 @@ async def latency_run(url: str, setup: str, readers: int, sizes: Sizes) -> tuple
         await _warm(bus, received)
         sent = [0.0] * count
 
+        values = [_value(i) for i in range(count)]  # made ahead: not part of publish()
+
         async def publish(i: int) -> None:
             sent[i] = time.perf_counter()
-            await bus.publish(TOPIC, _value(i))
+            await bus.publish(TOPIC, values[i])
 
         done, elapsed = await _paced(count, sizes.rate, publish, sizes.seconds)
         await bus.publish(TOPIC, _value(END))
@@ -336,9 +338,11 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
         await _warm(bus, received)
         sent = [0.0] * count
 
+        values = [_value(i) for i in range(count)]  # made ahead: not part of publish()
+
         async def publish(i: int) -> None:
             sent[i] = clock()
-            await bus.publish(TOPIC, _value(i))
+            await bus.publish(TOPIC, values[i])
 
         count, _ = await _paced(count, 1000, publish, count / 1000)
         await bus.publish(TOPIC, _value(END))
