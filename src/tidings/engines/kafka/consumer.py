@@ -34,8 +34,9 @@ from tidings.core.errors import (
 )
 from tidings.core.records import NO_HEADERS, Record, TopicPartition
 from tidings.core.subjects import compile_pattern, is_pattern, matching
-from tidings.engines.base import ConsumerConfig, EngineConsumer, Rebalance
+from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
+from tidings.engines.positions import PositionedConsumer
 
 if TYPE_CHECKING:
     from tidings.engines.kafka.engine import KafkaEngine
@@ -79,7 +80,7 @@ def _where(msg: Message) -> TopicPartition:
     return TopicPartition(topic, partition)
 
 
-class KafkaConsumer(EngineConsumer):
+class KafkaConsumer(PositionedConsumer):
     """One librdkafka consumer: in a group (subscribe), or on chosen partitions (assign)."""
 
     def __init__(self, engine: KafkaEngine, config: ConsumerConfig) -> None:
@@ -482,43 +483,8 @@ class KafkaConsumer(EngineConsumer):
 
     # -- positions and commits -----------------------------------------------------------
 
-    def position(self, partition: TopicPartition) -> int:
-        """The next offset to return from `partition`."""
-        positions = self._positions.copy()
-        if partition not in positions:
-            raise ConfigurationError(
-                f"{partition.topic}[{partition.partition}] is not assigned to this consumer"
-            )
-        pos = positions[partition]
-        if pos is None:
-            raise ConfigurationError(
-                f"{partition.topic}[{partition.partition}] has no position yet; "
-                f"poll() first or seek()"
-            )
-        return pos
-
-    def positions(self) -> dict[TopicPartition, int]:
-        """Next offsets of the partitions that have a position."""
-        return {tp: pos for tp, pos in self._positions.copy().items() if pos is not None}
-
-    async def seek(self, partition: TopicPartition, offset: int | str) -> None:
-        """Move to `offset`, 'earliest' or 'latest'."""
-        partition = TopicPartition(*partition)
-        if partition not in self._positions:
-            raise ConfigurationError(
-                f"cannot seek {partition.topic}[{partition.partition}]: "
-                f"not assigned to this consumer"
-            )
-        if isinstance(offset, str):
-            if offset not in ("earliest", "latest"):
-                raise ConfigurationError(
-                    f"seek to an offset, 'earliest' or 'latest', not {offset!r}"
-                )
-            extents = await self._call(self._engine.admin.extents, [partition])
-            offset = extents[partition][0 if offset == "earliest" else 1]
-        if offset < 0:
-            raise ConfigurationError(f"offset must be >= 0, not {offset}")
-        self.rewind(partition, offset)
+    async def _extent(self, tp: TopicPartition) -> tuple[int, int]:
+        return (await self._call(self._engine.admin.extents, [tp]))[tp]
 
     def rewind(self, partition: TopicPartition, offset: int) -> None:
         """Make `offset` the next record of `partition` (records given back, or a seek)."""

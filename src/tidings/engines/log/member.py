@@ -29,9 +29,10 @@ from tidings.core.errors import (
 )
 from tidings.core.records import Record, TopicPartition, TopicSpec
 from tidings.core.subjects import compile_pattern, is_pattern, matching
-from tidings.engines.base import ConsumerConfig, EngineConsumer, Rebalance
+from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.log import coordinator
 from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
+from tidings.engines.positions import PositionedConsumer
 
 METADATA_MAX_AGE_S = 1.0
 """How often a subscription without a group looks for new matching topics."""
@@ -40,7 +41,7 @@ R = TypeVar("R")
 log = logging.getLogger("tidings")
 
 
-class GroupMember(EngineConsumer):
+class GroupMember(PositionedConsumer):
     """One consumer, in a group or on assigned partitions; subclasses fetch the records."""
 
     def __init__(self, config: ConsumerConfig) -> None:
@@ -316,43 +317,6 @@ class GroupMember(EngineConsumer):
 
     # -- positions and commits -----------------------------------------------------------
 
-    def position(self, partition: TopicPartition) -> int:
-        """The next offset to return from `partition`."""
-        if partition not in self._positions:
-            raise ConfigurationError(
-                f"{partition.topic}[{partition.partition}] is not assigned to this consumer"
-            )
-        pos = self._positions[partition]
-        if pos is None:
-            raise ConfigurationError(
-                f"{partition.topic}[{partition.partition}] has no position yet; "
-                f"poll() first or seek()"
-            )
-        return pos
-
-    def positions(self) -> dict[TopicPartition, int]:
-        """Next offsets of the partitions that have a position."""
-        return {tp: pos for tp, pos in self._positions.items() if pos is not None}
-
-    async def seek(self, partition: TopicPartition, offset: int | str) -> None:
-        """Move to `offset`, 'earliest' or 'latest'."""
-        partition = TopicPartition(*partition)
-        if partition not in self._positions:
-            raise ConfigurationError(
-                f"cannot seek {partition.topic}[{partition.partition}]: "
-                f"not assigned to this consumer"
-            )
-        if isinstance(offset, str):
-            if offset not in ("earliest", "latest"):
-                raise ConfigurationError(
-                    f"seek to an offset, 'earliest' or 'latest', not {offset!r}"
-                )
-            start, end = await self._extent(partition)
-            offset = start if offset == "earliest" else end
-        if offset < 0:
-            raise ConfigurationError(f"offset must be >= 0, not {offset}")
-        self.rewind(partition, offset)
-
     def rewind(self, partition: TopicPartition, offset: int) -> None:
         """Make `offset` the next record of `partition` (records given back, or a seek)."""
         self._positions[partition] = offset
@@ -418,10 +382,6 @@ class GroupMember(EngineConsumer):
     @abstractmethod
     async def _topic_specs(self) -> Mapping[str, TopicSpec]:
         """Every topic known now, for patterns and partition counts."""
-
-    @abstractmethod
-    async def _extent(self, tp: TopicPartition) -> tuple[int, int]:
-        """The partition's log start and end offsets."""
 
     @abstractmethod
     async def _end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
