@@ -111,11 +111,27 @@ def parse_url(url: str) -> NatsOptions:
     return NatsOptions(servers, client=client, **timeouts)
 
 
+RESET_RETRIES = 3
+"""Attempts when the server resets the connection while it is being made: a server that
+refuses credentials may close before the client has read why, and it says why again."""
+
+
 async def connect(options: NatsOptions, url: str) -> Client:
     """A connection that reconnects by itself once made; a first failure is an error.
 
     Refused credentials end the attempt at once (the client would otherwise retry them).
     """
+    for _ in range(RESET_RETRIES - 1):
+        try:
+            return await _connect_once(options, url)
+        except NatsConnectError as e:
+            if not isinstance(e.__cause__, ConnectionResetError | BrokenPipeError):
+                raise
+            await asyncio.sleep(0.05)
+    return await _connect_once(options, url)
+
+
+async def _connect_once(options: NatsOptions, url: str) -> Client:
     nc = Client()
     errors: list[Exception] = []
     refused = asyncio.Event()
