@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +30,11 @@ from confluent_kafka import Consumer, Producer
 import tidings
 from bench import kafka as kafka_bench
 from bench import nats_server
-from bench.stats import value
+from bench.stats import Arrivals, value
 
 OVERHEAD_TARGET = 0.90
 """tidings must reach at least this share of the bare client's rate (under 10% overhead)."""
 FETCH = 1000
-RUN_TIMEOUT_S = 300.0
 
 Cells = tuple[str, str, str, str, str, str]
 """measurement, result, raw limit (here: the bare client), ratio, target, met."""
@@ -80,41 +78,6 @@ class EngineResults:
     notes: list[str] = field(default_factory=list)
 
 
-class _Reading:
-    """Counts records as they come; the rate from the first arrival to the last."""
-
-    def __init__(self, records: int) -> None:
-        self.records = records
-        self.seen = 0
-        self.after_first = 0
-        self.first = self.last = 0.0
-        self.deadline = time.monotonic() + RUN_TIMEOUT_S
-
-    def got(self, count: int) -> None:
-        """`count` records just arrived (0: none this time)."""
-        if not count:
-            if time.monotonic() > self.deadline:
-                raise TimeoutError(f"read {self.seen:,} of {self.records:,} records")
-            return
-        self.last = time.perf_counter()
-        if self.seen:
-            self.after_first += count
-        else:
-            self.first = self.last
-        self.seen += count
-
-    @property
-    def done(self) -> bool:
-        """Whether every record has come."""
-        return self.seen >= self.records
-
-    def rate(self) -> float:
-        """records/s after the first arrival."""
-        if not self.after_first:
-            raise ValueError(f"{self.records:,} records came at once: too few to time")
-        return self.after_first / (self.last - self.first)
-
-
 # -- kafka:// -----------------------------------------------------------------------------
 
 
@@ -146,7 +109,7 @@ def bare_kafka_produce(bootstrap: str, topic: str, records: int) -> float:
             except BufferError:
                 poll(0.001)
         poll(0)
-    left = producer.flush(RUN_TIMEOUT_S)
+    left = producer.flush(kafka_bench.RUN_TIMEOUT_S)
     elapsed = time.perf_counter() - start
     if left or failed:
         raise RuntimeError(f"{left} records undelivered, {len(failed)} failed")
@@ -169,7 +132,7 @@ def bare_kafka_consume(bootstrap: str, topic: str, records: int, group: str) -> 
     )
     try:
         consumer.subscribe([topic])
-        reading = _Reading(records)
+        reading = Arrivals(records)
         while not reading.done:
             batch = consumer.consume(num_messages=FETCH, timeout=1.0)
             for m in batch:
@@ -204,7 +167,7 @@ def tidings_consume(url: str, topic: str, records: int, group: str) -> float:
         tidings.connect(url) as bus,
         bus.consumer(topic, group=group, auto_offset_reset="earliest") as consumer,
     ):
-        reading = _Reading(records)
+        reading = Arrivals(records)
         while not reading.done:
             reading.got(len(consumer.poll(max_records=FETCH, timeout_ms=1000)))
         return reading.rate()
@@ -253,7 +216,7 @@ async def bare_nats_consume(url: str, records: int) -> float:
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe("bare.0", durable="bare-readers")
-        reading = _Reading(records)
+        reading = Arrivals(records)
         while not reading.done:
             try:
                 messages = await sub.fetch(FETCH, timeout=1)
@@ -267,21 +230,14 @@ async def bare_nats_consume(url: str, records: int) -> float:
         await nc.close()
 
 
-def _run(coro: Callable[[], Awaitable[float]]) -> float:
-    async def main() -> float:
-        return await coro()
-
-    return asyncio.run(main())
-
-
 def measure_nats(directory: Path, records: int, repeat: int) -> tuple[Pair, Pair]:
     """Produce and consume on a fresh nats-server per run, tidings and bare."""
     produced = Pair([], [])
     consumed = Pair([], [])
     for i in range(repeat):
         with nats_server.running(directory / f"nats-{i}") as server:
-            produced.bare.append(_run(lambda: bare_nats_produce(server.url, records)))
-            consumed.bare.append(_run(lambda: bare_nats_consume(server.url, records)))
+            produced.bare.append(asyncio.run(bare_nats_produce(server.url, records)))
+            consumed.bare.append(asyncio.run(bare_nats_consume(server.url, records)))
             produced.tidings.append(tidings_produce(server.url, "engines", records))
             consumed.tidings.append(tidings_consume(server.url, "engines", records, "readers"))
     return produced, consumed

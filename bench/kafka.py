@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench.postgres_server import free_port
-from bench.stats import value
+from bench.stats import Arrivals, value
 
 PRODUCE_TARGET = 1_000_000
 CONSUME_TARGET = 2_000_000
@@ -247,22 +247,13 @@ def consume(bootstrap: str, topic: str, records: int, group: str) -> float:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **CONSUMER})
     try:
         consumer.subscribe([topic])
-        seen = after_first = 0
-        first = last = 0.0
+        arrivals = Arrivals(records, RUN_TIMEOUT_S)
         last_offset: int | None = None
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while seen < records:
+        while not arrivals.done:
             batch = consumer.consume(num_messages=FETCH, timeout=1.0)
+            arrivals.got(len(batch))
             if not batch:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the group read {seen:,} of {records:,} records")
                 continue
-            last = time.perf_counter()
-            if seen:
-                after_first += len(batch)
-            else:
-                first = last
-            seen += len(batch)
             # an error comes as a message of its own: it ends a batch, or it leaves the
             # last offset short of the end once `records` messages have come
             error = batch[-1].error()
@@ -270,10 +261,8 @@ def consume(bootstrap: str, topic: str, records: int, group: str) -> float:
                 raise KafkaException(error)
             last_offset = batch[-1].offset()
         if last_offset != records - 1:
-            raise RuntimeError(f"read {seen:,} messages, the last at offset {last_offset}")
-        if not after_first:
-            raise ValueError(f"{records:,} records came at once: too few to time (> {FETCH})")
-        return after_first / (last - first)
+            raise RuntimeError(f"read {arrivals.seen:,} messages, the last at {last_offset}")
+        return arrivals.rate()
     finally:
         consumer.close()
 

@@ -1,4 +1,4 @@
-"""Open a bus from a URL: memory://, sqlite://PATH (the default), nats://HOST:PORT."""
+"""Open a bus from a URL: memory://, sqlite://PATH (the default), kafka://, nats://."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def engine_for(url: str) -> Engine:
 
         return KafkaEngine(url)
     raise ConfigurationError(
-        f"unknown engine {scheme!r} in {url!r}; this build knows memory://, sqlite:// and kafka://"
+        f"unknown engine {scheme!r} in {url!r}; this build knows memory://, sqlite://, kafka:// and nats://"
     )
 
 

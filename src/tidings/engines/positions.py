@@ -1,4 +1,4 @@
-"""What every consumer does with its positions: report them and seek, the same everywhere."""
+"""What every consumer does with its positions and assignment, the same everywhere."""
 
 from __future__ import annotations
 
@@ -6,17 +6,28 @@ from abc import abstractmethod
 
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import TopicPartition
-from tidings.engines.base import EngineConsumer
+from tidings.engines.base import EngineConsumer, Rebalance
 
 
 class PositionedConsumer(EngineConsumer):
-    """A consumer keeping the next offset of each assigned partition (None: not yet known)."""
+    """A consumer keeping the next offset of each assigned partition (None: not yet known)
+    and the rebalances its listeners have not been told of."""
 
     _positions: dict[TopicPartition, int | None]
+    _rebalances: list[Rebalance]
 
     @abstractmethod
     async def _extent(self, tp: TopicPartition) -> tuple[int, int]:
         """The partition's log start and end offsets."""
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions read now."""
+        return set(self._positions.copy())
+
+    def take_rebalances(self) -> list[Rebalance]:
+        """Rebalances since the last call."""
+        out, self._rebalances = self._rebalances, []
+        return out
 
     def position(self, partition: TopicPartition) -> int:
         """The next offset to return from `partition`."""

@@ -274,9 +274,18 @@ class KafkaConsumer(PositionedConsumer):
         """Thread: where each newly assigned partition starts: its commit, else the reset."""
         committed: dict[TopicPartition, int] = {}
         if self._group is not None:
-            found = client.committed(
-                [KafkaPartition(*tp) for tp in partitions], timeout=self._engine.settings.timeout_s
-            )
+            try:
+                found = client.committed(
+                    [KafkaPartition(*tp) for tp in partitions],
+                    timeout=self._engine.settings.timeout_s,
+                )
+            except KafkaException as e:
+                # raised inside librdkafka's rebalance callback it would end the consumer's
+                # thread: without a start, librdkafka looks the commits up itself
+                log.warning("reading committed offsets for %s failed (%s)", partitions, e)
+                if self._config.auto_offset_reset == "none":
+                    self._failure = translate(e, self._url, "reading committed offsets")
+                return dict.fromkeys(partitions)
             committed = {_tp(p): p.offset for p in found if p.offset >= 0}
         policy = self._config.auto_offset_reset
         missing = [tp for tp in partitions if tp not in committed]
@@ -347,15 +356,6 @@ class KafkaConsumer(PositionedConsumer):
         self._paused &= set(partitions)
         self._settled = False
 
-    def assignment(self) -> set[TopicPartition]:
-        """Partitions read now."""
-        return set(self._positions.copy())
-
-    def take_rebalances(self) -> list[Rebalance]:
-        """Rebalances since the last call."""
-        out, self._rebalances = self._rebalances, []
-        return out
-
     # -- reading -------------------------------------------------------------------------
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -423,6 +423,8 @@ class KafkaConsumer(PositionedConsumer):
 
     def _check_positions(self) -> None:
         """Thread: a partition with no commit to start from and reset 'none' is an error."""
+        if self._config.auto_offset_reset != "none":
+            return  # None: a start librdkafka finds itself (the commit, else the reset)
         for tp, position in self._positions.copy().items():
             if position is None and tp not in self._paused:
                 start, end = self._engine.admin.extents([tp])[tp]

@@ -251,15 +251,6 @@ class GroupMember(PositionedConsumer):
         for tp in partitions:
             self._positions.setdefault(TopicPartition(*tp), None)
 
-    def assignment(self) -> set[TopicPartition]:
-        """Partitions read now."""
-        return set(self._positions)
-
-    def take_rebalances(self) -> list[Rebalance]:
-        """Rebalances since the last call."""
-        out, self._rebalances = self._rebalances, []
-        return out
-
     # -- reading -------------------------------------------------------------------------
 
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
