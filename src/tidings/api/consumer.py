@@ -91,8 +91,12 @@ class _Cursor:
 
 def _runs(records: list[Record]) -> list[tuple[TopicPartition, int, int]]:
     """(partition, start, end) of each partition's contiguous run, by binary search."""
-    runs = []
+    runs: list[tuple[TopicPartition, int, int]] = []
     start, n = 0, len(records)
+    if n and records[0].partition == records[-1].partition:
+        first = records[0]
+        if first.topic == records[-1].topic:  # one partition's run, which is all of them
+            return [(TopicPartition(first.topic, first.partition), 0, n)]
     while start < n:
         first = records[start]
         topic, partition = first.topic, first.partition

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from tidings.core.batch import EncodedBatch
-from tidings.core.errors import TopicExistsError, TopicNotFoundError
+from tidings.core.errors import PartitionNotFoundError, TopicExistsError, TopicNotFoundError
 from tidings.core.records import TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
@@ -102,7 +102,7 @@ class MemoryStore(LogStore):
                 part.end = base + batch.records
                 part.size += meta.size
                 results.append(AppendResult(topic, partition, base))
-                appended.append(Appended(topic, partition, base, batch.data))
+                appended.append(Appended(topic, partition, base, batch.data, part.end))
         for listener in self._listeners:
             listener(appended)
         return results
@@ -238,8 +238,6 @@ class MemoryStore(LogStore):
             raise TopicNotFoundError(topic) from None
 
     def _partition(self, topic: str, partition: int) -> _Partition:
-        from tidings.core.errors import PartitionNotFoundError
-
         log = self._log(topic)
         if not 0 <= partition < len(log):
             raise PartitionNotFoundError(topic, partition, len(log))

@@ -66,54 +66,67 @@ class LogConsumer(GroupMember):
         await self._engine.wait_for_data(mark, timeout_s)
 
     async def _fetch(self, max_records: int) -> list[Record]:
-        positions, buffers = self._positions, self._buffers
-        active = [tp for tp in positions if tp not in self._paused]
+        positions, buffers, tails = self._positions, self._buffers, self._engine.tails
+        paused = self._paused
+        active = [tp for tp in positions if tp not in paused] if paused else list(positions)
         if not active:
             return []
         if len(active) > 1:
             self._rotation = (self._rotation + 1) % len(active)
             active = active[self._rotation :] + active[: self._rotation]
+        wanted: dict[TopicPartition, int] = {}
         for tp in active:
-            if positions.get(tp, 0) is None:
-                positions[tp] = await self._engine.read(self._initial_position, tp)
-        wanted = {tp: positions[tp] for tp in active if not buffers.get(tp)}
-        tails = self._engine.tails
-        if tails and wanted:
-            for tp, position in list(wanted.items()):
-                tail = tails.get(tp)
-                if tail is not None and tail.base_offset == position:
-                    buffers[tp] = tail.records()[:]
-                    del wanted[tp]
+            if buffers.get(tp):
+                continue
+            position = positions.get(tp)
+            if position is None:
+                position = await self._engine.read(self._initial_position, tp)
+                if tp not in positions:
+                    continue  # revoked meanwhile
+                positions[tp] = position
+            tail = tails.get(tp)
+            if tail is not None:
+                records = tail.records_from(position)
+                if records is not None:  # [] at the end: the next append wakes us
+                    buffers[tp] = records
+                    continue
+            wanted[tp] = position
         if wanted:
             fetched = await self._engine.read(self._read, wanted)
             for tp, outcome in fetched.items():
-                if self._positions.get(tp) != wanted[tp]:
+                if positions.get(tp) != wanted[tp]:
                     continue  # revoked or moved by seek() while reading
                 if isinstance(outcome, int):
-                    self._positions[tp] = outcome
+                    positions[tp] = outcome
                 else:
-                    self._buffers[tp] = outcome
+                    buffers[tp] = outcome
         out: list[Record] = []
         for tp in active:
-            buffer = self._buffers.get(tp)
-            if not buffer or tp not in self._positions:
+            buffer = buffers.get(tp)
+            if not buffer or tp not in positions:
                 continue
-            take = buffer[: max_records - len(out)]
-            del buffer[: len(take)]
-            out.extend(take)
-            self._positions[tp] = take[-1].offset + 1
+            room = max_records - len(out)
+            if len(buffer) <= room:
+                take = buffers.pop(tp)
+            else:
+                take = buffer[:room]
+                del buffer[:room]
+            if out:
+                out.extend(take)
+            else:
+                out = take
+            positions[tp] = take[-1].offset + 1
             if len(out) >= max_records:
                 break
         return out
 
     def _read(
-        self, positions: dict[TopicPartition, int | None]
+        self, positions: dict[TopicPartition, int]
     ) -> dict[TopicPartition, list[Record] | int]:
         """Blocking: records from each position, or where to reset one that fell off the log."""
         out: dict[TopicPartition, list[Record] | int] = {}
         limit = self._config.max_partition_fetch_bytes
         for tp, position in positions.items():
-            assert position is not None
             batches = self._store.read(tp.topic, tp.partition, position, limit)
             if not batches or batches[0].base_offset > position:
                 # at the end, past it (a seek), or before the start (retention)

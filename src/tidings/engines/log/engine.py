@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,31 +43,17 @@ from tidings.engines.base import (
 from tidings.engines.log import cleaner, coordinator
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.store import Appended, LogStore
+from tidings.engines.log.tail import Tail
 
 R = TypeVar("R")
 log = logging.getLogger("tidings")
 
 MAINTENANCE_INTERVAL_S = 30.0
+WAIT_GRID_S = 0.001
+"""Waits for data end on a grid this fine, so that the waits ending in one step share one
+timer: a timer per wait would fill the loop's heap with cancelled timers."""
 METADATA_MAX_AGE_S = 1.0
 """How stale the topic cache may get when other processes can change topics."""
-
-
-class Tail:
-    """A batch just appended, decoded once on first use."""
-
-    __slots__ = ("_records", "appended", "base_offset")
-
-    def __init__(self, appended: Appended) -> None:
-        self.appended = appended
-        self.base_offset = appended.base_offset
-        self._records: list[Record] | None = None
-
-    def records(self) -> list[Record]:
-        """The batch's records (shared: copy before changing the list)."""
-        if self._records is None:
-            a = self.appended
-            self._records = codec.decode(a.topic, a.partition, a.base_offset, a.data)
-        return self._records
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -104,10 +91,11 @@ class LogEngine(Engine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._version = 0
         self._waiters: set[asyncio.Future[None]] = set()
+        self._timeouts: dict[int, set[asyncio.Future[None]]] = {}
+        """The waiters timing out at each step of WAIT_GRID_S."""
         self.tails: dict[TopicPartition, Tail] = {}
-        """The last batch this process appended to each partition: a consumer waiting at
-        the end of the log reads it from here, neither reading the store nor decoding it
-        again (subscribers in the same process share one decoded copy)."""
+        """The last batches this process appended to each partition: a consumer at or
+        near the end of the log reads them from here (see Tail)."""
         self._maintenance_interval_s = maintenance_interval_s
         self._background: list[asyncio.Task[None]] = []
         self._closed = False
@@ -169,7 +157,12 @@ class LogEngine(Engine):
         tails = self.tails
         if appended:
             for a in appended:
-                tails[TopicPartition(a.topic, a.partition)] = Tail(a)
+                tp = TopicPartition(a.topic, a.partition)
+                tail = tails.get(tp)
+                if tail is None:
+                    tails[tp] = Tail(a)
+                else:
+                    tail.add(a)
         else:  # a change made elsewhere (another process) may have deleted anything
             tails.clear()
         self._version += 1
@@ -185,13 +178,21 @@ class LogEngine(Engine):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.add(waiter)
-        # not asyncio.wait_for: its extra future costs a turn of the loop on every wake-up
-        timer = loop.call_later(timeout_s, _settle, waiter)
+        step = math.ceil((loop.time() + timeout_s) / WAIT_GRID_S)
+        due = self._timeouts.get(step)
+        if due is None:
+            due = self._timeouts[step] = set()
+            loop.call_at(step * WAIT_GRID_S, self._time_out, step)
+        due.add(waiter)
         try:
             await waiter
         finally:
-            timer.cancel()
+            due.discard(waiter)
             self._waiters.discard(waiter)  # unless already taken by _bump
+
+    def _time_out(self, step: int) -> None:
+        for waiter in self._timeouts.pop(step, ()):
+            _settle(waiter)
 
     # -- topics --------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class Appended(NamedTuple):
     partition: int
     base_offset: int
     data: bytes
+    end_offset: int
+    """The partition's end after this batch: the offset its next record will get."""
 
 
 class BatchMeta(NamedTuple):

@@ -387,7 +387,13 @@ class SQLiteStore(LogStore):
             self._checkpoint_due.set()
         self._changed(
             [
-                Appended(r.topic, r.partition, r.base_offset, b.batch.data)
+                Appended(
+                    r.topic,
+                    r.partition,
+                    r.base_offset,
+                    b.batch.data,
+                    r.base_offset + b.batch.records,
+                )
                 for item, outcome in results
                 if not isinstance(outcome, BaseException)
                 for b, r in zip(item.batches, outcome, strict=True)
