@@ -10,9 +10,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) tools
 
-# kcat, a Kafka client in C from Debian's packages: the tests run it against tidings serve
+# From Debian's packages: kcat, a Kafka client in C the tests run against tidings serve;
+# redis-server, a peer of the benchmark suite (its smoke run is part of the tests)
 tools:
 	command -v kcat >/dev/null || { $(SUDO) apt-get install -y -q kcat || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q kcat; }; }
+	command -v redis-server >/dev/null || { $(SUDO) apt-get install -y -q redis-server || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server; }; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,14 +33,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# every scenario, tidings beside its peers: one table, bench/results/latest.json and .png
 bench: setup
 	$(BIN)/python -m bench
-	$(BIN)/python -m bench --queue
-	$(BIN)/python -m bench --pubsub
-	$(BIN)/python -m bench --kafka
-	$(BIN)/python -m bench --cdc
-	$(BIN)/python -m bench --es
-	$(BIN)/python -m bench --engines
 
 clean:
-	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results
+	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results/quick.* bench/results/partial.*

@@ -1,6 +1,7 @@
-"""Benchmarks: tidings on its default SQLite engine beside the raw limits of the machine.
+"""Benchmarks: tidings beside its peers and beside the raw limits of the machine.
 
-`python -m bench` measures, in one run, what plain sqlite3 and plain files can do on this
-disk (bench.raw) and what tidings does through its public API (bench.log), and prints
-each tidings figure as a ratio of the matching raw limit together with its target.
+`python -m bench` (`make bench`, `tidings bench`) runs the suite (bench/suite.py): every
+scenario for tidings and each peer in one run, one table, JSON and a chart under
+bench/results/. `python -m bench --log|--queue|--pubsub|--kafka|--cdc|--es|--engines`
+runs one section alone, with its own table and targets.
 """

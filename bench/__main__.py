@@ -1,4 +1,10 @@
-"""python -m bench: measure the raw limits and tidings in one run and print one table."""
+"""python -m bench: the suite (bench/suite.py), or one section alone with its own table.
+
+With no section flag, `python -m bench [--quick] [--only ...]` runs the suite: every
+scenario, tidings beside its peers. A section flag runs that section alone: --log (the
+raw limits and tidings' own log targets), --queue, --pubsub, --kafka, --cdc, --es,
+--engines.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from bench import cdc as cdc_section
 from bench import engines as engines_section
 from bench import es as es_section
 from bench import kafka as kafka_section
-from bench import log, raw
+from bench import log, raw, suite
 from bench import pubsub as pubsub_section
 from bench import queue as queue_section
 from bench.stats import Latency
@@ -150,6 +156,12 @@ def astuple_row(row: Row) -> tuple[str, ...]:
 def parse(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--log",
+        action="store_true",
+        help="run the log section: the raw limits and tidings' own log figures against "
+        "their targets",
+    )
     parser.add_argument("--records", type=int, default=1_000_000, help="records per throughput run")
     parser.add_argument(
         "--round-trips", type=int, default=2000, help="publish() calls per latency run"
@@ -229,9 +241,15 @@ def report(args: argparse.Namespace, heading: str, table: list[Row], doc: dict[s
     return 0
 
 
+SECTIONS = ("--log", "--queue", "--pubsub", "--kafka", "--cdc", "--es", "--engines")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run everything and print the table."""
-    args = parse(sys.argv[1:] if argv is None else argv)
+    """Run the suite, or the section a flag names, and print its table."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not set(SECTIONS) & set(argv):
+        return suite.main(argv)
+    args = parse(argv)
     if args.queue:
         return main_queue(args)
     if args.pubsub:

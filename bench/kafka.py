@@ -17,6 +17,7 @@ all, timed from the first record received to the last.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import importlib.util
 import os
@@ -27,18 +28,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from bench.latency import Channel, Tally
 from bench.postgres_server import free_port
-from bench.stats import Arrivals, value
+from bench.stats import VALUE_SIZE, Arrivals, Latency, value
 
 PRODUCE_TARGET = 1_000_000
 CONSUME_TARGET = 2_000_000
@@ -54,6 +57,10 @@ PRODUCER: dict[str, Any] = {
     "queue.buffering.max.messages": 10_000_000,
     "queue.buffering.max.kbytes": 4 << 20,
 }
+ONE_AT_A_TIME: dict[str, Any] = {"acks": "all", "linger.ms": 0}
+"""A producer that sends each record at once: round trips and latency."""
+SUBSCRIBER: dict[str, Any] = {"enable.auto.commit": False, "fetch.wait.max.ms": 100}
+"""Latency readers: assigned at the end of the topic, nothing committed."""
 CONSUMER: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "session.timeout.ms": SESSION_TIMEOUT_MS,
@@ -213,8 +220,8 @@ def create_topic(bootstrap: str, topic: str) -> None:
         future.result(timeout=START_TIMEOUT_S)
 
 
-def produce(bootstrap: str, topic: str, records: int) -> float:
-    """records/s producing `records` values and flushing: all acknowledged by the broker."""
+def produce(bootstrap: str, topic: str, records: int, size: int = VALUE_SIZE) -> float:
+    """records/s producing `records` values of `size` bytes and flushing: all acknowledged."""
     failed: list[Any] = []
     producer = Producer(
         {
@@ -226,7 +233,7 @@ def produce(bootstrap: str, topic: str, records: int) -> float:
     )
     producer.list_topics(topic, timeout=START_TIMEOUT_S)  # connected, the topic known
     send, poll = producer.produce, producer.poll
-    v = value()
+    v = value(size)
     start = time.perf_counter()
     for i in range(records):
         send(topic, v)
@@ -276,6 +283,77 @@ def measure_broker(bootstrap: str, sizes: Sizes) -> tuple[list[float], list[floa
         produced.append(produce(bootstrap, topic, sizes.records))
         consumed.append(consume(bootstrap, topic, sizes.records, f"readers-{i}"))
     return produced, consumed
+
+
+def round_trips(bootstrap: str, topic: str, count: int) -> Latency:
+    """`count` records produced one after the other (acks=all), each flushed before the next."""
+    failed: list[Any] = []
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, **ONE_AT_A_TIME, "on_delivery": _failures(failed)}
+    )
+    producer.list_topics(topic, timeout=START_TIMEOUT_S)
+    v = value()
+    samples = []
+    start = time.perf_counter()
+    for _ in range(count):
+        t = time.perf_counter()
+        producer.produce(topic, v)
+        if producer.flush(RUN_TIMEOUT_S) or failed:
+            raise RuntimeError(f"a record was not delivered: {failed[:1]}")
+        samples.append(time.perf_counter() - t)
+    return Latency.of(samples, time.perf_counter() - start)
+
+
+def _failures(into: list[Any]) -> Callable[[Any, Any], None]:
+    def delivered(err: Any, _: Any) -> None:
+        if err is not None:
+            into.append(err)
+
+    return delivered
+
+
+def _read_until_end(consumer: Consumer, tally: Tally, stop: threading.Event) -> None:
+    while not stop.is_set():
+        message = consumer.poll(0.1)
+        if message is None:
+            continue
+        if message.error() is not None:
+            raise KafkaException(message.error())
+        payload = message.value()
+        if payload is not None and tally.arrived(payload):
+            return
+
+
+@asynccontextmanager
+async def channel(bootstrap: str, topic: str, readers: int) -> AsyncIterator[Channel]:
+    """A producer (acks=all, no linger) and `readers` consumers at the end of a new topic.
+
+    Each consumer polls in a thread of its own and notes arrivals there.
+    """
+    create_topic(bootstrap, topic)
+    producer = Producer({"bootstrap.servers": bootstrap, **ONE_AT_A_TIME})
+    consumers = [
+        Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-{i}", **SUBSCRIBER})
+        for i in range(readers)
+    ]
+    for consumer in consumers:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+    stop = threading.Event()
+
+    async def publish(v: bytes) -> None:
+        producer.produce(topic, v)
+        producer.poll(0)
+
+    async def read(consumer: Consumer, tally: Tally) -> None:
+        await asyncio.to_thread(_read_until_end, consumer, tally, stop)
+
+    try:
+        yield Channel(publish, [partial(read, c) for c in consumers])
+    finally:
+        stop.set()
+        producer.flush(STOP_TIMEOUT_S)
+        for consumer in consumers:
+            consumer.close()
 
 
 # -- everything ---------------------------------------------------------------------------

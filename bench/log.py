@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tidings
-from bench.stats import Latency, median_of, value
+from bench.stats import VALUE_SIZE, Latency, median_of, value
 
 TOPIC = "bench"
 
@@ -29,11 +29,11 @@ class LogResults:
     """one-record bus.publish() round trips, by who publishes concurrently."""
 
 
-def send_loop(bus: tidings.Bus, records: int) -> float:
-    """Records/s sending one record at a time, durable once flush() returns."""
+def send_loop(bus: tidings.Bus, records: int, size: int = VALUE_SIZE) -> float:
+    """Records/s sending one record of `size` bytes at a time, durable once flush() returns."""
     producer = bus.producer()
     send = producer.send
-    v = value()
+    v = value(size)
     start = time.perf_counter()
     for _ in range(records):
         send(TOPIC, v)

@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stats import Latency, median_of, value
+from bench.stats import VALUE_SIZE, Latency, median_of, value
 from tidings.core import batch as codec
 
 BATCH = 1000
@@ -56,14 +56,14 @@ def _encode(values: list[bytes], first_ts: int) -> bytes:
     return codec.encode(values, None, [first_ts] * len(values)).data
 
 
-def sqlite_blob_insert(path: Path, records: int) -> float:
-    """Records/s inserting one encoded blob per BATCH records, committing each."""
+def sqlite_blob_insert(path: Path, records: int, size: int = VALUE_SIZE) -> float:
+    """Records/s inserting one encoded blob per BATCH records of `size` bytes, committing each."""
     conn = _connect(path)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS batches "
         "(id INTEGER PRIMARY KEY, base_offset INTEGER, records INTEGER, data BLOB)"
     )
-    values = [value()] * BATCH
+    values = [value(size)] * BATCH
     start = time.perf_counter()
     for base in range(0, records, BATCH):
         blob = _encode(values, time.time_ns() // 1_000_000)
@@ -129,9 +129,9 @@ def sqlite_read_split(path: Path) -> float:
     return count / elapsed
 
 
-def file_append_fsync(path: Path, records: int) -> float:
-    """Records/s appending one packed batch per BATCH records to a file, fsyncing each."""
-    values = [value()] * BATCH
+def file_append_fsync(path: Path, records: int, size: int = VALUE_SIZE) -> float:
+    """Records/s appending a packed batch per BATCH records of `size` bytes, fsyncing each."""
+    values = [value(size)] * BATCH
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`python -m bench --quick` runs to the end and prints every row of its table."""
+"""`python -m bench --log --quick` runs to the end and prints every row of its table."""
 
 from __future__ import annotations
 
@@ -27,5 +27,5 @@ ROWS = (
 
 
 def test_quick_run_prints_every_row(tmp_path: Path) -> None:
-    lines, results = run_bench(tmp_path)
+    lines, results = run_bench(tmp_path, "--log")
     assert_rows(lines, results, ROWS)

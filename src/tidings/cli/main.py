@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import click
 
 from tidings.api.connect import DEFAULT_URL
+from tidings.cli.bench import bench
 from tidings.cli.cdc import cdc
 from tidings.cli.common import Options
 from tidings.cli.es import es
@@ -38,7 +39,7 @@ def cli(ctx: click.Context, url: str) -> None:
     ctx.obj = Options(url)
 
 
-for command in (topics, produce, consume, groups, queues, cdc, es, serve, mirror, tour):
+for command in (topics, produce, consume, groups, queues, cdc, es, serve, mirror, tour, bench):
     cli.add_command(command)
 
 
