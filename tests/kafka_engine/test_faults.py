@@ -23,9 +23,12 @@ def test_unreachable_cluster(subtests: pytest.Subtests) -> None:
     for url in (f"kafka://127.0.0.1:{nobody}", f"kafka://127.0.0.1:{nobody},127.0.0.1:1"):
         with subtests.test(url=url):
             start = time.monotonic()
-            with pytest.raises(ClusterUnavailableError, match=r"no broker of kafka://"):
+            with pytest.raises(ClusterUnavailableError, match=r"no broker of kafka://") as info:
                 tidings.connect(url)
             assert time.monotonic() - start < BOUND_S
+            assert isinstance(info.value, tidings.EngineUnavailableError)
+            assert isinstance(info.value, ConnectionError)
+            assert info.value.url == url
 
 
 def test_unknown_setting_is_refused() -> None:

@@ -39,7 +39,7 @@ from tidings.core.records import (
     as_bytes,
     normalize_headers,
 )
-from tidings.engines.base import Engine, ProduceBatch
+from tidings.engines.base import ColumnBatch, Engine, ProduceBatch
 
 _BYTES_OR_NONE = frozenset((bytes, type(None)))
 _CLOSED = "the producer is closed; create a new producer with bus.producer()"
@@ -95,8 +95,8 @@ class _OpenBatch:
             self.headers = [NO_HEADERS] * index
         self.headers.append(headers)
 
-    def encode(self) -> ProduceBatch:
-        """The batch as the engine stores it, with missing keys and headers filled in."""
+    def columns(self) -> ColumnBatch:
+        """The batch for the engine, with missing keys and headers filled in."""
         count = len(self.values)
         keys = self.keys
         if keys is not None and len(keys) < count:
@@ -104,11 +104,7 @@ class _OpenBatch:
         headers = self.headers
         if headers is not None and len(headers) < count:
             headers.extend([NO_HEADERS] * (count - len(headers)))
-        return ProduceBatch(
-            self.topic,
-            self.partition,
-            codec.encode(self.values, keys, self.timestamps, headers),
-        )
+        return ColumnBatch(self.topic, self.partition, self.values, keys, self.timestamps, headers)
 
 
 class RecordFuture:
@@ -382,8 +378,7 @@ class AsyncProducer:
 
     async def _store(self, batch: _OpenBatch) -> None:
         try:
-            produce_batch = batch.encode()
-            (result,) = await self._engine.append([produce_batch])
+            (result,) = await self._engine.append_columns([batch.columns()])
         except BaseException as e:
             if not batch.future.done():
                 batch.future.set_exception(e)

@@ -23,6 +23,9 @@
     │   ├── AlreadySettledError
     │   └── LockExpiredError
     ├── CapabilityError             the engine does not provide what was asked
+    ├── EngineUnavailableError      a cluster engine's servers (kafka://, nats://) cannot
+    │                               be reached or did not answer in time; also a
+    │                               ConnectionError
     └── ClosedError                 the bus, producer or consumer was closed
 
 Each carries its context as attributes (topic, partition, group, ...), so callers can
@@ -176,6 +179,18 @@ class LockExpiredError(AcknowledgeError):
 
 class CapabilityError(TidingsError):
     """The engine does not provide the requested capability."""
+
+
+class EngineUnavailableError(TidingsError, ConnectionError):
+    """The servers behind `url` could not be reached or did not answer in time.
+
+    Often passing: the same call may succeed once the servers are back. Each engine
+    raises its own subclass, whose message says what to check.
+    """
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(message)
 
 
 class ClosedError(TidingsError):

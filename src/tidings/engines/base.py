@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
+from tidings.core import batch as codec
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import CapabilityError, ConfigurationError
-from tidings.core.records import Record, TopicConfig, TopicPartition, TopicSpec
+from tidings.core.records import Headers, Record, TopicConfig, TopicPartition, TopicSpec
 
 OffsetReset = Literal["earliest", "latest", "none"]
 AssignmentStrategy = Literal["range", "roundrobin", "cooperative-sticky"]
@@ -44,11 +45,50 @@ class Capability(StrEnum):
 
 
 class ProduceBatch(NamedTuple):
-    """Records for one partition, encoded, ready to append."""
+    """Records for one partition, encoded as a log stores them, ready to append."""
 
     topic: str
     partition: int
     batch: EncodedBatch
+
+
+class ColumnBatch(NamedTuple):
+    """Records for one partition as a producer gathers them: a column per field.
+
+    An engine that hands records one by one to a client library (Kafka, NATS) reads them
+    from here, so they are never encoded into one blob only to be taken apart again.
+    """
+
+    topic: str
+    partition: int
+    values: Sequence[bytes | None]
+    keys: Sequence[bytes | None] | None
+    """None when no record has a key."""
+    timestamps: Sequence[int]
+    headers: Sequence[Headers] | None
+    """None when no record has headers."""
+
+    @classmethod
+    def decode(cls, produce: ProduceBatch) -> ColumnBatch:
+        """The columns of an encoded batch."""
+        records = codec.decode(produce.topic, produce.partition, 0, produce.batch.data)
+        _, _, _, timestamps, keys, values, headers = zip(*records, strict=True)
+        return cls(
+            produce.topic,
+            produce.partition,
+            values,
+            None if keys.count(None) == len(keys) else keys,
+            timestamps,
+            headers if any(headers) else None,
+        )
+
+    def encode(self) -> ProduceBatch:
+        """The batch encoded, as an engine that stores bytes appends it."""
+        return ProduceBatch(
+            self.topic,
+            self.partition,
+            codec.encode(self.values, self.keys, self.timestamps, self.headers),
+        )
 
 
 class AppendResult(NamedTuple):
@@ -384,6 +424,13 @@ class Engine(ABC):
     @abstractmethod
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
         """Store `batches` durably, in order per partition; returns where each went."""
+
+    def append_columns(self, batches: Sequence[ColumnBatch]) -> Awaitable[list[AppendResult]]:
+        """Store batches given as columns, as append() does; this encodes them for it.
+
+        An engine that sends records one by one overrides this to read the columns.
+        """
+        return self.append([b.encode() for b in batches])
 
     @abstractmethod
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:

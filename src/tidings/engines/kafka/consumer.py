@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
@@ -63,6 +63,9 @@ OUT_OF_GROUP = {
 }
 RESETS = {"earliest": "earliest", "latest": "latest", "none": "error"}
 
+Runs = dict[TopicPartition, list[Record]]
+"""Records by partition, each partition's in offset order."""
+
 
 def _tp(p: KafkaPartition) -> TopicPartition:
     return TopicPartition(p.topic, p.partition)
@@ -98,10 +101,10 @@ class KafkaConsumer(PositionedConsumer):
         """librdkafka calls asked for on the loop, made on the consumer thread."""
         self._rebalances: list[Rebalance] = []
         self._held: list[Record] = []
+        """Records fetched while joining, handed out by the next poll."""
         self._failure: TidingsError | None = None
         self._settled = True
         """False after an assignment or a seek, until a poll has waited for its fetch."""
-        """Records fetched while joining, handed out by the next poll."""
         self._literal: list[str] = []
         self._patterns: list[str] = []
         self._topics: list[str] = []
@@ -226,7 +229,8 @@ class KafkaConsumer(PositionedConsumer):
             return
         err = msg.error()
         if err is None:
-            self._held.extend(self._records([msg], {}))
+            for run in self._records([msg], {}).values():
+                self._held.extend(run)
             return
         try:
             self._raise_for(err, msg)
@@ -363,22 +367,18 @@ class KafkaConsumer(PositionedConsumer):
         if self._closed:
             raise ClosedError("consumer is closed")
         epochs = self._epochs.copy()
-        records = await self._call(self._poll_blocking, max_records, timeout_s)
+        runs = await self._call(self._poll_blocking, max_records, timeout_s)
         out: list[Record] = []
-        last: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
+        for tp, run in runs.items():
             if self._epochs.get(tp, 0) != epochs.get(tp, 0) or tp in self._paused:
                 continue  # moved by a seek while fetching, or paused: read again later
             if tp not in self._positions:
                 continue  # revoked meanwhile
-            out.append(r)
-            last[tp] = r.offset
-        for tp, offset in last.items():
-            self._positions[tp] = offset + 1
+            out += run
+            self._positions[tp] = run[-1].offset + 1
         return out
 
-    def _poll_blocking(self, max_records: int, timeout_s: float) -> list[Record]:
+    def _poll_blocking(self, max_records: int, timeout_s: float) -> Runs:
         client = self._consumer()
         if self._ops:
             self._run_ops(client)
@@ -393,7 +393,7 @@ class KafkaConsumer(PositionedConsumer):
             raise failure
         if self._held:
             held, self._held = self._held[:max_records], self._held[max_records:]
-            runs: dict[TopicPartition, list[Record]] = {}
+            runs: Runs = {}
             for r in held:
                 runs.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
             return self._records(self._drain(client, [], max_records - len(held)), runs)
@@ -405,11 +405,11 @@ class KafkaConsumer(PositionedConsumer):
             wait = max(0.0, min(deadline - time.monotonic(), POLL_SLICE_S))
             first = client.poll(wait)
             if first is not None:
-                records = self._records(self._drain(client, [first], max_records - 1), {})
-                if records or time.monotonic() >= deadline:
-                    return records
+                runs = self._records(self._drain(client, [first], max_records - 1), {})
+                if runs or time.monotonic() >= deadline:
+                    return runs
             elif time.monotonic() >= deadline:
-                return []
+                return {}
 
     def _drain(self, client: Consumer, messages: list[Message], wanted: int) -> list[Message]:
         """Thread: add up to `wanted` messages already fetched to `messages`."""
@@ -430,35 +430,42 @@ class KafkaConsumer(PositionedConsumer):
                 start, end = self._engine.admin.extents([tp])[tp]
                 raise OffsetOutOfRangeError(tp.topic, tp.partition, -1, start, end)
 
-    def _records(
-        self, messages: list[Message], runs: dict[TopicPartition, list[Record]]
-    ) -> list[Record]:
-        """Thread: records from librdkafka's messages, each partition's as one run."""
+    def _records(self, messages: list[Message], runs: Runs) -> Runs:
+        """Thread: records from librdkafka's messages, added to their partitions' runs.
+
+        Messages come in runs of one partition, so a run is looked up only where the
+        partition changes. A record is made by tuple.__new__, without the argument
+        handling of its class's constructor: per record, this loop is what reading costs.
+        """
+        make = tuple.__new__
+        run: list[Record] = []
+        topic: str | None = None
+        partition: int | None = None
         for msg in messages:
             err = msg.error()
             if err is not None:
                 self._raise_for(err, msg)
                 continue
-            tp = _where(msg)
-            _, timestamp = msg.timestamp()
-            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
-            record = Record(
-                tp.topic,
-                tp.partition,
-                msg.offset() or 0,
-                timestamp,
-                msg.key(),
-                msg.value(),
-                tuple(headers) if headers else NO_HEADERS,
+            if msg.partition() != partition or msg.topic() != topic:
+                tp = _where(msg)
+                topic, partition = tp
+                run = runs.setdefault(tp, [])
+            headers = msg.headers()
+            run.append(
+                make(
+                    Record,
+                    (
+                        topic,
+                        partition,
+                        msg.offset(),
+                        msg.timestamp()[1],
+                        msg.key(),
+                        msg.value(),
+                        tuple(headers) if headers else NO_HEADERS,
+                    ),
+                )
             )
-            run = runs.get(tp)
-            if run is None:
-                runs[tp] = [record]
-            else:
-                run.append(record)
-        if len(runs) == 1:
-            return next(iter(runs.values()))
-        return [r for run in runs.values() for r in run]
+        return runs
 
     def _raise_for(self, err: KafkaError, msg: Message) -> None:
         """Thread: raise the tidings error for an error event; log the transient ones."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from tidings.core.records import TopicConfig, TopicPartition, TopicSpec
 from tidings.engines.base import (
     AppendResult,
     Capability,
+    ColumnBatch,
     ConsumerConfig,
     Engine,
     EngineConsumer,
@@ -195,7 +196,11 @@ class KafkaEngine(Engine):
 
     # -- records -------------------------------------------------------------------------
 
-    async def append(self, batches: list[ProduceBatch]) -> list[AppendResult]:  # type: ignore[override]
+    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Produce encoded batches, record by record, as append_columns does."""
+        return await self.append_columns([ColumnBatch.decode(b) for b in batches])
+
+    async def append_columns(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Produce batches; each acknowledged by all in-sync replicas."""
         if self._appender is None or self._closed:
             raise ClosedError(f"the engine at {self.url} is closed; connect again")

@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from tidings.core.errors import (
     ConfigurationError,
+    EngineUnavailableError,
     GroupNotEmptyError,
     GroupNotFoundError,
     InvalidPartitionsError,
@@ -17,8 +18,8 @@ from tidings.core.errors import (
 )
 
 
-class ClusterUnavailableError(TidingsError, ConnectionError):
-    """No broker of the cluster answered in time."""
+class ClusterUnavailableError(EngineUnavailableError):
+    """No broker of the Kafka cluster answered in time."""
 
 
 UNREACHABLE = {
@@ -99,8 +100,9 @@ def translate(
         )
     if code in UNREACHABLE:
         return ClusterUnavailableError(
+            url,
             f"{what} failed: no broker of {url} answered in time ({err.name()}: {text}); "
-            f"check that the cluster is up and the URL's hosts and ports are right"
+            f"check that the cluster is up and the URL's hosts and ports are right",
         )
     if code in (KafkaError._INVALID_ARG, KafkaError._UNSUPPORTED_FEATURE):
         return ConfigurationError(f"{what} failed at {url}: {text}")

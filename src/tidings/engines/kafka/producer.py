@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from tidings.core import batch as codec
 from tidings.core.errors import (
     ClosedError,
     PartitionNotFoundError,
@@ -17,11 +17,14 @@ from tidings.core.errors import (
     TidingsError,
 )
 from tidings.core.records import TopicSpec
-from tidings.engines.base import AppendResult, ProduceBatch
+from tidings.engines.base import AppendResult, ColumnBatch
 from tidings.engines.kafka.errors import translate
 from tidings.engines.kafka.settings import KafkaSettings
 
 log = logging.getLogger("tidings.kafka")
+
+_Headers = list[tuple[str, str | bytes | None]]
+"""A record's headers as librdkafka takes them."""
 
 POLL_S = 0.1
 """How long the delivery thread waits for an event before looking for a stop."""
@@ -30,37 +33,40 @@ FULL_WAIT_S = 0.005
 
 
 class _Delivery:
-    """The acknowledgements of one batch, counted in librdkafka's delivery thread."""
+    """The acknowledgements of one batch, counted in librdkafka's delivery thread.
 
-    __slots__ = ("base", "contiguous", "error", "future", "last", "left", "loop", "owner")
+    Each report costs a call in that thread, holding the GIL the producer needs too, so a
+    report does the least it can: count down. Only the first, the last and failed ones
+    are looked at; a partition's reports come in the order its records were produced.
+    """
 
-    def __init__(self, owner: Appender, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    __slots__ = ("base", "error", "future", "left", "loop", "owner", "records")
+
+    def __init__(self, owner: Appender, loop: asyncio.AbstractEventLoop, records: int) -> None:
         self.owner = owner
         self.loop = loop
         self.future: asyncio.Future[int] = loop.create_future()
-        self.left = count
+        self.records = records
+        self.left = records
         self.base = -1
-        self.last = -1
-        self.contiguous = True
         self.error: KafkaError | None = None
 
     def done(self, err: KafkaError | None, msg: Message) -> None:
         """librdkafka's delivery report of one record."""
+        self.left -= 1
+        if err is not None or self.base < 0 or not self.left:
+            self._note(err, msg)
+
+    def _note(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.error = self.error or err
-        else:
-            offset = msg.offset() or 0
-            if self.base < 0:
-                self.base = offset
-            elif offset != self.last + 1:
-                self.contiguous = False
-            self.last = offset
-        self.left -= 1
+        elif self.base < 0:
+            self.base = msg.offset() or 0
         if not self.left:
             self.loop.call_soon_threadsafe(self.settle, msg)
 
     def settle(self, msg: Message) -> None:
-        """On the loop: resolve the batch's future."""
+        """On the loop: resolve the batch's future (`msg` is the last record's report)."""
         if self.future.done():
             return
         if self.error is not None:
@@ -70,7 +76,7 @@ class _Delivery:
                 failure = TidingsError(f"producing records failed: {self.error.str()} ({e})")
             self.future.set_exception(failure)
             return
-        if not self.contiguous:
+        if (msg.offset() or 0) - self.base != self.records - 1:
             log.warning(
                 "records of one batch to %s[%s] got non-consecutive offsets (another "
                 "producer wrote between them); offsets after the first are approximate",
@@ -97,6 +103,7 @@ class Appender:
                 overrides={"enable.idempotence": True, "acks": "all", "error_cb": on_error},
             )
         )
+        self._producing = asyncio.Lock()
         self._closed = False
         self._thread = threading.Thread(
             target=self._serve, name="tidings-kafka-deliveries", daemon=True
@@ -113,7 +120,7 @@ class Appender:
         while not self._closed:
             poll(POLL_S)
 
-    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Produce every record of `batches`; where each batch starts, once all are acked."""
         if self._closed:
             raise ClosedError(f"the engine at {self._settings.url} is closed; connect again")
@@ -124,36 +131,47 @@ class Appender:
             for b, d in zip(batches, deliveries, strict=True)
         ]
 
-    async def _produce(self, loop: asyncio.AbstractEventLoop, batch: ProduceBatch) -> _Delivery:
-        topic, partition = batch.topic, batch.partition
-        records = codec.decode(topic, partition, 0, batch.batch.data)
-        delivery = _Delivery(self, loop, len(records))
+    async def _produce(self, loop: asyncio.AbstractEventLoop, batch: ColumnBatch) -> _Delivery:
+        topic, partition, values, keys, timestamps, headers = batch
+        delivery = _Delivery(self, loop, len(values))
+        # librdkafka takes a record's headers as a list, and None for none
+        listed: Iterable[_Headers | None] = (
+            repeat(None) if headers is None else [list(h) if h else None for h in headers]
+        )
+        rows = zip(
+            values,
+            repeat(None) if keys is None else keys,
+            timestamps,
+            listed,
+            strict=False,  # repeat(None) stands for a column no record has
+        )
         produce, done = self._producer.produce, delivery.done
-        i = 0
-        refreshed = False
-        while i < len(records):
-            try:
-                for r in records[i:]:
-                    produce(
-                        topic,
-                        r.value,
-                        r.key,
-                        partition,
-                        on_delivery=done,
-                        timestamp=r.timestamp,
-                        headers=list(r.headers) if r.headers else None,
-                    )
-                    i += 1
-            except BufferError:  # librdkafka's queue is full: let deliveries drain it
-                await asyncio.sleep(FULL_WAIT_S)
-            except KafkaException as e:
-                err: KafkaError = e.args[0]
-                if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
-                    raise self.failure(err, None, topic) from e
-                # partitions added since librdkafka last read the topic's metadata
-                refreshed = True
-                await asyncio.to_thread(self.refresh, topic)
-        return delivery
+        value: bytes | None = None
+        key: bytes | None = None
+        timestamp = 0
+        hdrs: _Headers | None = None
+        retry = refreshed = False
+        # One batch at a time: a batch waiting for room must not let another one's
+        # records into its partition between its own.
+        async with self._producing:
+            while True:
+                try:
+                    # positional arguments: parsing keywords costs a third of each call
+                    if retry:
+                        produce(topic, value, key, partition, done, None, timestamp, hdrs)
+                    for value, key, timestamp, hdrs in rows:
+                        produce(topic, value, key, partition, done, None, timestamp, hdrs)
+                    return delivery
+                except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                    await asyncio.sleep(FULL_WAIT_S)
+                except KafkaException as e:
+                    err: KafkaError = e.args[0]
+                    if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
+                        raise self.failure(err, None, topic) from e
+                    # partitions added since librdkafka last read the topic's metadata
+                    refreshed = True
+                    await asyncio.to_thread(self.refresh, topic)
+                retry = True
 
     def refresh(self, topic: str) -> None:
         """Blocking: make librdkafka read a topic's metadata (its partitions) now."""

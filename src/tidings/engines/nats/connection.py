@@ -1,10 +1,15 @@
 """Connecting to NATS from a nats:// URL, and NATS errors turned into tidings errors.
 
     TidingsError
+    ├── ConfigurationError        the server refused the credentials, or lacks JetStream
     └── NatsError                 the NATS server refused or did not answer
-        ├── NatsConnectError      unreachable, wrong credentials, TLS, no JetStream
+        ├── NatsConnectError      unreachable (or TLS failed), or the connection is down
         ├── NatsTimeoutError      a request not answered within request_timeout
         └── NatsRefusedError      a JetStream API error (its code and description kept)
+
+NatsConnectError and NatsTimeoutError are EngineUnavailableErrors too (so also
+ConnectionErrors), as the Kafka engine's ClusterUnavailableError is: the same call may
+succeed once the server is back.
 
 Every request is bounded by `request_timeout` (seconds, default 5), connecting by
 `connect_timeout` (default 2): an unreachable server is an error, never a hang.
@@ -26,7 +31,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from tidings.core.errors import ConfigurationError, TidingsError
+from tidings.core.errors import ConfigurationError, EngineUnavailableError, TidingsError
 
 T = TypeVar("T")
 log = logging.getLogger("tidings")
@@ -39,11 +44,11 @@ class NatsError(TidingsError):
     """The NATS server refused a request or did not answer it."""
 
 
-class NatsConnectError(NatsError):
-    """No connection: the server is unreachable, refused the credentials, or lacks JetStream."""
+class NatsConnectError(NatsError, EngineUnavailableError):
+    """No connection: the server is unreachable, or the connection is down."""
 
 
-class NatsTimeoutError(NatsError, TimeoutError):
+class NatsTimeoutError(NatsError, EngineUnavailableError, TimeoutError):
     """A request got no answer within the request timeout."""
 
 
@@ -140,7 +145,7 @@ async def _connect_once(options: NatsOptions, url: str) -> Client:
         errors.append(e)
         if _is_auth(e):
             refused.set()
-        log.debug("nats connection to %s: %s", _safe(url), e)
+        log.debug("nats connection to %s: %s", safe_url(url), e)
 
     settings: dict[str, Any] = {  # the client takes fractions of seconds too
         "connect_timeout": options.connect_timeout,
@@ -168,7 +173,7 @@ async def _connect_once(options: NatsOptions, url: str) -> Client:
         failure = connecting.exception()
     if failure is not None:
         await _close_quietly(nc)
-        raise NatsConnectError(_connect_message(url, failure)) from failure
+        raise _connect_error(url, failure) from failure
     return nc
 
 
@@ -176,21 +181,22 @@ def _is_auth(e: BaseException) -> bool:
     return isinstance(e, nats.errors.AuthorizationError) or "authorization" in str(e).lower()
 
 
-def _connect_message(url: str, e: BaseException) -> str:
+def _connect_error(url: str, e: BaseException) -> TidingsError:
     text = str(e) or type(e).__name__
     if _is_auth(e):
-        return (
-            f"the NATS server at {_safe(url)} refused the credentials ({text}); check "
+        return ConfigurationError(
+            f"the NATS server at {safe_url(url)} refused the credentials ({text}); check "
             f"user/password or token in the URL"
         )
-    return (
-        f"cannot connect to NATS at {_safe(url)} ({text}); check that nats-server runs "
-        f"there with JetStream (nats-server -js) and that the URL is right"
+    return NatsConnectError(
+        safe_url(url),
+        f"cannot connect to NATS at {safe_url(url)} ({text}); check that nats-server runs "
+        f"there with JetStream (nats-server -js) and that the URL is right",
     )
 
 
-def _safe(url: str) -> str:
-    """The URL without its credentials, for messages."""
+def safe_url(url: str) -> str:
+    """The URL's scheme and hosts, without credentials or options: for messages."""
     scheme, _, rest = url.partition("://")
     hosts = ",".join(h.rpartition("@")[2] for h in rest.partition("?")[0].split(","))
     return f"{scheme}://{hosts}"
@@ -203,15 +209,15 @@ async def _close_quietly(nc: Client) -> None:
         log.debug("closing a failed NATS connection: %s", e)
 
 
-async def bounded(call: Awaitable[T], timeout: float, what: str) -> T:
+async def bounded(call: Awaitable[T], timeout: float, url: str, what: str) -> T:
     """Await `call` for at most `timeout` seconds, with NATS errors made tidings errors."""
-    with translated(what):
+    with translated(url, what):
         return await asyncio.wait_for(call, timeout)
 
 
 @contextmanager
-def translated(what: str) -> Any:
-    """Turn NATS errors raised in the block into tidings errors naming `what` was done."""
+def translated(url: str, what: str) -> Any:
+    """Turn NATS errors raised in the block into tidings errors naming `what` and `url`."""
     try:
         yield
     except nats.js.errors.APIError as e:
@@ -222,8 +228,9 @@ def translated(what: str) -> Any:
         ) from e
     except (TimeoutError, nats.errors.TimeoutError) as e:
         raise NatsTimeoutError(
-            f"NATS did not answer in time to {what}; check that the server is up and "
-            f"reachable, or raise request_timeout in the URL"
+            url,
+            f"NATS at {url} did not answer in time to {what}; check that the server is up "
+            f"and reachable, or raise request_timeout in the URL",
         ) from e
     except nats.js.errors.NoStreamResponseError as e:
         raise NatsRefusedError(
@@ -231,8 +238,9 @@ def translated(what: str) -> Any:
         ) from e
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as e:
         raise NatsConnectError(
-            f"the connection to NATS is down while trying to {what}; it reconnects by "
-            f"itself, retry shortly"
+            url,
+            f"the connection to NATS at {url} is down while trying to {what}; it "
+            f"reconnects by itself, retry shortly",
         ) from e
     except nats.errors.Error as e:
         raise NatsError(f"NATS failed to {what}: {e}") from e

@@ -138,7 +138,7 @@ class NatsConsumer(GroupMember):
             opt_start_seq=feed.next_offset + 1,
             inactive_threshold=30.0,
         )
-        with translated(f"read {tp.topic}[{tp.partition}]"):
+        with translated(self._engine.url, f"read {tp.topic}[{tp.partition}]"):
             feed.sub = await asyncio.wait_for(
                 engine.js.subscribe(
                     names.subject(tp.topic, tp.partition),

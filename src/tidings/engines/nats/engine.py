@@ -13,25 +13,36 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import repeat
 from typing import TypeVar
 
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
-from tidings.core import batch as codec
 from tidings.core.errors import (
     CapabilityError,
     ClosedError,
+    ConfigurationError,
+    EngineUnavailableError,
     InvalidPartitionsError,
+    TidingsError,
     TopicExistsError,
     TopicNotFoundError,
 )
-from tidings.core.records import Record, TopicConfig, TopicPartition, TopicSpec, validate_partitions
+from tidings.core.records import (
+    NO_HEADERS,
+    Record,
+    TopicConfig,
+    TopicPartition,
+    TopicSpec,
+    validate_partitions,
+)
 from tidings.engines import redrive
 from tidings.engines.base import (
     AppendResult,
     Capability,
+    ColumnBatch,
     ConsumerConfig,
     Engine,
     EngineConsumer,
@@ -46,11 +57,11 @@ from tidings.engines.log import coordinator
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.nats import names
 from tidings.engines.nats.connection import (
-    NatsConnectError,
     NatsOptions,
     bounded,
     connect,
     parse_url,
+    safe_url,
     translated,
 )
 from tidings.engines.nats.names import escape, unescape
@@ -88,7 +99,9 @@ class NatsEngine(Engine):
     """Topics, records and groups on a NATS server with JetStream."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = safe_url(url)
+        """The server's address without credentials, for messages."""
+        self._raw_url = url
         self.capabilities = NATS_CAPABILITIES
         self.options: NatsOptions = parse_url(url)
         self.timeout = self.options.request_timeout
@@ -107,17 +120,19 @@ class NatsEngine(Engine):
     async def start(self) -> None:
         """Connect, check JetStream, open the topic and group buckets."""
         self._loop = asyncio.get_running_loop()
-        self._nc = await connect(self.options, self.url)
+        self._nc = await connect(self.options, self._raw_url)
         try:
             self._js = self._nc.jetstream(
                 timeout=self.timeout, publish_async_max_pending=PUBLISH_PENDING
             )
             try:
-                await bounded(self._js.account_info(), self.timeout, "read the account")
-            except Exception as e:
-                raise NatsConnectError(
-                    f"the NATS server at {self.url.partition('?')[0].rpartition('@')[2]} "
-                    f"does not offer JetStream ({e}); start it with nats-server -js"
+                await self.call("read the account", self._js.account_info())
+            except EngineUnavailableError:
+                raise
+            except TidingsError as e:
+                raise ConfigurationError(
+                    f"the NATS server at {self.url} does not offer JetStream ({e}); "
+                    f"start it with nats-server -js"
                 ) from e
             self._topics = await self._bucket(names.TOPICS_BUCKET)
             self._groups = await self._bucket(names.GROUPS_BUCKET)
@@ -129,7 +144,7 @@ class NatsEngine(Engine):
 
     async def _bucket(self, name: str) -> KeyValue:
         js = self.js
-        with translated(f"open the KV bucket {name!r}"):
+        with translated(self.url, f"open the KV bucket {name!r}"):
             try:
                 return await asyncio.wait_for(js.key_value(name), self.timeout)
             except nats.js.errors.BucketNotFoundError:
@@ -163,7 +178,7 @@ class NatsEngine(Engine):
 
     async def call(self, what: str, awaitable: Awaitable[R]) -> R:
         """Await a NATS request bounded by the request timeout, errors translated."""
-        return await bounded(awaitable, self.timeout, what)
+        return await bounded(awaitable, self.timeout, self.url, what)
 
     # -- topics --------------------------------------------------------------------------
 
@@ -391,32 +406,42 @@ class NatsEngine(Engine):
     # -- records -------------------------------------------------------------------------
 
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Publish encoded batches, record by record, as append_columns does."""
+        return await self.append_columns([ColumnBatch.decode(b) for b in batches])
+
+    async def append_columns(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Publish each record as a message and wait for every acknowledgement.
 
         Batches for one partition go one at a time from this process, so a batch's
         records get consecutive offsets.
         """
         results = []
-        for produce in batches:
-            results.append(await self._append_one(produce))
+        for batch in batches:
+            results.append(await self._append_one(batch))
         return results
 
-    async def _append_one(self, produce: ProduceBatch) -> AppendResult:
-        topic, partition = produce.topic, produce.partition
+    async def _append_one(self, batch: ColumnBatch) -> AppendResult:
+        topic, partition, values, keys, timestamps, headers = batch
         spec = self._specs.get(topic) or await self.topic(topic)
         if not 0 <= partition < spec.partitions:
             spec = await self.topic(topic, fresh=True)
-        records = codec.decode(topic, partition, 0, produce.batch.data)
+        rows = zip(
+            values,
+            repeat(None) if keys is None else keys,
+            timestamps,
+            repeat(NO_HEADERS) if headers is None else headers,
+            strict=False,  # repeat() stands for a column no record has
+        )
         subject = names.subject(topic, partition)
-        js = self.js
+        publish, message_headers = self.js.publish_async, names.message_headers
         lock = self._locks.setdefault(subject, asyncio.Lock())
         async with lock:
-            with translated(f"publish to {topic}[{partition}]"):
+            with translated(self.url, f"publish to {topic}[{partition}]"):
                 acks = [
-                    await js.publish_async(
-                        subject, r.value or b"", headers=names.message_headers(r)
+                    await publish(
+                        subject, value or b"", headers=message_headers(ts, key, value, hdrs)
                     )
-                    for r in records
+                    for value, key, ts, hdrs in rows
                 ]
             try:
                 done = await self.call(f"publish to {topic}[{partition}]", asyncio.gather(*acks))

@@ -102,21 +102,20 @@ def share_consumer_name(group: str) -> str:
     return SHARE_PREFIX + escape(group)
 
 
-def message_headers(record: Record) -> dict[str, str]:
+def message_headers(
+    timestamp: int, key: bytes | None, value: bytes | None, headers: Headers
+) -> dict[str, str]:
     """The NATS headers carrying a record's timestamp, key, null value and headers."""
-    out = {TIMESTAMP: str(record.timestamp)}
-    if record.key is not None:
-        out[KEY] = base64.b64encode(record.key).decode()
-    if record.value is None:
+    out = {TIMESTAMP: str(timestamp)}
+    if key is not None:
+        out[KEY] = base64.b64encode(key).decode()
+    if value is None:
         out[NULL] = "1"
-    if record.headers:
-        plain = _plain_headers(record.headers)
+    if headers:
+        plain = _plain_headers(headers)
         if plain is None:
             out[ENCODED_HEADERS] = json.dumps(
-                [
-                    [k, None if v is None else base64.b64encode(v).decode()]
-                    for k, v in record.headers
-                ]
+                [[k, None if v is None else base64.b64encode(v).decode()] for k, v in headers]
             )
         else:
             out.update(plain)

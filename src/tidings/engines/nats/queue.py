@@ -123,7 +123,7 @@ class NatsShareConsumer(EngineShareConsumer):
     async def _fetch(
         self, sub: JetStreamContext.PullSubscription, count: int, wait: float
     ) -> list[Msg]:
-        with translated(f"fetch from queue {self._config.topic!r}"):
+        with translated(self._engine.url, f"fetch from queue {self._config.topic!r}"):
             try:
                 return await sub.fetch(count, timeout=max(wait, 0.001))
             except (TimeoutError, nats.errors.TimeoutError):
@@ -146,7 +146,7 @@ class NatsShareConsumer(EngineShareConsumer):
             if due > names.stored_ms(msg) and deliveries > 1:
                 deliveries -= 1  # the fetch that held it back until due is not counted
             if due > now:
-                with translated("hold back a delayed job"):
+                with translated(self._engine.url, "hold back a delayed job"):
                     await msg.nak(delay=(due - now) / 1000)
                 continue
             if deliveries > config.max_deliveries:
@@ -163,7 +163,7 @@ class NatsShareConsumer(EngineShareConsumer):
         """Settle deliveries; acks for locks already lost are returned."""
         refused: list[Ack] = []
         now = now_ms()
-        with translated(f"settle jobs of queue {self._config.topic!r}"):
+        with translated(self._engine.url, f"settle jobs of queue {self._config.topic!r}"):
             for ack in _each(acks):
                 key = (ack.partition.partition, ack.offset)
                 held = self._held.get(key)
@@ -218,7 +218,7 @@ class NatsShareConsumer(EngineShareConsumer):
             await self._engine.append(
                 [ProduceBatch(target, record.partition % spec.partitions, batch)]
             )
-        with translated("terminate a dead-lettered job"):
+        with translated(self._engine.url, "terminate a dead-lettered job"):
             await msg.term()
 
     async def close(self) -> None:

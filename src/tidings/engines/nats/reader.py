@@ -55,8 +55,10 @@ async def _direct_batch(
                 msg = await asyncio.wait_for(replies.get(), max(timeout_s, engine.timeout))
             except TimeoutError:
                 raise NatsTimeoutError(
-                    f"NATS did not answer in time to read {tp.topic}[{tp.partition}]; check "
-                    f"that the server is up, or raise request_timeout in the URL"
+                    engine.url,
+                    f"NATS at {engine.url} did not answer in time to read "
+                    f"{tp.topic}[{tp.partition}]; check that the server is up, or raise "
+                    f"request_timeout in the URL",
                 ) from None
             hdrs = msg.headers or {}
             if "Status" in hdrs:  # 204: the batch ended; 404: nothing there; 408: refused
