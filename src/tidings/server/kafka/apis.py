@@ -9,6 +9,7 @@ the way out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import uuid
@@ -75,6 +76,13 @@ SUPPORTED: dict[int, tuple[int, int]] = {
 """API key -> (lowest, highest) version served; what ApiVersions advertises."""
 
 Fields = dict[str, Any]
+Where = tuple[str, int]
+Later = asyncio.Future[Fields | None]
+"""An answer under way: the request is taken, its response is due when this completes."""
+PIPELINED = frozenset({0})
+"""APIs (Produce) a connection takes while answers to its earlier requests are under way:
+their handlers return a Later once their effects are ordered. Any other request waits
+until every earlier answer is written, as Kafka answers one request at a time."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,10 @@ class _Sequences:
     """One idempotent producer's recent batches on one partition."""
 
     epoch: int
-    recent: deque[tuple[int, int, int]] = field(
+    recent: deque[tuple[int, int, asyncio.Future[int]]] = field(
         default_factory=lambda: deque(maxlen=PRODUCER_WINDOW)
     )
-    """(first sequence, last sequence, base offset) of the last stored batches."""
+    """(first sequence, last sequence, base offset) of the last batches stored or queued."""
 
 
 class KafkaApis:
@@ -110,7 +118,7 @@ class KafkaApis:
         """Partitions whose producers' state was read back from their stored tail."""
         groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port))
         admin = AdminApis(engine, lambda: self.settings.num_partitions)
-        self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | None]]] = {
+        self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | Later]]] = {
             0: self.produce,
             1: FetchApi(engine).fetch,
             2: self.list_offsets,
@@ -198,10 +206,12 @@ class KafkaApis:
             }
         return {"producer_id": random.getrandbits(62), "producer_epoch": 0}
 
-    async def produce(self, request: Any, version: int) -> Fields | None:
-        """Store each partition's batches as sent; answer once durable (none for acks=0)."""
-        results: dict[tuple[str, int], Fields] = {}
-        pending: list[tuple[tuple[str, int], list[tuple[BatchHeader, bytes]]]] = []
+    async def produce(self, request: Any, version: int) -> Later:
+        """Queue each partition's batches to be stored as sent; the answer, due once durable."""
+        # The batches are queued before this returns (none answered for acks=0), so the
+        # connection's next produce can be taken at once and share their commit.
+        results: dict[Where, Fields | asyncio.Future[int]] = {}
+        pending: list[tuple[Where, list[tuple[BatchHeader, bytes]]]] = []
         for topic in request.topic_data:
             spec = self.engine.cached_topic(topic.name) or await self._maybe_topic(topic.name)
             for part in topic.partition_data:
@@ -217,7 +227,7 @@ class KafkaApis:
                     results[where] = checked
                 else:
                     pending.append((where, checked))
-        to_store: list[tuple[tuple[str, int], BatchHeader, bytes]] = []
+        to_store: list[tuple[Where, BatchHeader, bytes]] = []
         for where, batches in pending:
             if batches[0][0].producer_id >= 0 and where not in self._recovered:
                 await self._recover(where)
@@ -226,15 +236,40 @@ class KafkaApis:
                 results[where] = dedup
             else:
                 to_store += [(where, h, data) for h, data in batches]
+        loop = asyncio.get_running_loop()
+        offsets = [loop.create_future() for _ in to_store]
+        for (where, header, _), offset in zip(to_store, offsets, strict=True):
+            self._remember(where, header, offset)
+        # Tasks start in the order they are made: this request's batches are queued for
+        # the store before those of any request the connection takes after it.
+        return asyncio.ensure_future(self._stored(request, results, to_store, offsets))
+
+    async def _stored(
+        self,
+        request: Any,
+        results: dict[Where, Fields | asyncio.Future[int]],
+        to_store: list[tuple[Where, BatchHeader, bytes]],
+        offsets: list[asyncio.Future[int]],
+    ) -> Fields | None:
+        """Store the batches; the answer once they are durable."""
         if to_store:
-            stored = await self._append(to_store)
-            for (where, header, _), result in zip(to_store, stored, strict=True):
-                if where not in results:
-                    results[where] = {"base_offset": result.base_offset}
-                self._remember(where, header, result.base_offset)
+            try:
+                stored = await self._append(to_store)
+            except BaseException:
+                for (where, header, _), offset in zip(to_store, offsets, strict=True):
+                    self._forget(where, header, offset)
+                    offset.cancel()  # a retry waiting on it fails too: its client sends it again
+                raise
+            for (where, _, _), result, offset in zip(to_store, stored, offsets, strict=True):
+                offset.set_result(result.base_offset)
+                results.setdefault(where, {"base_offset": result.base_offset})
         if request.acks == 0:
             return None
-        return {"responses": _by_topic(results, "partition_responses", "index", request.topic_data)}
+        answers = {
+            where: {"base_offset": await r} if isinstance(r, asyncio.Future) else r
+            for where, r in results.items()
+        }
+        return {"responses": _by_topic(answers, "partition_responses", "index", request.topic_data)}
 
     async def _maybe_topic(self, name: str) -> TopicSpec | None:
         try:
@@ -243,7 +278,7 @@ class KafkaApis:
             return None
 
     async def _append(
-        self, batches: Sequence[tuple[tuple[str, int], BatchHeader, bytes]]
+        self, batches: Sequence[tuple[Where, BatchHeader, bytes]]
     ) -> list[AppendResult]:
         return await self.engine.append(
             [
@@ -263,9 +298,9 @@ class KafkaApis:
         )
 
     def _deduplicate(
-        self, where: tuple[str, int], batches: list[tuple[BatchHeader, bytes]]
-    ) -> Fields | None:
-        """None to store the batches; else the answer (a duplicate's offset, or an error)."""
+        self, where: Where, batches: list[tuple[BatchHeader, bytes]]
+    ) -> Fields | asyncio.Future[int] | None:
+        """None to store the batches; else the answer (an error) or a duplicate's offset."""
         first = batches[0][0]
         if first.producer_id < 0:
             return None
@@ -278,7 +313,7 @@ class KafkaApis:
             return error(ErrorCode.invalid_producer_epoch, "a newer producer epoch exists")
         for low, _, base in state.recent:
             if first.base_sequence == low:
-                return {"base_offset": base}  # a retry of a stored batch: not stored again
+                return base  # a retry of a batch stored or queued: not stored again
         last = state.recent[-1][1] if state.recent else -1
         if first.base_sequence != (last + 1) & 0x7FFFFFFF:
             return error(
@@ -298,12 +333,16 @@ class KafkaApis:
             stored = await self.engine.read(
                 self.engine.store.read, topic, partition, tail[0].base_offset, 1 << 62
             )
+            loop = asyncio.get_running_loop()
             for b in stored:
                 if not b.data.startswith(codec.MAGIC):  # a Kafka batch: it names its producer
-                    self._remember(where, kafka_batch.read_header(b.data), b.base_offset)
+                    offset: asyncio.Future[int] = loop.create_future()
+                    offset.set_result(b.base_offset)
+                    self._remember(where, kafka_batch.read_header(b.data), offset)
         self._recovered.add(where)
 
-    def _remember(self, where: tuple[str, int], header: BatchHeader, base_offset: int) -> None:
+    def _remember(self, where: Where, header: BatchHeader, offset: asyncio.Future[int]) -> None:
+        """Note a producer's batch as stored at `offset` (known once its append commits)."""
         if header.producer_id < 0:
             return
         key = (header.producer_id, *where)
@@ -311,7 +350,15 @@ class KafkaApis:
         if state is None or header.producer_epoch > state.epoch:
             state = self._sequences[key] = _Sequences(header.producer_epoch)
         last = (header.base_sequence + header.records - 1) & 0x7FFFFFFF
-        state.recent.append((header.base_sequence, last, base_offset))
+        state.recent.append((header.base_sequence, last, offset))
+
+    def _forget(self, where: Where, header: BatchHeader, offset: asyncio.Future[int]) -> None:
+        """Drop a batch noted by _remember whose append failed: a retry stores it anew."""
+        state = self._sequences.get((header.producer_id, *where))
+        if state is not None:
+            state.recent = deque(
+                (e for e in state.recent if e[2] is not offset), maxlen=PRODUCER_WINDOW
+            )
 
     async def list_offsets(self, request: Any, version: int) -> Fields:
         """Earliest (-2), latest (-1), max timestamp (-3) or first at a time, per partition."""

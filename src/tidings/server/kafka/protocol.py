@@ -20,7 +20,7 @@ import struct
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from functools import cache
 from typing import Any, NamedTuple
@@ -133,9 +133,10 @@ def _response_schema(api_key: int, version: int) -> Any:
 def build(cls: type, values: Mapping[str, Any]) -> Any:
     """An instance of the kio entity `cls` from field values (see the module docstring)."""
     kwargs: dict[str, Any] = {}
-    for name, tp, zero in _plan(cls):
+    for name, convert, zero in _plan(cls):
         if name in values:
-            kwargs[name] = _convert(tp, values[name])
+            value = values[name]
+            kwargs[name] = value if convert is None or value is None else convert(value)
         elif zero is not _DEFAULTED:
             kwargs[name] = zero
     return cls(**kwargs)
@@ -144,15 +145,19 @@ def build(cls: type, values: Mapping[str, Any]) -> Any:
 _DEFAULTED = object()
 """The schema gives this field a default: leave it to the dataclass."""
 
+Converter = Callable[[Any], Any]
+
 
 @cache
-def _plan(cls: type) -> tuple[tuple[str, Any, Any], ...]:
+def _plan(cls: type) -> tuple[tuple[str, Converter | None, Any], ...]:
+    """Each field's name, how to convert a value given for it (None: as it is), and its
+    value when none is given; worked out once per entity, from its type hints."""
     plan = []
     for f in dataclasses.fields(cls):
         has_default = (
             f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         )
-        plan.append((f.name, f.type, _DEFAULTED if has_default else _zero(f.type)))
+        plan.append((f.name, _converter(f.type), _DEFAULTED if has_default else _zero(f.type)))
     return tuple(plan)
 
 
@@ -186,17 +191,23 @@ def _zero(tp: Any) -> Any:
     raise TypeError(f"no zero value for a field of type {tp!r}: give it explicitly")
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _converter(tp: Any) -> Converter | None:
+    """How to turn a value given for a field of type `tp` into what kio writes; None when
+    it is written as given (None values always are)."""
     _, tp = _optional(tp)
     if typing.get_origin(tp) is tuple:
         (inner, _) = typing.get_args(tp)
-        return tuple(_convert(inner, v) for v in value)
-    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
-        return build(typing.cast(type, tp), value)
-    if tp is ErrorCode and not isinstance(value, ErrorCode):
-        return ErrorCode(value)
-    if tp in (i32Timedelta, i64Timedelta) and isinstance(value, int):
-        return datetime.timedelta(milliseconds=value)
-    return value
+        convert = _converter(inner)
+        if convert is None:
+            return tuple
+        return lambda values: tuple(None if v is None else convert(v) for v in values)
+    if dataclasses.is_dataclass(tp):
+        entity = typing.cast(type, tp)
+        return lambda value: build(entity, value) if isinstance(value, Mapping) else value
+    if tp is ErrorCode:
+        return lambda value: value if isinstance(value, ErrorCode) else ErrorCode(value)
+    if tp in (i32Timedelta, i64Timedelta):
+        return lambda value: (
+            datetime.timedelta(milliseconds=value) if isinstance(value, int) else value
+        )
+    return None

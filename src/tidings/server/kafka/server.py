@@ -1,8 +1,11 @@
-"""The Kafka listener: frames in, one request at a time per connection, responses out.
+"""The Kafka listener: frames in, requests answered in order per connection, responses out.
 
 As in Kafka, a connection's requests are answered in order, one at a time: a client that
 wants a fetch to wait does not block its other connections, and a produce response never
-overtakes an earlier one. A frame the broker cannot read closes that connection only;
+overtakes an earlier one. One exception keeps producers fast on a store that syncs every
+commit: consecutive produce requests are taken without waiting for the one before to be
+durable, so that one commit stores them all; their answers still go out in order, each
+once its records are durable. A frame the broker cannot read closes that connection only;
 every other connection goes on.
 """
 
@@ -13,12 +16,21 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from tidings.server.kafka import protocol
-from tidings.server.kafka.apis import API_VERSIONS, SUPPORTED, KafkaApis, api_version_list
+from tidings.server.kafka.apis import (
+    API_VERSIONS,
+    PIPELINED,
+    SUPPORTED,
+    Fields,
+    KafkaApis,
+    Later,
+    api_version_list,
+)
 from tidings.server.kafka.sasl import (
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
@@ -35,6 +47,8 @@ READ_BUFFER = 4 << 20
 """Bytes a connection buffers before it stops reading: a 1 MiB produce in a few reads."""
 SHUTDOWN_GRACE_S = 10.0
 """How long a shutdown waits for requests in progress to be answered."""
+MAX_IN_FLIGHT = 100
+"""Produce requests of one connection under way at once; past it, reading waits."""
 
 
 class KafkaServer:
@@ -95,34 +109,27 @@ class KafkaServer:
         assert task is not None
         self._connections[task] = False
         peer = writer.get_extra_info("peername")
+        answers = _Answers(writer, peer)
         try:
-            await self._serve(task, reader, writer, peer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away
-        except ssl.SSLError as e:
-            log.warning("closing the connection from %s: TLS failed: %s", _peer(peer), e)
-        except asyncio.CancelledError:
-            pass  # shutting down
-        except protocol.ProtocolError as e:
-            log.warning("closing the connection from %s: %s", _peer(peer), e)
-        except Exception:
-            log.exception("closing the connection from %s after an internal error", _peer(peer))
+            await self._serve(task, reader, answers, peer)
+        except (Exception, asyncio.CancelledError) as e:
+            _report(peer, e)
         finally:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(answers.written(), SHUTDOWN_GRACE_S)
             self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     async def _serve(
-        self,
-        task: asyncio.Task[None],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: Any,
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, answers: _Answers, peer: Any
     ) -> None:
         host = peer[0] if isinstance(peer, tuple) else str(peer)
         auth = self.sasl.session() if self.sasl is not None else None
         while not self._closing:
+            if len(answers) >= MAX_IN_FLIGHT:
+                await answers.written()
             (size,) = protocol.SIZE.unpack(await reader.readexactly(4))
             if not 0 < size <= self.max_request_bytes:
                 raise protocol.ProtocolError(
@@ -132,10 +139,13 @@ class KafkaServer:
             frame = await reader.readexactly(size)
             self._connections[task] = True
             try:
+                if protocol.peek_header(frame)[0] not in PIPELINED:
+                    await answers.written()
                 response, refused = await self._answer(frame, host, auth)
-                if response is not None:
-                    writer.write(response)
-                    await writer.drain()
+                if isinstance(response, tuple):
+                    answers.add(*response)
+                elif response is not None:
+                    await answers.send(response)
                 self.requests += 1
                 if refused is not None:
                     raise protocol.ProtocolError(refused)
@@ -144,8 +154,9 @@ class KafkaServer:
 
     async def _answer(
         self, frame: bytes, host: str, auth: SaslSession | None
-    ) -> tuple[memoryview | None, str | None]:
-        """The response frame, and the reason to close the connection after it (if any)."""
+    ) -> tuple[memoryview | tuple[protocol.Request, Later] | None, str | None]:
+        """The response frame (or the request and its answer under way), and the reason to
+        close the connection after it (if any)."""
         try:
             request = protocol.read_request(frame, SUPPORTED)
         except protocol.UnsupportedVersion as e:
@@ -160,7 +171,7 @@ class KafkaServer:
             return protocol.write_response(API_VERSIONS, 0, e.correlation_id, versions), None
         started = time.perf_counter()
         refused = None
-        fields: dict[str, Any] | None
+        fields: Fields | Later | None
         if request.api_key in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
             fields, refused = _sasl(request, auth)
         elif auth is not None and not auth.authenticated and request.api_key != API_VERSIONS:
@@ -179,12 +190,87 @@ class KafkaServer:
                 request.client_id,
                 (time.perf_counter() - started) * 1000,
             )
-        if fields is None:  # acks=0: the client expects no answer
-            return None, refused
-        response = protocol.write_response(
-            request.api_key, request.version, request.correlation_id, fields
+        if isinstance(fields, asyncio.Future):
+            return (request, fields), refused
+        return _response_frame(request, fields), refused
+
+
+class _Answers:
+    """The responses of one connection still to be written, in the order of its requests.
+
+    A request whose answer is under way (a produce waiting for its commit) is queued, and a
+    task writes the queue's head as soon as its answer is ready. A failed answer closes the
+    connection; the answers after it are not sent, though their work is done.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: Any) -> None:
+        self._writer = writer
+        self._peer = peer
+        self._queue: deque[tuple[protocol.Request, Later]] = deque()
+        self._writing: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, request: protocol.Request, answer: Later) -> None:
+        """Queue a request whose answer is under way: answered after those before it."""
+        if self._writer.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self._queue.append((request, answer))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_in_order())
+
+    async def send(self, response: memoryview) -> None:
+        """Write a response ready now, after every queued one."""
+        await self.written()
+        if self._writer.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self._writer.write(response)
+        await self._writer.drain()
+
+    async def written(self) -> None:
+        """Return once every queued response is written, or the connection has failed."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    async def _write_in_order(self) -> None:
+        queue = self._queue
+        try:
+            while queue:
+                request, answer = queue[0]
+                response = _response_frame(request, await answer)
+                queue.popleft()
+                if response is not None:
+                    self._writer.write(response)
+                    await self._writer.drain()
+        except (Exception, asyncio.CancelledError) as e:
+            _report(self._peer, e)
+            queue.clear()  # their records are stored all the same: a retry is recognised
+            self._writer.close()  # the connection's reader stops too
+        finally:
+            self._writing = None
+
+
+def _response_frame(request: protocol.Request, fields: Fields | None) -> memoryview | None:
+    if fields is None:  # acks=0: the client expects no answer
+        return None
+    return protocol.write_response(request.api_key, request.version, request.correlation_id, fields)
+
+
+def _report(peer: Any, error: BaseException) -> None:
+    """Log why a connection closes (nothing when the client went away or at shutdown)."""
+    if isinstance(error, ConnectionError | asyncio.IncompleteReadError | asyncio.CancelledError):
+        return
+    if isinstance(error, ssl.SSLError):
+        log.warning("closing the connection from %s: TLS failed: %s", _peer(peer), error)
+    elif isinstance(error, protocol.ProtocolError):
+        log.warning("closing the connection from %s: %s", _peer(peer), error)
+    else:
+        log.error(
+            "closing the connection from %s after an internal error",
+            _peer(peer),
+            exc_info=error,
         )
-        return response, refused
 
 
 def _sasl(request: protocol.Request, auth: SaslSession | None) -> tuple[dict[str, Any], str | None]:
