@@ -33,6 +33,8 @@ SUBSCRIBERS = 4
 """Ephemeral subscribers, and consumer groups, in the fan-out figures."""
 P50_TARGET = 50e-6
 P99_TARGET = 500e-6
+TARGETED = ("memory", "1 subscriber")
+"""The figure the latency targets are for: one async subscriber in the publishing process."""
 """In-process publish -> subscriber latency targets (the issue)."""
 FETCH = 1000
 """max_records of each poll() in the fan-out throughput figure."""
@@ -434,6 +436,8 @@ def rows(r: PubSubResults) -> list[Cells]:
     out: list[Cells] = []
     for e in r.engines:
         for name, lat in e.latency.items():
+            # the target is one async subscriber's, in process; the others are figures
+            targeted = e.engine == TARGETED[0] and name == TARGETED[1]
             met = lat.p50 <= P50_TARGET and lat.p99 <= P99_TARGET
             out.append(
                 (
@@ -443,8 +447,8 @@ def rows(r: PubSubResults) -> list[Cells]:
                     f"p50 {lat.p50 / raw.p50:,.0f}x, p99 {lat.p99 / raw.p99:,.0f}x raw"
                     if raw.p50 and raw.p99
                     else "-",
-                    target,
-                    "yes" if met else "NO",
+                    target if targeted else "-",
+                    ("yes" if met else "NO") if targeted else "-",
                 )
             )
         f = e.fanout
