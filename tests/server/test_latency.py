@@ -81,6 +81,15 @@ def test_a_waiting_fetch_is_answered_as_soon_as_a_record_is_produced(broker: Ser
     c.close()
 
 
+def test_a_shutdown_answers_waiting_fetches_at_once(broker: Served) -> None:
+    _, readers = warmed(broker, "parked", 2)  # each has a fetch waiting up to WAIT_MS
+    started = time.monotonic()
+    assert broker.stop() == 0
+    assert time.monotonic() - started < PROMPT_S, "the broker waited out the parked fetches"
+    for c in readers:
+        c.close()
+
+
 def test_one_commit_wakes_every_waiting_fetch(broker: Served) -> None:
     p, readers = warmed(broker, "fanout", 4)
     started = time.monotonic()

@@ -166,10 +166,13 @@ class LogEngine(Engine):
         else:  # a change made elsewhere (another process) may have deleted anything
             tails.clear()
         self._version += 1
+        self.wake_waiters()
+
+    def wake_waiters(self) -> None:
+        """End every wait_for_data now, as its timeout would (for a server shutting down)."""
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            _settle(waiter)
 
     async def wait_for_data(self, version: int, timeout_s: float) -> None:
         """Return once `version` is out of date, or after `timeout_s`."""

@@ -116,11 +116,12 @@ class KafkaApis:
         self._sequences: dict[tuple[int, str, int], _Sequences] = {}
         self._recovered: set[tuple[str, int]] = set()
         """Partitions whose producers' state was read back from their stored tail."""
+        self.fetches = FetchApi(engine)
         groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port))
         admin = AdminApis(engine, lambda: self.settings.num_partitions)
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | Later]]] = {
             0: self.produce,
-            1: FetchApi(engine).fetch,
+            1: self.fetches.fetch,
             2: self.list_offsets,
             3: self.metadata,
             8: groups.offset_commit,

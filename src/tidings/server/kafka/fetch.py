@@ -68,6 +68,7 @@ class FetchApi:
         self.engine = engine
         self._sessions: OrderedDict[int, FetchSession] = OrderedDict()
         self._ids = itertools.count(1)
+        self._released = False
         self._starts: dict[Where, tuple[Tail, int]] = {}
         """Each partition's log start as last read from the store, with the tail that was
         current then: retention clears the tails, so the start holds while that tail does."""
@@ -106,11 +107,18 @@ class FetchApi:
             remaining = deadline - time.monotonic()
             if size >= request.min_bytes or remaining <= 0 or (incremental and results):
                 break
+            if self._released:
+                break
             await self.engine.wait_for_data(seen, remaining)
         for where, result in results.items():
             wanted[where].high_watermark = result.get("high_watermark", -1)
             wanted[where].log_start = result.get("log_start_offset", -1)
         return {"session_id": session.id if session else 0, "responses": _by_topic(results)}
+
+    def release(self) -> None:
+        """Answer every waiting fetch now with what it has, and every later one at once."""
+        self._released = True
+        self.engine.wake_waiters()
 
     def _open(self, partitions: dict[Where, _Wanted]) -> FetchSession:
         while len(self._sessions) >= MAX_SESSIONS:

@@ -94,6 +94,7 @@ class KafkaServer:
         for task, busy in list(self._connections.items()):
             if not busy:
                 task.cancel()
+        self.apis.fetches.release()  # a fetch waiting for records is answered now
         busy_tasks = [t for t, busy in self._connections.items() if busy]
         if busy_tasks:
             _, late = await asyncio.wait(busy_tasks, timeout=SHUTDOWN_GRACE_S)
