@@ -65,12 +65,12 @@ class Tail:
 
     def records_from(self, position: int) -> list[Record] | None:
         """A new list of the records from `position` on; None if the tail starts later."""
-        if position == self.end_offset:
-            return []
         first = self._first(position)
         if first is None:
             return None
         batches = self._batches
+        if first == len(batches):
+            return []
         records = batches[first].decoded()
         out = records[bisect_left(records, position, key=_offset) :]
         for i in range(first + 1, len(batches)):
@@ -79,19 +79,18 @@ class Tail:
 
     def batches_from(self, position: int) -> list[Appended] | None:
         """The stored batches holding records from `position` on; None if the tail starts later."""
-        if position == self.end_offset:
-            return []
         first = self._first(position)
         if first is None:
             return None
         return [self._batches[i].appended for i in range(first, len(self._batches))]
 
     def _first(self, position: int) -> int | None:
-        """The index of the kept batch holding `position`; None if none does."""
-        if position > self.end_offset:
-            return None
+        """The index of the kept batch holding `position`; their count at the end, None if
+        no kept batch holds it."""
         batches = self._batches
+        if position >= self.end_offset:
+            return len(batches) if position == self.end_offset else None
         first = len(batches) - 1
         while first >= 0 and batches[first].appended.base_offset > position:
             first -= 1
-        return first if first >= 0 else None
+        return None if first < 0 else first
