@@ -22,7 +22,6 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import confluent_kafka
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from bench import processes
 from bench.latency import Channel, Tally
 from bench.postgres_server import free_port
 from bench.stats import VALUE_SIZE, Arrivals, Latency, value
@@ -169,13 +169,7 @@ def running(command: list[str], ready: re.Pattern[str]) -> Iterator[re.Match[str
                 raise RuntimeError(f"{command[0]} did not start:\n" + "\n".join(output))
         yield found[0]
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        processes.stop(process, STOP_TIMEOUT_S)
 
 
 @contextmanager

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import processes
+
 START_TIMEOUT_S = 20
 STOP_TIMEOUT_S = 10
 
@@ -99,12 +101,7 @@ class NatsServer:
         process = self.process
         if process is None or process.poll() is not None:
             return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        processes.stop(process, STOP_TIMEOUT_S)
         if process.stderr is not None:
             process.stderr.close()
 

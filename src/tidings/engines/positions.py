@@ -15,6 +15,7 @@ class PositionedConsumer(EngineConsumer):
 
     _positions: dict[TopicPartition, int | None]
     _rebalances: list[Rebalance]
+    _group: str | None
 
     @abstractmethod
     async def _extent(self, tp: TopicPartition) -> tuple[int, int]:
@@ -23,6 +24,14 @@ class PositionedConsumer(EngineConsumer):
     def assignment(self) -> set[TopicPartition]:
         """Partitions read now."""
         return set(self._positions.copy())
+
+    def _to_commit(
+        self, offsets: dict[TopicPartition, int] | None
+    ) -> tuple[str, dict[TopicPartition, int]]:
+        """The group and what a commit of `offsets` (None: the positions) stores in it."""
+        if self._group is None:
+            raise ConfigurationError("commit needs a group; create the consumer with group='name'")
+        return self._group, self.positions() if offsets is None else offsets
 
     def take_rebalances(self) -> list[Rebalance]:
         """Rebalances since the last call."""

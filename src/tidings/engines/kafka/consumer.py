@@ -25,7 +25,6 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from tidings.core.errors import (
     ClosedError,
     CommitFailedError,
-    ConfigurationError,
     GroupError,
     OffsetOutOfRangeError,
     PartitionNotFoundError,
@@ -523,19 +522,16 @@ class KafkaConsumer(PositionedConsumer):
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit positions (or `offsets`) to the group."""
-        if self._group is None:
-            raise ConfigurationError("commit needs a group; create the consumer with group='name'")
-        if offsets is None:
-            offsets = self.positions()
+        group, offsets = self._to_commit(offsets)
         if not offsets:
             return
         owned = self._positions.copy()
         foreign = sorted(tp for tp in offsets if tp not in owned)
         if foreign:
             raise CommitFailedError(
-                self._group,
+                group,
                 f"commit failed: {foreign[0].topic}[{foreign[0].partition}] is not assigned to "
-                f"this member of group {self._group!r}; commit only the partitions it owns",
+                f"this member of group {group!r}; commit only the partitions it owns",
             )
         await self._call(self._commit_blocking, dict(offsets))
 

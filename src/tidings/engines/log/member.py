@@ -22,7 +22,6 @@ from typing import TypeVar
 from tidings.core.errors import (
     ClosedError,
     CommitFailedError,
-    ConfigurationError,
     OffsetOutOfRangeError,
     PartitionNotFoundError,
     TidingsError,
@@ -315,13 +314,10 @@ class GroupMember(PositionedConsumer):
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit positions (or `offsets`) to the group."""
-        if self._group is None:
-            raise ConfigurationError("commit needs a group; create the consumer with group='name'")
-        if offsets is None:
-            offsets = self.positions()
+        group, offsets = self._to_commit(offsets)
         if not offsets:
             return
-        group, member_id = self._group, self._member_id
+        member_id = self._member_id
         if member_id is None and self._topics:
             raise CommitFailedError(
                 group,
