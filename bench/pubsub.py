@@ -11,8 +11,8 @@ Every figure moves 100-byte values through `tidings.connect_async()`:
 - the raw limit: asyncio's own task-to-task hand-off, an asyncio.Queue put -> get between
   two tasks paced the same way, so every latency also reads as a multiple of it;
 - once per engine, where one record's latency goes: publish -> store commit -> wake-up of
-  the waiting consumer -> fetch (the batch just appended, else a store read; decode) ->
-  the subscriber task.
+  the waiting consumer -> the loop runs the reader -> records in hand (from the engine's
+  tail of recent batches, else a store read; decoded) -> the subscriber task.
 """
 
 from __future__ import annotations
@@ -144,9 +144,11 @@ async def _paced(
     start = loop.time()
     done = 0
     while done < count and loop.time() - start < limit_s:
-        delay = start + done / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # Always yield, even when behind: the loop sleeps in whole milliseconds (epoll),
+        # so at 2,000/s a sender that did not would publish two records back to back
+        # before any reader ran, and the first record's latency would include the second
+        # publish. Each record's latency is its own, for tidings and asyncio alike.
+        await asyncio.sleep(max(start + done / rate - loop.time(), 0))
         await send(done)
         done += 1
     return done, loop.time() - start
@@ -282,9 +284,9 @@ STAGES = (
     "publish -> store submit",
     "submit -> commit",
     "commit -> wake-up",
-    "wake-up -> fetch start",
-    "fetch (read and decode)",
-    "fetch end -> subscriber task",
+    "wake-up -> reader resumes",
+    "reader resumes -> records in hand",
+    "records in hand -> subscriber task",
     "total",
 )
 
@@ -293,13 +295,15 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
     """Time each stage of one record's trip once, one subscriber, 1,000 publishes/s.
 
     Wraps, on this bus's own objects only, the store's submit(), the engine's wake-up of
-    waiting readers, and the consumer's fetch (the batch just appended or a store read,
-    decoded), noting when each ran; every record's stages are the first such events after
-    its publish() and, for the fetch, the last before its arrival. Medians, in seconds.
+    waiting readers and its wait for data, and the consumer's wait and fetch, noting when
+    each ran: the wake-up is the engine's, then the loop runs the reader's task ("reader
+    resumes"), which takes the records from the engine's tail or fetches them ("records in
+    hand"). Every record's stages are the first such events after its publish() and, for
+    the reader's, the last before its arrival. Medians, in seconds.
     """
     bus = await tidings.connect_async(url)
     events: dict[str, list[float]] = {
-        k: [] for k in ("submit", "commit", "wake", "fetch", "fetch_end")
+        k: [] for k in ("submit", "commit", "wake", "resume", "in_hand")
     }
     clock = time.perf_counter
     try:
@@ -308,7 +312,7 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
         store: Any = engine.store
         # an in-memory store appends inline (append), sqlite through its writer (submit)
         entry = "append" if engine.appends_inline else "submit"
-        submit, bump = getattr(store, entry), engine._bump
+        submit, bump, wait_for_data = getattr(store, entry), engine._bump, engine.wait_for_data
 
         def timed_submit(batches: Any) -> Any:
             events["submit"].append(clock())
@@ -318,23 +322,20 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
             events["wake"].append(clock())
             bump(appended)
 
+        async def timed_wait_for_data(version: int, timeout_s: float) -> Any:
+            out = await wait_for_data(version, timeout_s)
+            events["resume"].append(clock())
+            return out
+
         setattr(store, entry, timed_submit)
         engine._bump = timed_bump
+        engine.wait_for_data = timed_wait_for_data
         # first in line: the engine's own listener may wake the readers inline
         store._listeners.insert(0, lambda _: events["commit"].append(clock()))
         sub = bus.subscribe(TOPIC)
         inner: Any = sub._inner
-        fetch = inner._fetch
-
-        async def timed_fetch(max_records: int) -> Any:
-            start = clock()
-            out = await fetch(max_records)
-            if out:
-                events["fetch"].append(start)
-                events["fetch_end"].append(clock())
-            return out
-
-        inner._fetch = timed_fetch
+        for name in ("_wait", "_fetch"):
+            setattr(inner, name, _noting_records(getattr(inner, name), events["in_hand"]))
         received: list[dict[int, float]] = [{}]
         task = asyncio.create_task(_reader(sub, received[0]))
         await _warm(bus, received)
@@ -367,8 +368,8 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
             first_after("submit", t0, t_end),
             first_after("commit", t0, t_end),
             first_after("wake", t0, t_end),
-            last_before("fetch", t0, t_end),
-            last_before("fetch_end", t0, t_end),
+            last_before("resume", t0, t_end),
+            last_before("in_hand", t0, t_end),
         ]
         if any(m is None for m in marks):
             continue  # an event fell outside the window (e.g. a fetch begun earlier)
@@ -379,6 +380,18 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
             spans[name].append(b - a)
         spans["total"].append(t_end - t0)
     return {k: statistics.median(v) if v else float("nan") for k, v in spans.items()}
+
+
+def _noting_records(fn: Callable[..., Any], times: list[float]) -> Callable[..., Any]:
+    """`fn`, an async call returning records, noting when it returned some."""
+
+    async def noted(*args: Any) -> Any:
+        out = await fn(*args)
+        if out:
+            times.append(time.perf_counter())
+        return out
+
+    return noted
 
 
 # -- everything ---------------------------------------------------------------------------

@@ -106,6 +106,27 @@ def test_poll_wakes_when_a_record_arrives(bus_url: str) -> None:
     run_async(bus_url, scenario)
 
 
+def test_a_waiting_poll_takes_max_records_of_a_batch_and_the_rest_comes_next(
+    bus_url: str,
+) -> None:
+    async def scenario(bus: tidings.AsyncBus) -> None:
+        await bus.create_topic("orders")
+        async with bus.consumer("orders", group="g", from_beginning=True) as consumer:
+            await consumer.poll(timeout_ms=0)
+            waiting = asyncio.create_task(consumer.poll(max_records=3, timeout_ms=5000))
+            await asyncio.sleep(0.05)
+            await bus.publish_many("orders", [b"%d" % i for i in range(10)])
+            got = [r.offset for r in await asyncio.wait_for(waiting, 5)]
+            assert 0 < len(got) <= 3
+            while len(got) < 10:
+                batch = await consumer.poll(max_records=3, timeout_ms=5000)
+                assert 0 < len(batch) <= 3
+                got.extend(r.offset for r in batch)
+            assert got == list(range(10))
+
+    run_async(bus_url, scenario)
+
+
 @tansu_offsets_for_times
 def test_assign_seek_and_offsets_for_times(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:

@@ -12,6 +12,7 @@ from tidings.core.records import Record, TopicPartition, TopicSpec
 from tidings.engines.base import ConsumerConfig
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.member import GroupMember
+from tidings.engines.log.store import Appended
 
 if TYPE_CHECKING:
     from tidings.engines.log.engine import LogEngine
@@ -62,8 +63,30 @@ class LogConsumer(GroupMember):
     def _mark(self) -> int:
         return self._engine.version
 
-    async def _wait(self, mark: int, timeout_s: float) -> None:
-        await self._engine.wait_for_data(mark, timeout_s)
+    async def _wait(self, mark: int, timeout_s: float, max_records: int) -> list[Record]:
+        appended = await self._engine.wait_for_data(mark, timeout_s)
+        if len(appended) != 1 or self._paused:
+            return []
+        return self._handed(appended[0], max_records)
+
+    def _handed(self, appended: Appended, max_records: int) -> list[Record]:
+        """The records from the batch whose append ended the wait, if this reader waited
+        right at its start (the in-process subscriber at the end of the log): straight
+        from the tail, without another fetch; else [] and the poll fetches as usual."""
+        tp = TopicPartition(appended.topic, appended.partition)
+        if self._positions.get(tp) != appended.base_offset or self._buffers.get(tp):
+            return []  # moved, revoked or read ahead meanwhile
+        if self._sync_due():
+            return []  # the group comes first
+        tail = self._engine.tails.get(tp)
+        records = None if tail is None else tail.records_from(appended.base_offset)
+        if not records:
+            return []
+        if len(records) > max_records:
+            self._buffers[tp] = records[max_records:]
+            del records[max_records:]
+        self._positions[tp] = records[-1].offset + 1
+        return records
 
     async def _fetch(self, max_records: int) -> list[Record]:
         positions, buffers, tails = self._positions, self._buffers, self._engine.tails

@@ -56,9 +56,9 @@ METADATA_MAX_AGE_S = 1.0
 """How stale the topic cache may get when other processes can change topics."""
 
 
-def _settle(waiter: asyncio.Future[None]) -> None:
+def _settle(waiter: asyncio.Future[Sequence[Appended]], appended: Sequence[Appended] = ()) -> None:
     if not waiter.done():
-        waiter.set_result(None)
+        waiter.set_result(appended)
 
 
 def now_ms() -> int:
@@ -90,8 +90,8 @@ class LogEngine(Engine):
         self._executor = ThreadPoolExecutor(4, thread_name_prefix="tidings-io")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._version = 0
-        self._waiters: set[asyncio.Future[None]] = set()
-        self._timeouts: dict[int, set[asyncio.Future[None]]] = {}
+        self._waiters: set[asyncio.Future[Sequence[Appended]]] = set()
+        self._timeouts: dict[int, set[asyncio.Future[Sequence[Appended]]]] = {}
         """The waiters timing out at each step of WAIT_GRID_S."""
         self.tails: dict[TopicPartition, Tail] = {}
         """The last batches this process appended to each partition: a consumer at or
@@ -166,20 +166,21 @@ class LogEngine(Engine):
         else:  # a change made elsewhere (another process) may have deleted anything
             tails.clear()
         self._version += 1
-        self.wake_waiters()
+        self.wake_waiters(appended)
 
-    def wake_waiters(self) -> None:
+    def wake_waiters(self, appended: Sequence[Appended] = ()) -> None:
         """End every wait_for_data now, as its timeout would (for a server shutting down)."""
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
-            _settle(waiter)
+            _settle(waiter, appended)
 
-    async def wait_for_data(self, version: int, timeout_s: float) -> None:
-        """Return once `version` is out of date, or after `timeout_s`."""
+    async def wait_for_data(self, version: int, timeout_s: float) -> Sequence[Appended]:
+        """Wait until `version` is out of date, or `timeout_s` passed; the batches whose
+        append ended the wait, if this process appended them (else nothing)."""
         if self._version != version or timeout_s <= 0:
-            return
+            return ()
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[Sequence[Appended]] = loop.create_future()
         self._waiters.add(waiter)
         step = math.ceil((loop.time() + timeout_s) / WAIT_GRID_S)
         due = self._timeouts.get(step)
@@ -188,7 +189,7 @@ class LogEngine(Engine):
             loop.call_at(step * WAIT_GRID_S, self._time_out, step)
         due.add(waiter)
         try:
-            await waiter
+            return await waiter
         finally:
             due.discard(waiter)
             self._waiters.discard(waiter)  # unless already taken by _bump

@@ -272,7 +272,9 @@ class GroupMember(PositionedConsumer):
             if self._subscribed:
                 remaining = min(remaining, max(0.0, self._next_heartbeat - time.monotonic()))
             self._last_poll = time.monotonic()
-            await self._wait(mark, remaining)
+            records = await self._wait(mark, remaining, max_records)
+            if records:
+                return records
 
     def _sync_due(self) -> bool:
         """Whether this poll must look at the group or the topics first."""
@@ -391,8 +393,9 @@ class GroupMember(PositionedConsumer):
         """Up to `max_records` records from the readable partitions, without waiting."""
 
     @abstractmethod
-    async def _wait(self, mark: int, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for records that arrived after `_mark` returned `mark`."""
+    async def _wait(self, mark: int, timeout_s: float, max_records: int) -> list[Record]:
+        """Wait up to `timeout_s` for records that arrived after `_mark` returned `mark`;
+        records the wake-up brought along (up to `max_records`), else [] (then fetch)."""
 
     @abstractmethod
     def _release(self, tp: TopicPartition) -> None:

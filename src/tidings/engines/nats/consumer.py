@@ -85,9 +85,10 @@ class NatsConsumer(GroupMember):
         self._wake.clear()
         return 0
 
-    async def _wait(self, mark: int, timeout_s: float) -> None:
+    async def _wait(self, mark: int, timeout_s: float, max_records: int) -> list[Record]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout_s)
+        return []
 
     async def _fetch(self, max_records: int) -> list[Record]:
         await self._start_feeds()
