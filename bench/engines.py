@@ -5,8 +5,9 @@ figure stands beside that client doing the same work in the same run, on the sam
 
 - kafka:// on Tansu (in-memory storage, so the broker is not the limit), against
   confluent-kafka with the engine's own producer settings (idempotent, acks=all): a
-  producer sends every record and flushes; a new consumer group reads them all, reading
-  each message's fields as an application does;
+  producer sends every record and flushes; a new consumer group (the engine's
+  fetch.queue.backoff.ms) reads them all, reading each message's fields as an
+  application does;
 - nats:// on nats-server with JetStream (file storage), against nats-py: every record
   published with its acknowledgement awaited (publish_async, then all acks); a consumer
   reads them all (bare: a durable pull consumer acking each message; tidings: a consumer
@@ -31,6 +32,7 @@ import tidings
 from bench import kafka as kafka_bench
 from bench import nats_server
 from bench.stats import Arrivals, value
+from tidings.engines.kafka.consumer import FETCH_QUEUE_BACKOFF_MS
 
 OVERHEAD_TARGET = 0.90
 """tidings must reach at least this share of the bare client's rate (under 10% overhead)."""
@@ -128,6 +130,8 @@ def bare_kafka_consume(bootstrap: str, topic: str, records: int, group: str) -> 
             "group.id": group,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": kafka_bench.SESSION_TIMEOUT_MS,
+            # the engine's own setting (librdkafka's default pauses fetching for 1 s)
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
     )
     try:

@@ -16,7 +16,6 @@ work: encoding and decoding cost tens of nanoseconds a record in CPython.
 
 from __future__ import annotations
 
-import gc
 import struct
 from array import array
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from tidings.core import kafka_batch
 from tidings.core.errors import StoreCorruptError
-from tidings.core.records import NO_HEADERS, Headers, Record
+from tidings.core.records import NO_HEADERS, Headers, Record, building_records
 
 T = TypeVar("T")
 
@@ -204,16 +203,8 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
             pos = ends[-1]
     headers: object = _decode_headers(data, pos, count) if flags & HEADERS else repeat(NO_HEADERS)
     columns = zip(repeat(topic), repeat(partition), offsets, timestamps, keys, values, headers)  # type: ignore[call-overload]
-    # Thousands of fresh tuples would trigger many young-generation collections, each
-    # scanning the batch again; one collection after the batch is built does the same job.
-    collecting = gc.isenabled()
-    if collecting:
-        gc.disable()
-    try:
+    with building_records():
         return list(map(tuple.__new__, repeat(Record), columns))
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _one(topic: str, partition: int, offset: int, data: bytes, *, timestamp: int) -> Record:

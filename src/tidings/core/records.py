@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
@@ -19,6 +21,25 @@ Headers = tuple[Header, ...]
 HeadersInput = Mapping[str, bytes | str | None] | Iterable[tuple[str, bytes | str | None]] | None
 
 NO_HEADERS: Headers = ()
+
+
+@contextmanager
+def building_records() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch of records is made.
+
+    Thousands of fresh tuples would trigger many young-generation collections, each
+    scanning the records made so far again (and, as they survive, older generations
+    too); the collector runs once the batch is built instead.
+    """
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
 
 DELIVER_AT = "tidings.deliver-at"
 """Header holding the wall-clock ms before which a queue delivers a record (a delay)."""

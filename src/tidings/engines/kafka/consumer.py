@@ -31,7 +31,7 @@ from tidings.core.errors import (
     TidingsError,
     TopicNotFoundError,
 )
-from tidings.core.records import NO_HEADERS, Record, TopicPartition
+from tidings.core.records import NO_HEADERS, Record, TopicPartition, building_records
 from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
@@ -49,6 +49,8 @@ POLL_SLICE_S = 0.2
 """Longest single wait inside librdkafka, so a poll notices topics and closes promptly."""
 SETTLE_S = 0.3
 """Least time the first poll after a seek or an assignment waits for records."""
+FETCH_QUEUE_BACKOFF_MS = 10
+"""librdkafka's pause before fetching more once enough is fetched ahead (its default 1 s)."""
 FETCHED_WAIT_S = 0.002
 """How long a poll that has records waits for more of the same fetch to be queued."""
 OUT_OF_GROUP = {
@@ -141,6 +143,10 @@ class KafkaConsumer(PositionedConsumer):
                 # a seek or a new record waits at most this long for a fetch in flight
                 "fetch.wait.max.ms": 50,
                 "fetch.error.backoff.ms": 100,
+                # Past queued.min.messages fetched ahead, librdkafka postpones the next
+                # fetch by this much (1 s by default): a reader faster than that would sit
+                # idle for most of each second while draining a backlog.
+                "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
                 **config.extra,
             }
             overrides: dict[str, object] = {
@@ -434,36 +440,38 @@ class KafkaConsumer(PositionedConsumer):
 
         Messages come in runs of one partition, so a run is looked up only where the
         partition changes. A record is made by tuple.__new__, without the argument
-        handling of its class's constructor: per record, this loop is what reading costs.
+        handling of its class's constructor, with the collector paused (see
+        building_records): per record, this loop is what reading costs.
         """
         make = tuple.__new__
         run: list[Record] = []
         topic: str | None = None
         partition: int | None = None
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                self._raise_for(err, msg)
-                continue
-            if msg.partition() != partition or msg.topic() != topic:
-                tp = _where(msg)
-                topic, partition = tp
-                run = runs.setdefault(tp, [])
-            headers = msg.headers()
-            run.append(
-                make(
-                    Record,
-                    (
-                        topic,
-                        partition,
-                        msg.offset(),
-                        msg.timestamp()[1],
-                        msg.key(),
-                        msg.value(),
-                        tuple(headers) if headers else NO_HEADERS,
-                    ),
+        with building_records():
+            for msg in messages:
+                err = msg.error()
+                if err is not None:
+                    self._raise_for(err, msg)
+                    continue
+                if msg.partition() != partition or msg.topic() != topic:
+                    tp = _where(msg)
+                    topic, partition = tp
+                    run = runs.setdefault(tp, [])
+                headers = msg.headers()
+                run.append(
+                    make(
+                        Record,
+                        (
+                            topic,
+                            partition,
+                            msg.offset(),
+                            msg.timestamp()[1],
+                            msg.key(),
+                            msg.value(),
+                            tuple(headers) if headers else NO_HEADERS,
+                        ),
+                    )
                 )
-            )
         return runs
 
     def _raise_for(self, err: KafkaError, msg: Message) -> None:
