@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
@@ -13,6 +14,9 @@ from tidings.core.errors import ClosedError
 
 T = TypeVar("T")
 C = TypeVar("C")
+
+FINISH_TIMEOUT_S = 5.0
+"""Longest a closing bus waits for cancelled background tasks to end."""
 
 
 class Portal:
@@ -62,12 +66,27 @@ class Portal:
             )
 
     def close(self) -> None:
-        """Stop the loop and join its thread."""
+        """Finish what is left on the loop (as asyncio.run does), stop it, join its thread."""
         if self.loop.is_closed():
             return
+        if self.loop.is_running():
+            with contextlib.suppress(Exception):  # what is left is being stopped anyway
+                asyncio.run_coroutine_threadsafe(_finish_tasks(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
+
+
+async def _finish_tasks() -> None:
+    """Cancel the tasks still on the loop and let them end: background tasks of client
+    libraries would otherwise be destroyed pending, each logging an error at exit."""
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not current]
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=FINISH_TIMEOUT_S)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 class SyncFace(ABC, Generic[C]):
