@@ -131,6 +131,21 @@ def test_handover_resumes_after_committed_offsets(orders: tidings.Bus) -> None:
         a.close()
 
 
+def test_auto_commit_commits_what_was_polled_at_its_interval(orders: tidings.Bus) -> None:
+    orders.publish_many("orders", [b"v"] * 8, partition=0)
+    with member(orders, from_beginning=True, auto_commit_interval_ms=200) as consumer:
+        assert len(poll_until([consumer], 8)) == 8
+        # a poll after the interval commits what the polls before it returned, unclosed
+        eventually(
+            lambda: (
+                consumer.poll(timeout_ms=20) == []
+                and consumer.committed(TopicPartition("orders", 0))
+                == {TopicPartition("orders", 0): 8}
+            ),
+            what="the auto-commit",
+        )
+
+
 def test_cooperative_sticky_join_moves_only_what_moves(orders: tidings.Bus) -> None:
     changes: list[tidings.Rebalance] = []
     with member(orders, strategy="cooperative-sticky", on_rebalance=changes.append) as a:

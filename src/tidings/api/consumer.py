@@ -48,9 +48,13 @@ class _Cursor:
                 out[tp] = first_unhanded.offset
         return out
 
+    def commit_due(self) -> bool:
+        """Whether an auto-commit is due."""
+        return self.auto_commit and time.monotonic() >= self.next_commit
+
     def due(self) -> dict[TopicPartition, int] | None:
         """The offsets to auto-commit now, if it is time."""
-        if self.auto_commit and time.monotonic() >= self.next_commit:
+        if self.commit_due():
             self.next_commit = time.monotonic() + self.interval_s
             return self.consumed()
         return None
@@ -163,6 +167,18 @@ class AsyncConsumer:
         self._cursor.load(records, handed_out)
         return records
 
+    def _poll_here(
+        self, max_records: int, timeout_ms: float, handed_out: bool
+    ) -> list[Record] | None:
+        """`_poll` on the calling thread, when the engine can and nothing needs the loop
+        first (starting, an auto-commit due); None: call `_poll` on the loop instead."""
+        if self._closed or not self._started or self._cursor.commit_due():
+            return None
+        records = self._inner.poll_here(max_records, timeout_ms / 1000)
+        if records is not None:
+            self._cursor.load(records, handed_out)
+        return records
+
     def __aiter__(self) -> Self:
         """Iterate records as they come, waiting for new ones forever."""
         return self
@@ -253,11 +269,19 @@ class Consumer(SyncFace[AsyncConsumer]):
                 continue  # a seek or pause replaced the batch while it was being read
             if self.aio._closed:
                 return
-            self._portal.call(self.aio._poll(ITER_BATCH, 1000, handed_out=False))
+            self._poll(ITER_BATCH, 1000, handed_out=False)
 
     def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
-        return self._portal.call(self.aio.poll(max_records, timeout_ms))
+        return self._poll(max_records, timeout_ms, handed_out=True)
+
+    def _poll(self, max_records: int, timeout_ms: float, handed_out: bool) -> list[Record]:
+        """Poll on this thread where the engine allows, else on the portal's loop."""
+        self._portal.check_caller()
+        records = self.aio._poll_here(max_records, timeout_ms, handed_out)
+        if records is None:
+            records = self._portal.call(self.aio._poll(max_records, timeout_ms, handed_out))
+        return records
 
     def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit the records handed out so far (or explicit next-offsets)."""

@@ -219,6 +219,11 @@ class EngineConsumer(ABC):
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_s` for the first."""
 
+    def poll_here(self, max_records: int, timeout_s: float) -> list[Record] | None:
+        """poll() on the calling thread, blocking it, for engines whose client blocks
+        anyway (the sync face then skips two thread hand-offs); None: poll on the loop."""
+        return None
+
     @abstractmethod
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit `offsets` (next offset to read), or the current positions."""

@@ -1,9 +1,10 @@
 """KafkaConsumer: a librdkafka consumer behind the EngineConsumer interface.
 
-Every call into librdkafka runs on the consumer's own thread, one at a time, so the
-event loop never blocks and librdkafka's rebalance callbacks run where it expects them:
-inside poll. Positions are tidings': the next offset per partition after the records
-handed out, set explicitly when a partition is assigned and moved by seek and rewind.
+Every call into librdkafka runs off the event loop, one at a time (under the consumer's
+lock): on the consumer's own thread, or for a sync poll on the caller's thread, which
+waits anyway. librdkafka's rebalance callbacks run where it expects them: inside poll.
+Positions are tidings': the next offset per partition after the records handed out, set
+explicitly when a partition is assigned and moved by seek and rewind.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -93,6 +95,8 @@ class KafkaConsumer(PositionedConsumer):
         self._config = config
         self._group = config.group
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-kafka-consumer")
+        self._busy = threading.Lock()
+        """Held by every call into librdkafka: one at a time, whichever thread makes it."""
         self._client: Consumer | None = None
         self._positions: dict[TopicPartition, int | None] = {}
         self._paused: set[TopicPartition] = set()
@@ -121,7 +125,11 @@ class KafkaConsumer(PositionedConsumer):
         if self._closed:
             raise ClosedError("consumer is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, partial(fn, *args))
+        return await loop.run_in_executor(self._thread, partial(self._locked, fn, *args))
+
+    def _locked(self, fn: Callable[..., R], *args: Any) -> R:
+        with self._busy:
+            return fn(*args)
 
     def _consumer(self) -> Consumer:
         """Thread: the librdkafka consumer, created on first use."""
@@ -372,7 +380,17 @@ class KafkaConsumer(PositionedConsumer):
         if self._closed:
             raise ClosedError("consumer is closed")
         epochs = self._epochs.copy()
-        runs = await self._call(self._poll_blocking, max_records, timeout_s)
+        return self._kept(await self._call(self._poll_blocking, max_records, timeout_s), epochs)
+
+    def poll_here(self, max_records: int, timeout_s: float) -> list[Record] | None:
+        """Up to `max_records` records, polled on the calling thread."""
+        if self._closed:
+            raise ClosedError("consumer is closed")
+        epochs = self._epochs.copy()
+        return self._kept(self._locked(self._poll_blocking, max_records, timeout_s), epochs)
+
+    def _kept(self, runs: Runs, epochs: dict[TopicPartition, int]) -> list[Record]:
+        """The records of `runs` still wanted, moving the positions past them."""
         out: list[Record] = []
         for tp, run in runs.items():
             if self._epochs.get(tp, 0) != epochs.get(tp, 0) or tp in self._paused:
