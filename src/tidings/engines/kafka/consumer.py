@@ -419,7 +419,7 @@ class KafkaConsumer(PositionedConsumer):
             runs: Runs = {}
             for r in held:
                 runs.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
-            return self._records(self._drain(client, [], max_records - len(held)), runs)
+            return self._fetched(client, [], max_records - len(held), runs)
         self._check_positions()
         deadline = time.monotonic() + timeout_s
         while True:
@@ -428,11 +428,18 @@ class KafkaConsumer(PositionedConsumer):
             wait = max(0.0, min(deadline - time.monotonic(), POLL_SLICE_S))
             first = client.poll(wait)
             if first is not None:
-                runs = self._records(self._drain(client, [first], max_records - 1), {})
+                runs = self._fetched(client, [first], max_records - 1, {})
                 if runs or time.monotonic() >= deadline:
                     return runs
             elif time.monotonic() >= deadline:
                 return {}
+
+    def _fetched(self, client: Consumer, messages: list[Message], wanted: int, runs: Runs) -> Runs:
+        """Thread: `runs` with the records of `messages` and of up to `wanted` more already
+        fetched, the collector paused (see building_records) while librdkafka makes its
+        messages and this consumer its records: thousands of objects that all survive."""
+        with building_records():
+            return self._records(self._drain(client, messages, wanted), runs)
 
     def _drain(self, client: Consumer, messages: list[Message], wanted: int) -> list[Message]:
         """Thread: add up to `wanted` messages already fetched to `messages`."""
@@ -458,38 +465,36 @@ class KafkaConsumer(PositionedConsumer):
 
         Messages come in runs of one partition, so a run is looked up only where the
         partition changes. A record is made by tuple.__new__, without the argument
-        handling of its class's constructor, with the collector paused (see
-        building_records): per record, this loop is what reading costs.
+        handling of its class's constructor: per record, this loop is what reading costs.
         """
         make = tuple.__new__
         run: list[Record] = []
         topic: str | None = None
         partition: int | None = None
-        with building_records():
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    self._raise_for(err, msg)
-                    continue
-                if msg.partition() != partition or msg.topic() != topic:
-                    tp = _where(msg)
-                    topic, partition = tp
-                    run = runs.setdefault(tp, [])
-                headers = msg.headers()
-                run.append(
-                    make(
-                        Record,
-                        (
-                            topic,
-                            partition,
-                            msg.offset(),
-                            msg.timestamp()[1],
-                            msg.key(),
-                            msg.value(),
-                            tuple(headers) if headers else NO_HEADERS,
-                        ),
-                    )
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._raise_for(err, msg)
+                continue
+            if msg.partition() != partition or msg.topic() != topic:
+                tp = _where(msg)
+                topic, partition = tp
+                run = runs.setdefault(tp, [])
+            headers = msg.headers()
+            run.append(
+                make(
+                    Record,
+                    (
+                        topic,
+                        partition,
+                        msg.offset(),
+                        msg.timestamp()[1],
+                        msg.key(),
+                        msg.value(),
+                        tuple(headers) if headers else NO_HEADERS,
+                    ),
                 )
+            )
         return runs
 
     def _raise_for(self, err: KafkaError, msg: Message) -> None:
