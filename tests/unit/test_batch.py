@@ -46,3 +46,16 @@ def test_truncated_batch_is_reported() -> None:
         codec.decode("t", 0, 0, encoded.data[:12])
     with pytest.raises(StoreCorruptError):
         codec.decode("t", 0, 0, b"XX" + encoded.data[2:])
+
+
+def test_a_batch_of_an_unknown_version_or_cut_short_is_reported() -> None:
+    one = codec.encode_one(b"x" * 10, None, 1, ())
+    newer = one.data[:2] + bytes([codec.VERSION + 1]) + one.data[3:]
+    with pytest.raises(StoreCorruptError, match="unknown format"):
+        codec.decode("t", 0, 0, newer)
+    with pytest.raises(StoreCorruptError, match="unknown format"):
+        codec.info(newer)
+    with pytest.raises(StoreCorruptError, match="truncated"):
+        codec.decode("t", 0, 0, one.data[:-1])
+    with pytest.raises(StoreCorruptError, match="truncated"):
+        codec.info(one.data[:8])

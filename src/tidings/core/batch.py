@@ -150,20 +150,26 @@ def info(data: bytes) -> BatchInfo:
     if not data.startswith(MAGIC):
         h = _stored_kafka(kafka_batch.read_header, data)
         return BatchInfo(0, h.records, h.last_offset_delta, h.base_timestamp, h.max_timestamp)
+    return BatchInfo._make(_header(data)[2:])
+
+
+def _header(data: bytes) -> tuple[Any, ...]:
+    """The header of a batch in tidings' format: (magic, version, flags, count,
+    last_delta, first_timestamp, max_timestamp)."""
     try:
-        magic, version, flags, count, last_delta, first_ts, max_ts = _HEADER.unpack_from(data)
+        header = _HEADER.unpack_from(data)
     except struct.error as e:
         raise StoreCorruptError(f"stored batch is truncated ({len(data)} bytes)") from e
-    if magic != MAGIC or version != VERSION:
-        raise StoreCorruptError(f"stored batch has unknown format {magic!r} v{version}")
-    return BatchInfo(flags, count, last_delta, first_ts, max_ts)
+    if header[0] != MAGIC or header[1] != VERSION:
+        raise StoreCorruptError(f"stored batch has unknown format {header[0]!r} v{header[1]}")
+    return header
 
 
 def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Record]:
     """Decode a stored batch into records (tidings' format, or a Kafka batch as produced)."""
     if not data.startswith(MAGIC):
         return _stored_kafka(kafka_batch.decode, topic, partition, base_offset, data)
-    flags, count, _, first_ts, _ = info(data)
+    _, _, flags, count, _, first_ts, _ = _header(data)
     pos = _HEADER.size
     if count == 1 and not flags & ~KEYS:
         return [_one(topic, partition, base_offset, data, timestamp=first_ts)]
@@ -221,7 +227,7 @@ def _one(topic: str, partition: int, offset: int, data: bytes, *, timestamp: int
     pos += 4
     if pos + size != len(data):
         raise StoreCorruptError("stored batch is truncated")
-    return Record(topic, partition, offset, timestamp, key, data[pos:], NO_HEADERS)
+    return tuple.__new__(Record, (topic, partition, offset, timestamp, key, data[pos:], NO_HEADERS))
 
 
 def _stored_kafka(fn: Callable[..., T], *args: Any) -> T:
