@@ -261,6 +261,11 @@ def test_send_many_counts_keys_toward_max_message_bytes(bus: tidings.Bus) -> Non
     assert bus.publish_many("orders", [b"v" * 100], keys=[b"k" * 100])[0].offset == 0
 
 
+RACING: dict[str, Any] = {"linger_ms": 5, "batch_size": 4096, "buffer_memory": 64 << 10}
+"""Producer settings of the close races: a small buffer, so the senders also wait for room
+when close() comes, and what close() must store stays small on every engine."""
+
+
 def send_until_closed(
     send: Callable[[str, bytes], Any], futures: list[tuple[bytes, Any]], name: str
 ) -> None:
@@ -309,7 +314,7 @@ def test_sends_racing_producer_close_are_stored_or_refused(bus: tidings.Bus) -> 
     bus.create_topic("orders", partitions=2)
     stored: dict[tuple[int, int], bytes] = {}
     for trial in range(5):
-        producer = bus.producer(linger_ms=5)
+        producer = bus.producer(**RACING)
         stored.update(settle(race_close(producer.send, producer.close, f"{trial}")))
     for p in range(2):
         by_offset = {r.offset: r.value for r in read_partition(bus, "orders", p)}
@@ -322,7 +327,7 @@ def test_sends_racing_bus_close_are_stored_or_refused(bus_url: str) -> None:
     for trial in range(5):
         bus = tidings.connect(bus_url)
         bus.create_topic("orders", partitions=2, exist_ok=True)
-        producer = bus.producer(linger_ms=5)
+        producer = bus.producer(**RACING)
         stored.update(settle(race_close(producer.send, bus.close, f"{trial}")))
     if bus_url.startswith("memory"):
         return  # its records went with the bus; every future has settled, which is the point
