@@ -193,7 +193,7 @@ class AsyncProducer:
         """
         # The hot path of the producer: every line here is paid once per record.
         value, key, hdrs, size, p, ts = self._accept(
-            topic, value, key, headers, partition, timestamp
+            topic, value, key, headers, partition=partition, timestamp=timestamp
         )
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
@@ -241,7 +241,9 @@ class AsyncProducer:
             return await self.send(
                 topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
             )
-        value, key, hdrs, _, p, ts = self._accept(topic, value, key, headers, partition, timestamp)
+        value, key, hdrs, _, p, ts = self._accept(
+            topic, value, key, headers, partition=partition, timestamp=timestamp
+        )
         if p < 0:
             spec = self._spec(topic)
             p = self._sticky.partition(topic, spec.partitions)
@@ -259,6 +261,7 @@ class AsyncProducer:
         value: bytes | None,
         key: bytes | None,
         headers: HeadersInput,
+        *,
         partition: int | None,
         timestamp: int | None,
     ) -> tuple[bytes | None, bytes | None, Headers, int, int, int]:
