@@ -8,8 +8,8 @@ stored log grows.
 - consumers: 1, 2, 4, 8 consumer processes of one queue draining one backlog together
   (receive + ack; bench/queue.py's processes run);
 - the stored log: one topic grown step by step; at each size, the rate of appending
-  `probe` more records, of reading the newest `probe` records (assign + seek), and of a
-  new share group taking + acking the first `probe` jobs. The cost must stay flat: each
+  `probe` more records, of reading the newest `read_probe` records (assign + seek), and
+  of a new share group taking + acking the first `probe` jobs. The cost must stay flat: each
   rate is reported as a share of the smallest log's.
 """
 
@@ -48,7 +48,10 @@ class Sizes:
     stored: tuple[int, ...] = (1_000_000, 3_000_000, 10_000_000)
     """the stored log's sizes, in records."""
     probe: int = 50_000
-    """records appended, read and taken at each size."""
+    """records appended and taken at each size."""
+    read_probe: int = 500_000
+    """the newest records read at each size: a read of `probe` records lasts about 20 ms,
+    too short to time steadily."""
     repeat: int = 3
 
     @classmethod
@@ -60,6 +63,7 @@ class Sizes:
             jobs=5_000,
             stored=(20_000, 100_000),
             probe=5_000,
+            read_probe=10_000,
             repeat=1,
         )
 
@@ -160,7 +164,9 @@ def _take_front(bus: tidings.Bus, group: str, jobs: int) -> float:
         q.close()
 
 
-def stored_log(directory: Path, sizes: tuple[int, ...], probe: int, repeat: int) -> list[Figure]:
+def stored_log(
+    directory: Path, sizes: tuple[int, ...], probe: int, read_probe: int, repeat: int
+) -> list[Figure]:
     """Append, read and take rates at each size of one growing log."""
     figures: dict[str, list[Figure]] = {"append": [], "read": [], "take": []}
     with tidings.connect(_store(directory, "stored-log")) as bus:
@@ -176,12 +182,12 @@ def stored_log(directory: Path, sizes: tuple[int, ...], probe: int, repeat: int)
             for i in range(repeat):
                 appends.append(log.send_loop(bus, probe))
                 stored += probe
-                reads.append(_read_newest(bus, stored, probe))
+                reads.append(_read_newest(bus, stored, read_probe))
                 takes.append(_take_front(bus, f"front-{size}-{i}", probe))
             variant = f"{size:,} stored"
             measured: dict[str, tuple[list[float], str]] = {
                 "append": (appends, f"producer.send() + flush() of {probe:,} more records"),
-                "read": (reads, f"assign + seek, poll the newest {probe:,} records"),
+                "read": (reads, f"assign + seek, poll the newest {read_probe:,} records"),
                 "take": (takes, f"a new share group takes + acks the first {probe:,} jobs"),
             }
             for key, (runs, how) in measured.items():
@@ -197,6 +203,6 @@ def measure(directory: Path, sizes: Sizes) -> list[Figure]:
         lambda: partitions(directory, s.steps, s.records, s.repeat),
         lambda: producers(directory, s.steps, s.per_thread, s.repeat),
         lambda: consumers(directory, s.steps, s.jobs, s.repeat),
-        lambda: stored_log(directory, s.stored, s.probe, s.repeat),
+        lambda: stored_log(directory, s.stored, s.probe, s.read_probe, s.repeat),
     ]
     return [f for part in parts for f in part()]

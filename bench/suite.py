@@ -129,7 +129,8 @@ def heading(sizes: plan.Sizes, quick: bool) -> str:
         f"records; queue: {s.jobs:,} jobs ({s.peer_jobs:,} for persist-queue and litequeue); "
         f"pub/sub: {s.rate:,} publishes/s for {s.seconds:g} s; scaling: "
         f"{'/'.join(map(str, g.steps))} partitions, producer threads, consumer processes; "
-        f"stored log: {stored} records, {g.probe:,} appended, read and taken at each size. "
+        f"stored log: {stored} records, {g.probe:,} appended and taken, the newest "
+        f"{g.read_probe:,} read at each size. "
         f"python {platform.python_version()}, {os.cpu_count()} cores."
     )
 
