@@ -169,7 +169,8 @@ class LogEngine(Engine):
         self.wake_waiters(appended)
 
     def wake_waiters(self, appended: Sequence[Appended] = ()) -> None:
-        """End every wait_for_data now, as its timeout would (for a server shutting down)."""
+        """End every wait_for_data now: with the batches just appended, or without them as
+        a timeout would (a change made elsewhere, a server shutting down)."""
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             _settle(waiter, appended)
