@@ -64,7 +64,7 @@ class LogConsumer(GroupMember):
         return self._engine.version
 
     async def _wait(self, mark: int, timeout_s: float, max_records: int) -> list[Record]:
-        appended = await self._engine.wait_for_data(mark, timeout_s)
+        appended = await self._engine.wait_for_data(mark, timeout_s, self._positions)
         if len(appended) != 1 or self._paused:
             return []
         return self._handed(appended[0], max_records)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TypeVar
@@ -175,9 +175,24 @@ class LogEngine(Engine):
         for waiter in waiters:
             _settle(waiter, appended)
 
-    async def wait_for_data(self, version: int, timeout_s: float) -> Sequence[Appended]:
+    async def wait_for_data(
+        self, version: int, timeout_s: float, wanted: Container[tuple[str, int]] | None = None
+    ) -> Sequence[Appended]:
         """Wait until `version` is out of date, or `timeout_s` passed; the batches whose
-        append ended the wait, if this process appended them (else nothing)."""
+        append ended the wait, if this process appended them (else nothing). With
+        `wanted`, (topic, partition) pairs, appends of this process elsewhere go on waiting."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            appended = await self._changed(version, timeout_s)
+            if wanted is None or not appended:
+                return appended  # the time is up, or a change that may concern anything
+            if any((a.topic, a.partition) in wanted for a in appended):
+                return appended
+            version += 1  # the version that append made: a later change ends the next wait
+            timeout_s = deadline - time.monotonic()
+
+    async def _changed(self, version: int, timeout_s: float) -> Sequence[Appended]:
+        """One wait of wait_for_data: ended by the next change or by the timeout."""
         if self._version != version or timeout_s <= 0:
             return ()
         loop = asyncio.get_running_loop()

@@ -109,23 +109,11 @@ class FetchApi:
                 break
             if self._released:
                 break
-            await self._wait(wanted, seen, remaining)
+            await self.engine.wait_for_data(seen, remaining, wanted)
         for where, result in results.items():
             wanted[where].high_watermark = result.get("high_watermark", -1)
             wanted[where].log_start = result.get("log_start_offset", -1)
         return {"session_id": session.id if session else 0, "responses": _by_topic(results)}
-
-    async def _wait(self, wanted: dict[Where, _Wanted], seen: int, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for records that may be news to `wanted` since the engine
-        was at version `seen`: appends of this process to other partitions do not end it."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            appended = await self.engine.wait_for_data(seen, deadline - time.monotonic())
-            if not appended or self._released:
-                return  # the time is up, or a change that may concern anything
-            if any((a.topic, a.partition) in wanted for a in appended):
-                return
-            seen += 1  # the version that append made: any later change ends the next wait
 
     def release(self) -> None:
         """Answer every waiting fetch now with what it has, and every later one at once."""
