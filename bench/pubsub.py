@@ -322,8 +322,8 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
             events["wake"].append(clock())
             bump(appended)
 
-        async def timed_wait_for_data(version: int, timeout_s: float) -> Any:
-            out = await wait_for_data(version, timeout_s)
+        async def timed_wait_for_data(version: int, timeout_s: float, *wanted: Any) -> Any:
+            out = await wait_for_data(version, timeout_s, *wanted)
             events["resume"].append(clock())
             return out
 
