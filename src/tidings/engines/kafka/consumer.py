@@ -506,7 +506,7 @@ class KafkaConsumer(PositionedConsumer):
         )
         n = len(records)
         if topics.count(topics[0]) == n and partitions.count(partitions[0]) == n:
-            bounds = [0, n]  # one partition's, as a fetch of one partition's records are
+            bounds = [0, n]  # all of one partition, as most polls are
         else:
             where = list(zip(topics, partitions, strict=True))
             bounds = [0, *compress(range(1, n), map(ne, where[1:], where[:-1])), n]
