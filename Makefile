@@ -39,3 +39,5 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results/quick.* bench/results/partial.*
+	rm -rf build src/*.egg-info
+	find src -name '*.so' -delete

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
 
-from tidings.core.records import Record, TopicPartition
+from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition
 from tidings.engines.base import ConsumerConfig
+from tidings.engines.kafka import _records
+from tidings.engines.kafka import consumer as kafka_consumer
 from tidings.engines.kafka.consumer import KafkaConsumer
 from tidings.engines.kafka.engine import KafkaEngine
+
+Made = Callable[[list[Message], type[Record], Headers], tuple[list[Record], list[int]]]
+
+
+def test_the_records_are_made_in_c_where_a_compiler_is_at_hand() -> None:
+    # the test machines have one: a build that silently fell back to Python fails here
+    assert kafka_consumer._made is _records.made
+
+
+@pytest.fixture(params=["compiled", "python"])
+def made(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Made]:
+    """Each way of making records, in turn, as the consumer's."""
+    chosen: Made = _records.made if request.param == "compiled" else kafka_consumer._made_in_python
+    monkeypatch.setattr(kafka_consumer, "_made", chosen)
+    yield chosen
 
 
 def _consumer() -> KafkaConsumer:
@@ -38,6 +58,7 @@ def _message(
     )
 
 
+@pytest.mark.usefixtures("made")
 def test_records_of_one_partition_keep_every_field_in_order() -> None:
     messages = [
         _message("orders", 2, 7, key=b"k", value=b"a"),
@@ -55,6 +76,7 @@ def test_records_of_one_partition_keep_every_field_in_order() -> None:
     assert all(type(r) is Record for r in runs[TopicPartition("orders", 2)])
 
 
+@pytest.mark.usefixtures("made")
 def test_records_of_interleaved_partitions_join_their_runs_in_order() -> None:
     messages = [
         _message("orders", 0, 1, value=b"a"),
@@ -72,6 +94,7 @@ def test_records_of_interleaved_partitions_join_their_runs_in_order() -> None:
     }
 
 
+@pytest.mark.usefixtures("made")
 def test_a_transient_error_event_is_logged_and_the_records_around_it_kept(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -86,5 +109,27 @@ def test_a_transient_error_event_is_logged_and_the_records_around_it_kept(
     assert "consumer of kafka://127.0.0.1:9" in caplog.text
 
 
+@pytest.mark.usefixtures("made")
 def test_no_messages_make_no_runs() -> None:
     assert _consumer()._records([], {}) == {}
+
+
+def test_records_hold_only_plain_values_so_the_compiled_ones_skip_the_collector(
+    made: Made,
+) -> None:
+    records, starts = made(
+        [_message("orders", 0, 1, b"a", headers=[("h", b"1")])], Record, NO_HEADERS
+    )
+    assert starts == [0]
+    assert records[0] == Record("orders", 0, 1, 1001, None, b"a", (("h", b"1"),))
+    assert gc.is_tracked(records[0]) is (made is kafka_consumer._made_in_python)
+
+
+def test_the_compiled_maker_refuses_what_is_not_a_list_of_messages() -> None:
+    compiled: Any = _records.made  # called with what its types refuse
+    with pytest.raises(TypeError, match="made"):
+        compiled((), Record, NO_HEADERS)
+    with pytest.raises(TypeError, match="a tuple subclass"):
+        compiled([], dict, NO_HEADERS)
+    with pytest.raises(TypeError):
+        compiled([_message("orders", 0, 1, b"a"), "not a message"], Record, NO_HEADERS)

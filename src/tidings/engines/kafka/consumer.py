@@ -35,7 +35,7 @@ from tidings.core.errors import (
     TidingsError,
     TopicNotFoundError,
 )
-from tidings.core.records import NO_HEADERS, Record, TopicPartition, building_records
+from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, building_records
 from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
@@ -81,6 +81,52 @@ def _tp(p: KafkaPartition) -> TopicPartition:
 def _or_invalid(offset: int | None) -> int:
     """An offset for librdkafka: None (no start known) is OFFSET_INVALID, the group's."""
     return OFFSET_INVALID if offset is None else offset
+
+
+def _made_in_python(
+    messages: list[Message], record: type[Record], no_headers: Headers
+) -> tuple[list[Record], list[int]]:
+    """Records of error-free `messages`, and the index where each partition's run starts.
+
+    What the compiled `_records.made` does, where it was not built. Each field is read
+    for all messages at once by map, and the records are made by tuple.__new__ from the
+    zipped fields: no Python code runs per message unless they carry headers.
+    """
+    topics = list(map(Message.topic, messages))
+    partitions = list(map(Message.partition, messages))
+    listed = list(map(Message.headers, messages))
+    headers: Iterable[object] = repeat(no_headers)
+    if any(listed):
+        headers = [tuple(h) if h else no_headers for h in listed]
+    records: list[Record] = list(
+        map(
+            tuple.__new__,
+            repeat(record),
+            zip(
+                topics,
+                partitions,
+                map(Message.offset, messages),
+                map(_MILLIS, map(Message.timestamp, messages)),
+                map(Message.key, messages),
+                map(Message.value, messages),
+                headers,
+                strict=False,  # repeat(no_headers) stands for headers no record has
+            ),
+        )
+    )
+    n = len(records)
+    if topics.count(topics[0]) == n and partitions.count(partitions[0]) == n:
+        return records, [0]  # all of one partition, as most polls are
+    where = list(zip(topics, partitions, strict=True))
+    return records, [0, *compress(range(1, n), map(ne, where[1:], where[:-1]))]
+
+
+try:
+    from tidings.engines.kafka import _records
+
+    _made = _records.made
+except ImportError:  # built without a C compiler
+    _made = _made_in_python
 
 
 def _where(msg: Message) -> TopicPartition:
@@ -468,12 +514,7 @@ class KafkaConsumer(PositionedConsumer):
                 raise OffsetOutOfRangeError(tp.topic, tp.partition, -1, start, end)
 
     def _records(self, messages: list[Message], runs: Runs) -> Runs:
-        """Thread: records from librdkafka's messages, added to their partitions' runs.
-
-        Each field is read for all messages at once by map, and the records are made by
-        tuple.__new__ from their zipped fields: no Python code runs per message unless
-        the messages carry headers or come from several partitions.
-        """
+        """Thread: records from librdkafka's messages, added to their partitions' runs."""
         if any(map(Message.error, messages)):
             for msg in messages:
                 err = msg.error()
@@ -482,35 +523,8 @@ class KafkaConsumer(PositionedConsumer):
             messages = [msg for msg in messages if msg.error() is None]
         if not messages:
             return runs
-        topics = list(map(Message.topic, messages))
-        partitions = list(map(Message.partition, messages))
-        listed = list(map(Message.headers, messages))
-        headers: Iterable[object] = repeat(NO_HEADERS)
-        if any(listed):
-            headers = [tuple(h) if h else NO_HEADERS for h in listed]
-        records: list[Record] = list(
-            map(
-                tuple.__new__,
-                repeat(Record),
-                zip(
-                    topics,
-                    partitions,
-                    map(Message.offset, messages),
-                    map(_MILLIS, map(Message.timestamp, messages)),
-                    map(Message.key, messages),
-                    map(Message.value, messages),
-                    headers,
-                    strict=False,  # repeat(NO_HEADERS) stands for headers no record has
-                ),
-            )
-        )
-        n = len(records)
-        if topics.count(topics[0]) == n and partitions.count(partitions[0]) == n:
-            bounds = [0, n]  # all of one partition, as most polls are
-        else:
-            where = list(zip(topics, partitions, strict=True))
-            bounds = [0, *compress(range(1, n), map(ne, where[1:], where[:-1])), n]
-        for start, end in pairwise(bounds):
+        records, starts = _made(messages, Record, NO_HEADERS)
+        for start, end in pairwise([*starts, len(records)]):
             first = records[start]
             run = runs.setdefault(TopicPartition(first.topic, first.partition), [])
             run += records[start:end]

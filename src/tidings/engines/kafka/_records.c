@@ -1,0 +1,172 @@
+/*
+ * Records from librdkafka's messages, made in C: the Kafka engine's read path.
+ *
+ * made(messages, record, no_headers) -> (records, starts)
+ *
+ * Each message (a confluent_kafka.Message without an error) becomes a `record`, a tuple
+ * subclass of (topic, partition, offset, timestamp, key, value, headers); `starts` holds
+ * the index of each record whose topic or partition differs from the one before it (the
+ * runs of one partition). The same result as _made_in_python in consumer.py, which
+ * stands in where this module was not built.
+ *
+ * Two costs of making records in Python go away here: each field is read by calling the
+ * message type's method descriptor directly, and a record, which holds only strings,
+ * integers, bytes, None and tuples of those, cannot be part of a reference cycle, so it
+ * is not tracked by the cyclic garbage collector (as CPython does for such plain tuples).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+enum { TOPIC, PARTITION, OFFSET, TIMESTAMP, KEY, VALUE, HEADERS, FIELDS };
+
+static const char *const field_names[FIELDS] = {
+    "topic", "partition", "offset", "timestamp", "key", "value", "headers",
+};
+
+static PyObject *interned[FIELDS];
+
+/* The value of `field` of message `m`, as a record holds it (a new reference). */
+static PyObject *
+field_of(PyObject *m, int field, PyObject *const *readers, PyObject *no_headers)
+{
+    PyObject *v = PyObject_Vectorcall(readers[field], &m, 1, NULL);
+    if (v == NULL) {
+        return NULL;
+    }
+    if (field == TIMESTAMP) {
+        /* (timestamp type, milliseconds) */
+        if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) != 2) {
+            Py_DECREF(v);
+            PyErr_SetString(PyExc_TypeError, "a message's timestamp() is not a pair");
+            return NULL;
+        }
+        PyObject *ms = Py_NewRef(PyTuple_GET_ITEM(v, 1));
+        Py_DECREF(v);
+        return ms;
+    }
+    if (field == HEADERS) {
+        if (v == Py_None) {
+            Py_DECREF(v);
+            return Py_NewRef(no_headers);
+        }
+        PyObject *t = PySequence_Tuple(v);
+        Py_DECREF(v);
+        return t;
+    }
+    return v;
+}
+
+/* 1 when record `a` and record `b` come from the same topic and partition, 0 when not,
+ * -1 on error. */
+static int
+same_partition(PyObject *a, PyObject *b)
+{
+    int same = PyObject_RichCompareBool(
+        PyTuple_GET_ITEM(a, PARTITION), PyTuple_GET_ITEM(b, PARTITION), Py_EQ);
+    if (same != 1) {
+        return same;
+    }
+    return PyObject_RichCompareBool(PyTuple_GET_ITEM(a, TOPIC), PyTuple_GET_ITEM(b, TOPIC), Py_EQ);
+}
+
+static PyObject *
+made(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyType_Check(args[1])
+        || !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "made(messages: list, record: a tuple subclass, no_headers)");
+        return NULL;
+    }
+    PyObject *messages = args[0];
+    PyTypeObject *record = (PyTypeObject *)args[1];
+    PyObject *no_headers = args[2];
+    /* a record type with a __dict__ could hold anything: leave those tracked */
+    int untrack = record->tp_dictoffset == 0;
+    Py_ssize_t n = PyList_GET_SIZE(messages);
+    PyObject *readers[FIELDS] = {NULL};
+    PyObject *records = PyList_New(n);
+    PyObject *starts = PyList_New(0);
+    PyObject *result = NULL;
+    if (records == NULL || starts == NULL) {
+        goto done;
+    }
+    if (n > 0) {
+        PyObject *message_type = (PyObject *)Py_TYPE(PyList_GET_ITEM(messages, 0));
+        for (int f = 0; f < FIELDS; f++) {
+            readers[f] = PyObject_GetAttr(message_type, interned[f]);
+            if (readers[f] == NULL) {
+                goto done;
+            }
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* the list may shrink under a field reader's call: take a reference */
+        PyObject *m = Py_NewRef(PyList_GET_ITEM(messages, i));
+        PyObject *r = record->tp_alloc(record, FIELDS);
+        if (r == NULL) {
+            Py_DECREF(m);
+            goto done;
+        }
+        PyList_SET_ITEM(records, i, r);
+        for (int f = 0; f < FIELDS; f++) {
+            PyObject *v = field_of(m, f, readers, no_headers);
+            if (v == NULL) {
+                Py_DECREF(m);
+                goto done;
+            }
+            PyTuple_SET_ITEM(r, f, v);
+        }
+        Py_DECREF(m);
+        if (untrack) {
+            PyObject_GC_UnTrack(r);
+        }
+        int same = i == 0 ? 0 : same_partition(PyList_GET_ITEM(records, i - 1), r);
+        if (same < 0) {
+            goto done;
+        }
+        if (!same) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (index == NULL || PyList_Append(starts, index) < 0) {
+                Py_XDECREF(index);
+                goto done;
+            }
+            Py_DECREF(index);
+        }
+    }
+    result = PyTuple_Pack(2, records, starts);
+done:
+    for (int f = 0; f < FIELDS; f++) {
+        Py_XDECREF(readers[f]);
+    }
+    Py_XDECREF(records);
+    Py_XDECREF(starts);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"made", (PyCFunction)(void (*)(void))made, METH_FASTCALL,
+     "made(messages, record, no_headers) -> (records, starts): records from librdkafka's "
+     "messages and the index where each partition's run starts."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tidings.engines.kafka._records",
+    .m_doc = "Records from librdkafka's messages, made in C.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__records(void)
+{
+    for (int f = 0; f < FIELDS; f++) {
+        interned[f] = PyUnicode_InternFromString(field_names[f]);
+        if (interned[f] == NULL) {
+            return NULL;
+        }
+    }
+    return PyModule_Create(&module);
+}
