@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +25,15 @@ Made = Callable[[list[Message], type[Record], Headers], tuple[list[Record], list
 def test_the_records_are_made_in_c_where_a_compiler_is_at_hand() -> None:
     # the test machines have one: a build that silently fell back to Python fails here
     assert kafka_consumer._made is _records.made
+
+
+def test_without_the_compiled_module_records_are_made_in_python() -> None:
+    code = (
+        "import sys; sys.modules['tidings.engines.kafka._records'] = None\n"
+        "from tidings.engines.kafka import consumer\n"
+        "assert consumer._made is consumer._made_in_python"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 @pytest.fixture(params=["compiled", "python"])

@@ -86,7 +86,7 @@ def _or_invalid(offset: int | None) -> int:
 def _made_in_python(
     messages: list[Message], record: type[Record], no_headers: Headers
 ) -> tuple[list[Record], list[int]]:
-    """Records of error-free `messages`, and the index where each partition's run starts.
+    """Records of error-free `messages` (one or more), and where each partition's run starts.
 
     What the compiled `_records.made` does, where it was not built. Each field is read
     for all messages at once by map, and the records are made by tuple.__new__ from the
