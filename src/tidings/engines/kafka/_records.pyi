@@ -5,6 +5,10 @@ from confluent_kafka import Message
 from tidings.core.records import Headers, Record
 
 def made(
-    messages: list[Message], record: type[Record], no_headers: Headers, /
+    messages: list[Message],
+    message_type: type[Message],
+    record: type[Record],
+    no_headers: Headers,
+    /,
 ) -> tuple[list[Record], list[int]]:
     """Records of error-free `messages`, and the index where each partition's run starts."""

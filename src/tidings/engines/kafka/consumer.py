@@ -84,17 +84,23 @@ def _or_invalid(offset: int | None) -> int:
 
 
 def _made_in_python(
-    messages: list[Message], record: type[Record], no_headers: Headers
+    messages: list[Message],
+    message_type: type[Message],
+    record: type[Record],
+    no_headers: Headers,
 ) -> tuple[list[Record], list[int]]:
-    """Records of error-free `messages` (one or more), and where each partition's run starts.
+    """Records of error-free `messages`, and the index where each partition's run starts.
 
     What the compiled `_records.made` does, where it was not built. Each field is read
-    for all messages at once by map, and the records are made by tuple.__new__ from the
-    zipped fields: no Python code runs per message unless they carry headers.
+    for all messages at once by map (the methods of `message_type`), and the records are
+    made by tuple.__new__ from the zipped fields: no Python code runs per message unless
+    they carry headers.
     """
-    topics = list(map(Message.topic, messages))
-    partitions = list(map(Message.partition, messages))
-    listed = list(map(Message.headers, messages))
+    if not messages:
+        return [], []
+    topics = list(map(message_type.topic, messages))
+    partitions = list(map(message_type.partition, messages))
+    listed = list(map(message_type.headers, messages))
     headers: Iterable[object] = repeat(no_headers)
     if any(listed):
         headers = [tuple(h) if h else no_headers for h in listed]
@@ -105,10 +111,10 @@ def _made_in_python(
             zip(
                 topics,
                 partitions,
-                map(Message.offset, messages),
-                map(_MILLIS, map(Message.timestamp, messages)),
-                map(Message.key, messages),
-                map(Message.value, messages),
+                map(message_type.offset, messages),
+                map(_MILLIS, map(message_type.timestamp, messages)),
+                map(message_type.key, messages),
+                map(message_type.value, messages),
                 headers,
                 strict=False,  # repeat(no_headers) stands for headers no record has
             ),
@@ -523,7 +529,7 @@ class KafkaConsumer(PositionedConsumer):
             messages = [msg for msg in messages if msg.error() is None]
         if not messages:
             return runs
-        records, starts = _made(messages, Record, NO_HEADERS)
+        records, starts = _made(messages, Message, Record, NO_HEADERS)
         for start, end in pairwise([*starts, len(records)]):
             first = records[start]
             run = runs.setdefault(TopicPartition(first.topic, first.partition), [])
