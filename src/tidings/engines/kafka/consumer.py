@@ -527,8 +527,6 @@ class KafkaConsumer(PositionedConsumer):
                 if err is not None:
                     self._raise_for(err, msg)
             messages = [msg for msg in messages if msg.error() is None]
-        if not messages:
-            return runs
         records, starts = _made(messages, Message, Record, NO_HEADERS)
         for start, end in pairwise([*starts, len(records)]):
             first = records[start]

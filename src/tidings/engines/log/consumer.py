@@ -82,11 +82,8 @@ class LogConsumer(GroupMember):
         records = None if tail is None else tail.records_from(appended.base_offset)
         if not records:
             return []
-        if len(records) > max_records:
-            self._buffers[tp] = records[max_records:]
-            del records[max_records:]
-        self._positions[tp] = records[-1].offset + 1
-        return records
+        self._buffers[tp] = records
+        return self._take(tp, max_records)
 
     async def _fetch(self, max_records: int) -> list[Record]:
         positions, buffers, tails = self._positions, self._buffers, self._engine.tails
@@ -125,23 +122,28 @@ class LogConsumer(GroupMember):
                     buffers[tp] = outcome
         out: list[Record] = []
         for tp in active:
-            buffer = buffers.get(tp)
-            if not buffer or tp not in positions:
+            if not buffers.get(tp) or tp not in positions:
                 continue
-            room = max_records - len(out)
-            if len(buffer) <= room:
-                take = buffers.pop(tp)
-            else:
-                take = buffer[:room]
-                del buffer[:room]
+            take = self._take(tp, max_records - len(out))
             if out:
                 out.extend(take)
             else:
                 out = take
-            positions[tp] = take[-1].offset + 1
             if len(out) >= max_records:
                 break
         return out
+
+    def _take(self, tp: TopicPartition, room: int) -> list[Record]:
+        """Up to `room` records from the buffer of `tp` (non-empty), moving its position
+        past them; the rest stay buffered."""
+        buffer = self._buffers[tp]
+        if len(buffer) <= room:
+            take = self._buffers.pop(tp)
+        else:
+            take = buffer[:room]
+            del buffer[:room]
+        self._positions[tp] = take[-1].offset + 1
+        return take
 
     def _read(
         self, positions: dict[TopicPartition, int]
