@@ -49,6 +49,29 @@ def test_send_carries_key_headers_and_timestamp(bus: tidings.Bus) -> None:
     )
 
 
+def test_records_with_and_without_keys_and_headers_keep_their_own(bus: tidings.Bus) -> None:
+    # one batch, its key and header columns started by a later record and left unfilled
+    bus.create_topic("orders")
+    sent: list[tuple[bytes | None, tuple[tuple[str, bytes], ...]]] = [
+        (None, ()),
+        (b"a", ()),
+        (None, ()),
+        (None, (("h", b"1"),)),
+        (b"b", ()),
+        (None, ()),
+        (None, (("h", b"2"),)),
+        (b"c", (("h", b"3"),)),
+        (None, ()),
+    ]
+    with bus.producer(linger_ms=10_000) as producer:
+        for i, (key, headers) in enumerate(sent):
+            producer.send("orders", b"%d" % i, key=key, headers=headers)
+        producer.flush()
+    records = read_partition(bus, "orders")
+    assert [(r.key, r.headers) for r in records] == sent
+    assert [r.value for r in records] == [b"%d" % i for i in range(len(sent))]
+
+
 def test_linger_delivers_without_flush(bus: tidings.Bus) -> None:
     bus.create_topic("orders")
     with bus.producer(linger_ms=20) as producer:

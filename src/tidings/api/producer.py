@@ -86,13 +86,15 @@ class _OpenBatch:
     def add_key(self, index: int, key: bytes) -> None:
         """Set the key of record `index` (the last one added)."""
         if self.keys is None:
-            self.keys = [None] * index
+            self.keys = []
+        self.keys.extend([None] * (index - len(self.keys)))  # records since without one
         self.keys.append(key)
 
     def add_headers(self, index: int, headers: Headers) -> None:
         """Set the headers of record `index` (the last one added)."""
         if self.headers is None:
-            self.headers = [NO_HEADERS] * index
+            self.headers = []
+        self.headers.extend([NO_HEADERS] * (index - len(self.headers)))
         self.headers.append(headers)
 
     def columns(self) -> ColumnBatch:
