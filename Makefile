@@ -16,7 +16,7 @@ tools:
 	command -v kcat >/dev/null || { $(SUDO) apt-get install -y -q kcat || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q kcat; }; }
 	command -v redis-server >/dev/null || { $(SUDO) apt-get install -y -q redis-server || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server; }; }
 
-$(STAMP): pyproject.toml src/tidings/engines/kafka/_records.c
+$(STAMP): pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[server,postgres,kafka,nats,dev,bench]'

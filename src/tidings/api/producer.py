@@ -15,13 +15,14 @@ import asyncio
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from concurrent.futures import Future
 from itertools import accumulate
 from time import time_ns
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from tidings.core import batch as codec
+from tidings.core.compiled import compiled
 from tidings.core.errors import (
     ClosedError,
     ConfigurationError,
@@ -53,32 +54,91 @@ def now_ms() -> int:
     return time_ns() // 1_000_000
 
 
-class _OpenBatch:
+class _PythonBatchCore:
+    """The columns of an open batch that every send appends to (see _sending.c)."""
+
+    __slots__ = ("keys", "size", "timestamps", "values")
+
+    values: list[bytes | None]
+    timestamps: list[int]
+    keys: list[bytes | None] | None
+    size: int
+
+
+class _PythonFutureCore:
+    """The fields of a record's future: its batch and its index in it (see _sending.c)."""
+
+    __slots__ = ("_batch", "_index")
+
+    _batch: _OpenBatch
+    _index: int
+
+
+class _PythonSenderCore:
+    """The state every send reads and writes (see _sending.c); here send() is _send."""
+
+    _lock: threading.Lock
+    _open: dict[tuple[str, int], _OpenBatch]
+    _sticky_batches: dict[str, _OpenBatch]
+    """Per topic, the open batch of its sticky partition (a shortcut into _open)."""
+    _cached_topic: Callable[[str], TopicSpec | None]
+    _keys: KeyPartitioner
+    _future_type: type[RecordFuture]
+    _buffered: int
+    _buffer_memory: int
+    _batch_size: int
+    _closed: bool
+    _send: Callable[..., RecordFuture]
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordFuture:
+        """Queue one record; the returned future resolves once it is durable.
+
+        Off the event loop, a send blocks while `buffer_memory` bytes wait to be stored;
+        on the loop it never blocks (await the futures for back-pressure). A record larger
+        than `buffer_memory` could never fit and raises RecordTooLargeError at once.
+        """
+        return self._send(
+            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
+        )
+
+
+# In C where it was built: send() takes the common record without running Python code.
+_sending = compiled("tidings.api._sending")
+if TYPE_CHECKING or _sending is None:
+    _BatchCore = _PythonBatchCore
+    _FutureCore = _PythonFutureCore
+    _SenderCore = _PythonSenderCore
+else:
+    _BatchCore = _sending.BatchCore
+    _FutureCore = _sending.FutureCore
+    _SenderCore = _sending.SenderCore
+
+
+class _OpenBatch(_BatchCore):
     """Records for one partition waiting to be stored.
 
     Keys and headers are columns made only when a record has one, so the common record
     (value only) costs two list appends.
     """
 
-    __slots__ = (
-        "future",
-        "headers",
-        "keys",
-        "owner",
-        "partition",
-        "size",
-        "timestamps",
-        "topic",
-        "values",
-    )
+    __slots__ = ("future", "headers", "owner", "partition", "topic")
 
     def __init__(self, topic: str, partition: int, owner: AsyncProducer) -> None:
         self.owner = owner
         self.topic = topic
         self.partition = partition
-        self.values: list[bytes | None] = []
-        self.keys: list[bytes | None] | None = None
-        self.timestamps: list[int] = []
+        self.values = []
+        self.keys = None
+        self.timestamps = []
         self.headers: list[Headers] | None = None
         self.size = 0
         self.future: Future[int] = Future()
@@ -109,10 +169,10 @@ class _OpenBatch:
         return ColumnBatch(self.topic, self.partition, self.values, keys, self.timestamps, headers)
 
 
-class RecordFuture:
+class RecordFuture(_FutureCore):
     """The outcome of one `send`: await it, or call `.result()`."""
 
-    __slots__ = ("_batch", "_index")
+    __slots__ = ()
 
     def __init__(self, batch: _OpenBatch, index: int) -> None:
         self._batch = batch
@@ -143,7 +203,7 @@ class RecordFuture:
         return self._metadata(future.result())
 
 
-class AsyncProducer:
+class AsyncProducer(_SenderCore):
     """Batches records per partition; a batch is stored when full, after linger_ms, or on flush."""
 
     def __init__(
@@ -166,10 +226,10 @@ class AsyncProducer:
         self._buffer_memory = buffer_memory
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._open: dict[tuple[str, int], _OpenBatch] = {}
-        self._sticky_batches: dict[str, _OpenBatch] = {}
-        """Per topic, the open batch of its sticky partition (a shortcut into _open)."""
+        self._open = {}
+        self._sticky_batches = {}
         self._cached_topic = engine.cached_topic
+        self._future_type = RecordFuture
         self._in_flight: set[Future[int]] = set()
         self._buffered = 0
         self._keys = KeyPartitioner()
@@ -177,7 +237,7 @@ class AsyncProducer:
         self._closed = False
         self._direct = not linger_ms and engine.appends_inline
 
-    def send(
+    def _send(
         self,
         topic: str,
         value: bytes | None,
@@ -187,12 +247,8 @@ class AsyncProducer:
         partition: int | None = None,
         timestamp: int | None = None,
     ) -> RecordFuture:
-        """Queue one record; the returned future resolves once it is durable.
-
-        Off the event loop, a send blocks while `buffer_memory` bytes wait to be stored;
-        on the loop it never blocks (await the futures for back-pressure). A record larger
-        than `buffer_memory` could never fit and raises RecordTooLargeError at once.
-        """
+        """send() in full: every record where the compiled send() is missing, else the
+        records it leaves (a first of its batch, headers, a full buffer, an error)."""
         # The hot path of the producer: every line here is paid once per record.
         value, key, hdrs, size, p, ts = self._accept(
             topic, value, key, headers, partition=partition, timestamp=timestamp
@@ -221,7 +277,7 @@ class AsyncProducer:
                 self._seal(batch)
         finally:
             lock.release()
-        return RecordFuture(batch, index)
+        return self._future_type(batch, index)
 
     async def publish(
         self,

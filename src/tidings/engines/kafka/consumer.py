@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from tidings.core.compiled import compiled
 from tidings.core.errors import (
     ClosedError,
     CommitFailedError,
@@ -127,12 +128,8 @@ def _made_in_python(
     return records, [0, *compress(range(1, n), map(ne, where[1:], where[:-1]))]
 
 
-try:
-    from tidings.engines.kafka import _records
-
-    _made = _records.made
-except ImportError:  # built without a C compiler
-    _made = _made_in_python
+_records = compiled("tidings.engines.kafka._records")
+_made = _made_in_python if _records is None else _records.made
 
 
 def _where(msg: Message) -> TopicPartition:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from tidings.core.compiled import compiled
 from tidings.core.errors import (
     ClosedError,
     PartitionNotFoundError,
@@ -32,7 +33,61 @@ FULL_WAIT_S = 0.005
 """How long a produce waits when librdkafka's queue is full before trying again."""
 
 
-class _Delivery:
+class _PythonCounter:
+    """A batch's delivery reports, counted down (see _producing.c)."""
+
+    __slots__ = ("base", "left")
+
+    left: int
+    base: int
+    _note: Callable[[KafkaError | None, Message], None]
+
+    def done(self, err: KafkaError | None, msg: Message) -> None:
+        """librdkafka's delivery report of one record."""
+        self.left -= 1
+        if err is not None or self.base < 0 or not self.left:
+            self._note(err, msg)
+
+
+def _produced_in_python(
+    produce: Callable[..., None],
+    batch: ColumnBatch,
+    headers: list[_Headers | None] | None,
+    done: Callable[[KafkaError | None, Message], None],
+    start: int,
+) -> tuple[int, Exception | None]:
+    """Produce `batch`'s records from `start` until one is refused: where it stopped
+    (the batch's length when all went) and the error, else None."""
+    topic, partition, values, keys, timestamps, _ = batch
+    for i in range(start, len(values)):
+        try:
+            # positional arguments: parsing keywords costs a third of each call
+            produce(
+                topic,
+                values[i],
+                None if keys is None else keys[i],
+                partition,
+                done,
+                None,
+                timestamps[i],
+                None if headers is None else headers[i],
+            )
+        except Exception as e:
+            return i, e
+    return len(values), None
+
+
+# In C where it was built: no Python code runs around each produce() and each report.
+_producing = compiled("tidings.engines.kafka._producing")
+if TYPE_CHECKING or _producing is None:
+    _Counter = _PythonCounter
+    _produced = _produced_in_python
+else:
+    _Counter = _producing.Counter
+    _produced = _producing.produced
+
+
+class _Delivery(_Counter):
     """The acknowledgements of one batch, counted in librdkafka's delivery thread.
 
     Each report costs a call in that thread, holding the GIL the producer needs too, so a
@@ -40,7 +95,7 @@ class _Delivery:
     are looked at; a partition's reports come in the order its records were produced.
     """
 
-    __slots__ = ("base", "error", "future", "left", "loop", "owner", "records")
+    __slots__ = ("error", "future", "loop", "owner", "records")
 
     def __init__(self, owner: Appender, loop: asyncio.AbstractEventLoop, records: int) -> None:
         self.owner = owner
@@ -50,12 +105,6 @@ class _Delivery:
         self.left = records
         self.base = -1
         self.error: KafkaError | None = None
-
-    def done(self, err: KafkaError | None, msg: Message) -> None:
-        """librdkafka's delivery report of one record."""
-        self.left -= 1
-        if err is not None or self.base < 0 or not self.left:
-            self._note(err, msg)
 
     def _note(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -132,46 +181,33 @@ class Appender:
         ]
 
     async def _produce(self, loop: asyncio.AbstractEventLoop, batch: ColumnBatch) -> _Delivery:
-        topic, partition, values, keys, timestamps, headers = batch
-        delivery = _Delivery(self, loop, len(values))
+        delivery = _Delivery(self, loop, len(batch.values))
         # librdkafka takes a record's headers as a list, and None for none
-        listed: Iterable[_Headers | None] = (
-            repeat(None) if headers is None else [list(h) if h else None for h in headers]
-        )
-        rows = zip(
-            values,
-            repeat(None) if keys is None else keys,
-            timestamps,
-            listed,
-            strict=False,  # repeat(None) stands for a column no record has
-        )
+        headers: list[_Headers | None] | None = None
+        if batch.headers is not None:
+            headers = [list(h) or None for h in batch.headers]
         produce, done = self._producer.produce, delivery.done
-        value: bytes | None = None
-        key: bytes | None = None
-        timestamp = 0
-        hdrs: _Headers | None = None
-        retry = refreshed = False
+        start = 0
+        refreshed = False
         # One batch at a time: a batch waiting for room must not let another one's
         # records into its partition between its own.
         async with self._producing:
             while True:
-                try:
-                    # positional arguments: parsing keywords costs a third of each call
-                    if retry:
-                        produce(topic, value, key, partition, done, None, timestamp, hdrs)
-                    for value, key, timestamp, hdrs in rows:
-                        produce(topic, value, key, partition, done, None, timestamp, hdrs)
+                start, error = _produced(produce, batch, headers, done, start)
+                if error is None:
                     return delivery
-                except BufferError:  # librdkafka's queue is full: let deliveries drain it
+                if isinstance(error, BufferError):
+                    # librdkafka's queue is full: let deliveries drain it
                     await asyncio.sleep(FULL_WAIT_S)
-                except KafkaException as e:
-                    err: KafkaError = e.args[0]
-                    if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
-                        raise self.failure(err, None, topic) from e
-                    # partitions added since librdkafka last read the topic's metadata
-                    refreshed = True
-                    await asyncio.to_thread(self.refresh, topic)
-                retry = True
+                    continue
+                if not isinstance(error, KafkaException):
+                    raise error
+                err: KafkaError = error.args[0]
+                if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
+                    raise self.failure(err, None, batch.topic) from error
+                # partitions added since librdkafka last read the topic's metadata
+                refreshed = True
+                await asyncio.to_thread(self.refresh, batch.topic)
 
     def refresh(self, topic: str) -> None:
         """Blocking: make librdkafka read a topic's metadata (its partitions) now."""
