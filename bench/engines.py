@@ -13,8 +13,9 @@ figure stands beside that client doing the same work in the same run, on the sam
   reads them all (bare: a durable pull consumer acking each message; tidings: a consumer
   group, which commits an offset per poll as Kafka's do).
 
-Producing is timed from the first send to the last acknowledgement, reading from the first
-record received to the last (the records that came with the first are not counted).
+Who goes first alternates from run to run. Producing is timed from the first send to the
+last acknowledgement, reading from the first record received to the last (the records that
+came with the first are not counted).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import nats
 from confluent_kafka import Consumer, Producer
@@ -48,7 +52,7 @@ class Sizes:
 
     kafka_records: int = 500_000
     nats_records: int = 100_000
-    repeat: int = 3
+    repeat: int = 5
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -67,6 +71,16 @@ class Pair:
     def ratio(self) -> float:
         """tidings' median as a share of the bare client's."""
         return statistics.median(self.tidings) / statistics.median(self.bare)
+
+    def measure(self, run: int, bare: Callable[[], float], tidings: Callable[[], float]) -> None:
+        """Measure both sides of run number `run`. Who goes first alternates from run to
+        run, so neither always meets a broker the other has just warmed or filled."""
+        if run % 2:
+            self.tidings.append(tidings())
+            self.bare.append(bare())
+        else:
+            self.bare.append(bare())
+            self.tidings.append(tidings())
 
 
 @dataclass(frozen=True)
@@ -178,7 +192,7 @@ def tidings_consume(url: str, topic: str, records: int, group: str) -> float:
 
 
 def measure_kafka(records: int, repeat: int) -> tuple[Pair, Pair]:
-    """Produce and group-consume on Tansu, tidings and bare, alternating runs."""
+    """Produce and group-consume on Tansu, tidings and bare, a topic per run."""
     produced = Pair([], [])
     consumed = Pair([], [])
     with kafka_bench.tansu(kafka_bench.tansu_binary()) as bootstrap:
@@ -186,11 +200,17 @@ def measure_kafka(records: int, repeat: int) -> tuple[Pair, Pair]:
         for i in range(repeat):
             topic = f"engines-{i}"
             kafka_bench.create_topic(bootstrap, topic)
-            produced.bare.append(bare_kafka_produce(bootstrap, topic, records))
-            produced.tidings.append(tidings_produce(url, topic, records))
+            produced.measure(
+                i,
+                partial(bare_kafka_produce, bootstrap, topic, records),
+                partial(tidings_produce, url, topic, records),
+            )
             # both groups read the same 2 x records
-            consumed.bare.append(bare_kafka_consume(bootstrap, topic, 2 * records, f"bare-{i}"))
-            consumed.tidings.append(tidings_consume(url, topic, 2 * records, f"tidings-{i}"))
+            consumed.measure(
+                i,
+                partial(bare_kafka_consume, bootstrap, topic, 2 * records, f"bare-{i}"),
+                partial(tidings_consume, url, topic, 2 * records, f"tidings-{i}"),
+            )
     return produced, consumed
 
 
@@ -234,16 +254,27 @@ async def bare_nats_consume(url: str, records: int) -> float:
         await nc.close()
 
 
+def _run(main: Callable[[str, int], Coroutine[Any, Any, float]], url: str, records: int) -> float:
+    """The result of `main(url, records)`, run on a loop of its own."""
+    return asyncio.run(main(url, records))
+
+
 def measure_nats(directory: Path, records: int, repeat: int) -> tuple[Pair, Pair]:
     """Produce and consume on a fresh nats-server per run, tidings and bare."""
     produced = Pair([], [])
     consumed = Pair([], [])
     for i in range(repeat):
         with nats_server.running(directory / f"nats-{i}") as server:
-            produced.bare.append(asyncio.run(bare_nats_produce(server.url, records)))
-            consumed.bare.append(asyncio.run(bare_nats_consume(server.url, records)))
-            produced.tidings.append(tidings_produce(server.url, "engines", records))
-            consumed.tidings.append(tidings_consume(server.url, "engines", records, "readers"))
+            produced.measure(
+                i,
+                partial(_run, bare_nats_produce, server.url, records),
+                partial(tidings_produce, server.url, "engines", records),
+            )
+            consumed.measure(
+                i,
+                partial(_run, bare_nats_consume, server.url, records),
+                partial(tidings_consume, server.url, "engines", records, "readers"),
+            )
     return produced, consumed
 
 
