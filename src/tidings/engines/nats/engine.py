@@ -435,6 +435,8 @@ class NatsEngine(Engine):
         subject = names.subject(topic, partition)
         publish, message_headers = self.js.publish_async, names.message_headers
         lock = self._locks.setdefault(subject, asyncio.Lock())
+        # The lock keeps another batch's records out from between this one's; their
+        # acknowledgements are awaited outside it, so the next batch is published at once.
         async with lock:
             with translated(self.url, f"publish to {topic}[{partition}]"):
                 acks = [
@@ -443,14 +445,14 @@ class NatsEngine(Engine):
                     )
                     for value, key, ts, hdrs in rows
                 ]
-            try:
-                done = await self.call(f"publish to {topic}[{partition}]", asyncio.gather(*acks))
-            except nats.js.errors.NoStreamResponseError:
+        try:
+            done = await self.call(f"publish to {topic}[{partition}]", asyncio.gather(*acks))
+        except nats.js.errors.NoStreamResponseError:
+            raise TopicNotFoundError(topic) from None
+        except Exception as e:
+            if isinstance(e.__cause__, nats.js.errors.NoStreamResponseError):
                 raise TopicNotFoundError(topic) from None
-            except Exception as e:
-                if isinstance(e.__cause__, nats.js.errors.NoStreamResponseError):
-                    raise TopicNotFoundError(topic) from None
-                raise
+            raise
         return AppendResult(topic, partition, done[0].seq - 1)
 
     async def read(
