@@ -82,8 +82,9 @@ NATS_CAPABILITIES = frozenset(
 """What JetStream gives honestly: no compaction by key, retention by the server's clock
 (not records' timestamps), no priorities, no inspection of a queue's released jobs."""
 
-PUBLISH_PENDING = 65_536
-"""Unacknowledged publishes one connection may have in flight."""
+PUBLISH_PENDING = 4_000
+"""Unacknowledged publishes one connection may have in flight (nats-py's default).
+A deeper window publishes more slowly: 65,536 measured 0.83x of this one's rate."""
 
 
 def _spec_to_json(spec: TopicSpec) -> bytes:
