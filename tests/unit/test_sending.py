@@ -172,3 +172,37 @@ def test_a_closed_producer_refuses_records(bus: tidings.Bus, way: Way) -> None:
     p.close()
     with pytest.raises(ClosedError):
         way(p.aio)("one", b"v")
+
+
+def test_an_error_while_a_record_joins_its_batch_is_raised_as_it_is(
+    bus: tidings.Bus, way: Way
+) -> None:
+    # the second record joins the first one's batch and fills it: sealing it fails here
+    with bus.producer(linger_ms=60_000, batch_size=100) as p:
+        send = way(p.aio)
+        send("one", b"x" * 60)
+
+        def broken(batch: object) -> None:
+            raise ValueError("sealing failed")
+
+        p.aio._seal = broken  # type: ignore[method-assign]
+        with pytest.raises(ValueError, match="sealing failed"):
+            send("one", b"x" * 60)
+        del p.aio._seal
+        assert send("one", b"y").result(timeout=5).topic == "one"  # the lock was released
+
+
+def test_a_producer_missing_its_state_takes_the_python_path(
+    producer: AsyncProducer, send: Send
+) -> None:
+    del producer._keys  # never done by tidings: the compiled send() must not crash on it
+    with pytest.raises(AttributeError):
+        send("three", b"v", key=b"k")
+
+
+@pytest.mark.parametrize("sizes", [{"batch_size": 1e5}, {"buffer_memory": 1 << 70}])
+def test_sizes_that_are_not_whole_bytes_are_refused(
+    bus: tidings.Bus, sizes: dict[str, Any]
+) -> None:
+    with pytest.raises(tidings.ConfigurationError, match="whole numbers"):
+        bus.producer(**sizes)

@@ -284,8 +284,8 @@ place(SenderCore *self, Record *r)
         Py_XDECREF(spec);
         return spec == NULL ? -1 : 0;
     }
+    long long partitions = self->partitions, max_bytes = self->max_bytes;
     if (spec != self->spec) {
-        long long partitions, max_bytes = -1;
         int ok = int_attr(spec, s_partitions, &partitions);
         if (ok == 1) {
             PyObject *config = PyObject_GetAttr(spec, s_config);
@@ -296,13 +296,15 @@ place(SenderCore *self, Record *r)
             Py_DECREF(spec);
             return ok;
         }
-        Py_XSETREF(self->spec, Py_NewRef(spec));
+        /* the numbers before the spec they belong to; the old spec freed last */
+        PyObject *old = self->spec;
         self->partitions = partitions;
         self->max_bytes = max_bytes;
+        self->spec = Py_NewRef(spec);
+        Py_XDECREF(old);
     }
     Py_DECREF(spec);
-    long long partitions = self->partitions;
-    if (r->size > self->max_bytes || r->size > self->buffer_memory) {
+    if (r->size > max_bytes || r->size > self->buffer_memory) {
         return 0;
     }
     if (r->partition != Py_None) {
@@ -426,14 +428,53 @@ lock_call(PyObject *method)
     return result;
 }
 
+/* Release the lock, keeping the error already raised, if any (an error of release()
+ * itself, which a held lock never gives, would take its place). */
+static int
+unlock(SenderCore *self)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *raised = PyErr_GetRaisedException();
+#else
+    PyObject *type, *raised, *tb;
+    PyErr_Fetch(&type, &raised, &tb);
+#endif
+    PyObject *released = lock_call(self->release);
+    if (released == NULL) {
+#if PY_VERSION_HEX < 0x030C0000
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+#endif
+        Py_XDECREF(raised);
+        return -1;
+    }
+    Py_DECREF(released);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(raised);
+#else
+    PyErr_Restore(type, raised, tb);
+#endif
+    return 0;
+}
+
+/* Whether every field the fast path reads is set, the maps exact dicts (else _send). */
+static int
+ready(SenderCore *self)
+{
+    return self->acquire != NULL && self->release != NULL && self->future_type != NULL
+           && self->cached_topic != NULL && self->keys != NULL && self->open != NULL
+           && PyDict_CheckExact(self->open) && self->sticky != NULL
+           && PyDict_CheckExact(self->sticky);
+}
+
 /* The record's future (fast path), NULL with no error set when _send must take the
- * record, NULL with an error set on failure. */
+ * record, NULL with an error set on failure. The future is made as RecordFuture's own
+ * construction would make it, its fields set: _future_type adds no __new__ or __init__. */
 static PyObject *
 send_fast(SenderCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     Record r;
-    if (self->closed || self->acquire == NULL || self->future_type == NULL
-        || !unpack(&r, args, nargs, kwnames)) {
+    if (self->closed || !ready(self) || !unpack(&r, args, nargs, kwnames)) {
         return NULL;
     }
     int placed = place(self, &r);
@@ -474,12 +515,10 @@ send_fast(SenderCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         Py_DECREF(batch);
     }
     Py_DECREF(ts);
-    PyObject *released = lock_call(self->release);
-    if (released == NULL) {
+    if (unlock(self) < 0) {
         Py_CLEAR(future);
         return NULL;
     }
-    Py_DECREF(released);
     if (failed && !PyErr_Occurred()) {
         PyErr_SetString(PyExc_SystemError, "send failed without an error");
     }
@@ -578,7 +617,8 @@ static PyMemberDef sender_members[] = {
 
 static PyMethodDef sender_methods[] = {
     {"send", (PyCFunction)(void (*)(void))sender_send, METH_FASTCALL | METH_KEYWORDS,
-     "send(topic, value, *, key=None, headers=None, partition=None, timestamp=None)\n--\n\n"
+     "send($self, topic, value, *, key=None, headers=None, partition=None, timestamp=None)\n"
+     "--\n\n"
      "Queue one record; the returned future resolves once it is durable.\n\n"
      "Off the event loop, a send blocks while `buffer_memory` bytes wait to be stored; on "
      "the loop it never blocks (await the futures for back-pressure). A record larger than "

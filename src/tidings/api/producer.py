@@ -12,6 +12,7 @@ stored). A send that races `close()` is either accepted and then flushed by it, 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
@@ -215,6 +216,12 @@ class AsyncProducer(_SenderCore):
         batch_size: int = 1 << 20,
         buffer_memory: int = 64 << 20,
     ) -> None:
+        sizes = (batch_size, buffer_memory)
+        if any(type(n) is not int or n > sys.maxsize for n in sizes):
+            raise ConfigurationError(
+                f"batch_size and buffer_memory are whole numbers of bytes up to {sys.maxsize}, "
+                f"not {batch_size!r} and {buffer_memory!r}"
+            )
         if linger_ms < 0 or batch_size < 1 or buffer_memory < batch_size:
             raise ConfigurationError(
                 "need linger_ms >= 0, batch_size >= 1, buffer_memory >= batch_size"
@@ -229,13 +236,13 @@ class AsyncProducer(_SenderCore):
         self._open = {}
         self._sticky_batches = {}
         self._cached_topic = engine.cached_topic
-        self._future_type = RecordFuture
         self._in_flight: set[Future[int]] = set()
         self._buffered = 0
         self._keys = KeyPartitioner()
         self._sticky = StickyPartitioner()
         self._closed = False
         self._direct = not linger_ms and engine.appends_inline
+        self._future_type = RecordFuture  # last: the compiled send() waits for it
 
     def _send(
         self,

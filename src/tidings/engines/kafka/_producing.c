@@ -187,15 +187,15 @@ produced(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                         "produced(produce, batch: ColumnBatch, headers, done, start: int >= 0)");
         return NULL;
     }
-    PyObject *columns[4] = {
-        column(PyTuple_GET_ITEM(batch, VALUES)),
-        column(PyTuple_GET_ITEM(batch, KEYS)),
-        column(PyTuple_GET_ITEM(batch, TIMESTAMPS)),
-        column(args[2]),
-    };
+    PyObject *given[4] = {PyTuple_GET_ITEM(batch, VALUES), PyTuple_GET_ITEM(batch, KEYS),
+                          PyTuple_GET_ITEM(batch, TIMESTAMPS), args[2]};
+    PyObject *columns[4] = {NULL};
+    /* one at a time: a column that is not a list may run Python code to be read */
+    for (int c = 0; c < 4 && (c == 0 || columns[c - 1] != NULL); c++) {
+        columns[c] = column(given[c]);
+    }
     PyObject *result = NULL;
-    if (columns[0] != NULL && columns[0] != Py_None && columns[1] != NULL && columns[2] != NULL
-        && columns[3] != NULL) {
+    if (columns[3] != NULL && columns[0] != Py_None) {
         PyObject *call[8] = {PyTuple_GET_ITEM(batch, TOPIC), NULL, NULL,
                              PyTuple_GET_ITEM(batch, PARTITION), args[3], Py_None, NULL, NULL};
         result = produce_columns(args[0], call, columns, start);
