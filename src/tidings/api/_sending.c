@@ -23,6 +23,17 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* Free `self`, an object of a heap type, after `clear` has dropped its references. */
+static void
+dealloc(PyObject *self, inquiry clear)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
 /* -- FutureCore -------------------------------------------------------------------- */
 
 typedef struct {
@@ -47,13 +58,9 @@ future_clear(FutureCore *self)
 }
 
 static void
-future_dealloc(FutureCore *self)
+future_dealloc(PyObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    future_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    dealloc(self, (inquiry)future_clear);
 }
 
 static PyMemberDef future_members[] = {
@@ -109,13 +116,9 @@ batch_clear(BatchCore *self)
 }
 
 static void
-batch_dealloc(BatchCore *self)
+batch_dealloc(PyObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    batch_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    dealloc(self, (inquiry)batch_clear);
 }
 
 static PyMemberDef batch_members[] = {
@@ -204,13 +207,9 @@ sender_clear(SenderCore *self)
 }
 
 static void
-sender_dealloc(SenderCore *self)
+sender_dealloc(PyObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    sender_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    dealloc(self, (inquiry)sender_clear);
 }
 
 /* What the fast path needs of one call, its arguments unpacked. */
