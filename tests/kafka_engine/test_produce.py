@@ -1,4 +1,8 @@
-"""Producing through librdkafka: the offsets a send reports are where its record is."""
+"""Producing through librdkafka: the offsets a send reports are where its record is, and
+one producer's records of a partition are stored in the order they were sent.
+
+Records go to librdkafka as they are sent (a stream per batch); these cases also drive
+the other way, whole batches, and the two mixed."""
 
 from __future__ import annotations
 
@@ -24,14 +28,46 @@ def test_offsets_are_exact_while_batches_wait_for_room(
         with bus.producer(batch_size=12_000) as producer:
             futures = [producer.send("orders", v) for v in values]
             producer.flush()
-        sent = {f.result().offset: v for f, v in zip(futures, values, strict=True)}
-        assert sorted(sent) == list(range(len(values)))
-        reader = bus.consumer()
-        reader.assign(tidings.TopicPartition("orders", 0))
-        reader.seek(tidings.TopicPartition("orders", 0), "earliest")
-        stored: dict[int, bytes | None] = {}
-        deadline = time.monotonic() + DEADLINE_S
-        while len(stored) < len(values) and time.monotonic() < deadline:
-            stored.update((r.offset, r.value) for r in reader.poll(5000, timeout_ms=500))
-        reader.close()
-    assert stored == sent
+        offsets = [f.result().offset for f in futures]
+        assert offsets == list(range(len(values)))  # in the order sent, none lost
+        assert _stored(bus, len(values)) == dict(zip(offsets, values, strict=True))
+
+
+def test_producers_sharing_a_partition_each_learn_where_their_records_went(
+    brokers: Callable[[Broker], Broker],
+) -> None:
+    address = brokers(start_tansu()).wait()
+    with tidings.connect(f"kafka://{address}") as bus:
+        bus.create_topic("orders")
+        producers = [bus.producer(linger_ms=50) for _ in range(2)]
+        sent: dict[bytes, tidings.RecordFuture] = {}
+        many: list[tuple[list[bytes], tidings.BatchFuture]] = []
+        for i in range(3_000):
+            for n, p in enumerate(producers):
+                value = b"%d-%06d" % (n, i)
+                sent[value] = p.send("orders", value)
+            if i % 1_000 == 0:  # whole batches between the streamed records
+                values = [b"m-%06d-%d" % (i, j) for j in range(100)]
+                many.append((values, producers[0].send_many("orders", values)))
+        for p in producers:
+            p.close()
+        where = {f.result().offset: v for v, f in sent.items()}
+        for values, published in many:
+            where.update((m.offset, v) for m, v in zip(published.result(), values, strict=True))
+        assert _stored(bus, len(where)) == where
+        for n in range(2):  # each producer's records in the order it sent them
+            mine = sorted((o, v) for o, v in where.items() if v.startswith(b"%d-" % n))
+            assert [v for _, v in mine] == sorted(v for _, v in mine)
+
+
+def _stored(bus: tidings.Bus, count: int) -> dict[int, bytes | None]:
+    """Offset to value of the first `count` records of orders[0], read back."""
+    reader = bus.consumer()
+    reader.assign(tidings.TopicPartition("orders", 0))
+    reader.seek(tidings.TopicPartition("orders", 0), "earliest")
+    stored: dict[int, bytes | None] = {}
+    deadline = time.monotonic() + DEADLINE_S
+    while len(stored) < count and time.monotonic() < deadline:
+        stored.update((r.offset, r.value) for r in reader.poll(5000, timeout_ms=500))
+    reader.close()
+    return stored

@@ -107,21 +107,103 @@ def test_the_compiled_producer_refuses_what_is_not_a_batch() -> None:
         produced(_Recorder(), short, None, _done, 0)
 
 
-def test_reports_are_counted_and_only_the_first_last_and_failed_are_looked_at(
-    counter: type[Any],
-) -> None:
-    noted: list[tuple[object, object]] = []
+class _Msg:
+    """A delivered record's report, as far as the counter reads it."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def _counted(counter: type[Any]) -> tuple[Any, list[object]]:
+    """A counter of `counter`'s implementation and the messages it completed with."""
+    completed: list[object] = []
 
     class Counted(counter):  # type: ignore[misc]
-        def _note(self, err: object, msg: object) -> None:
-            noted.append((err, msg))
-            if err is None and self.base < 0:
-                self.base: int = 100
+        __slots__ = ()
 
-    c = Counted()
-    c.left, c.base = 4, -1
+        def _complete(self, msg: object) -> None:
+            completed.append(msg)
+
+    return Counted(), completed
+
+
+def test_a_batch_of_known_size_completes_on_its_last_report(counter: type[Any]) -> None:
+    c, completed = _counted(counter)
+    assert c.expect(3) is None
     failed = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
-    for err, msg in [(None, "first"), (None, "second"), (failed, "third"), (None, "last")]:
+    msgs = [_Msg(100), _Msg(-1), _Msg(102)]
+    for err, msg in zip([None, failed, None], msgs, strict=True):
         c.done(err, msg)
-    assert noted == [(None, "first"), (failed, "third"), (None, "last")]
-    assert (c.left, c.base) == (0, 100)
+    assert completed == [msgs[-1]]
+    assert (c.records, c.reported, c.base, c.error) == (3, 3, 100, failed)
+
+
+def test_offsets_are_kept_where_other_records_came_between(counter: type[Any]) -> None:
+    c, _ = _counted(counter)
+    for offset in (5, 6, 9, 10, 14):
+        c.done(None, _Msg(offset))
+    assert (c.base, c.offsets) == (5, [5, 6, 9, 10, 14])
+    consecutive, _ = _counted(counter)
+    for offset in (5, 6, 7):
+        consecutive.done(None, _Msg(offset))
+    assert (consecutive.base, consecutive.offsets) == (5, None)
+
+
+def test_reports_before_the_size_is_known_are_completed_by_expect(counter: type[Any]) -> None:
+    c, completed = _counted(counter)
+    msgs = [_Msg(7), _Msg(8)]
+    for msg in msgs:
+        c.done(None, msg)
+    assert c.expect(2) is msgs[-1]
+    assert completed == []  # the caller completes it: exactly one of the two does
+    assert (c.base, c.error) == (7, None)
+
+
+def test_reports_on_both_sides_of_expect_complete_once(counter: type[Any]) -> None:
+    c, completed = _counted(counter)
+    c.done(None, _Msg(0))
+    assert c.expect(3) is None
+    last = _Msg(2)
+    c.done(None, _Msg(1))
+    c.done(None, last)
+    assert completed == [last]
+
+
+def test_a_batch_has_at_least_one_record(counter: type[Any]) -> None:
+    c, _ = _counted(counter)
+    with pytest.raises(ValueError, match="at least 1"):
+        c.expect(0)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def stream(request: pytest.FixtureRequest) -> type[Any]:
+    """Each implementation of a partition's stream, in turn."""
+    return _compiled().Stream if request.param == "compiled" else kafka_producer._PythonStream
+
+
+def test_a_stream_produces_each_record_to_its_partition(
+    stream: type[Any], counter: type[Any]
+) -> None:
+    produce = _Recorder()
+    c, _ = _counted(counter)
+    s = stream(produce, "orders", 4, c)
+    s(b"v", None, 10, None)
+    s(None, b"k", 11, (("h", b"1"), ("g", None)))
+    s(b"w", b"k", 12, ())
+    assert produce.calls == [
+        ("orders", b"v", None, 4, c.done, None, 10, None),
+        ("orders", None, b"k", 4, c.done, None, 11, [("h", b"1"), ("g", None)]),
+        ("orders", b"w", b"k", 4, c.done, None, 12, None),
+    ]
+    assert (s.topic, s.partition, s.counter) == ("orders", 4, c)
+
+
+def test_a_refusal_is_raised_to_the_sender(stream: type[Any], counter: type[Any]) -> None:
+    s = stream(_Recorder({0: BufferError("queue full")}), "orders", 0, _counted(counter)[0])
+    with pytest.raises(BufferError):
+        s(b"v", None, 1, None)
+    with pytest.raises(TypeError):
+        s(b"v", None, 1)

@@ -41,7 +41,7 @@ from tidings.core.records import (
     as_bytes,
     normalize_headers,
 )
-from tidings.engines.base import ColumnBatch, Engine, ProduceBatch
+from tidings.engines.base import ColumnBatch, Engine, ProduceBatch, Stream
 
 _BYTES_OR_NONE = frozenset((bytes, type(None)))
 _CLOSED = "the producer is closed; create a new producer with bus.producer()"
@@ -58,12 +58,16 @@ def now_ms() -> int:
 class _PythonBatchCore:
     """The columns of an open batch that every send appends to (see _sending.c)."""
 
-    __slots__ = ("keys", "size", "timestamps", "values")
+    __slots__ = ("keys", "size", "stream", "streamed", "timestamps", "values")
 
     values: list[bytes | None]
     timestamps: list[int]
     keys: list[bytes | None] | None
     size: int
+    stream: Stream | None
+    """The engine's stream taking each record as it is sent; None once it refused one."""
+    streamed: int
+    """How many of the first records the stream took."""
 
 
 class _PythonFutureCore:
@@ -131,9 +135,11 @@ class _OpenBatch(_BatchCore):
     (value only) costs two list appends.
     """
 
-    __slots__ = ("future", "headers", "owner", "partition", "topic")
+    __slots__ = ("future", "handle", "headers", "offsets", "owner", "partition", "topic")
 
-    def __init__(self, topic: str, partition: int, owner: AsyncProducer) -> None:
+    def __init__(
+        self, topic: str, partition: int, owner: AsyncProducer, stream: Stream | None
+    ) -> None:
         self.owner = owner
         self.topic = topic
         self.partition = partition
@@ -143,6 +149,31 @@ class _OpenBatch(_BatchCore):
         self.headers: list[Headers] | None = None
         self.size = 0
         self.future: Future[int] = Future()
+        self.handle = self.stream = stream
+        self.streamed = 0
+        self.offsets: Sequence[int] | None = None
+        """Each record's offset where they are not consecutive (set before the future)."""
+
+    def hand_over(
+        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers
+    ) -> None:
+        """Give the record just added to the engine's stream, if it still takes them.
+
+        A refusal is not an error: that record and the rest wait for the batch, which
+        the engine finishes with them (the compiled send does the same).
+        """
+        if self.stream is None or self.streamed != len(self.values) - 1:
+            return
+        try:
+            self.stream(value, key, timestamp, headers or None)
+        except Exception:
+            return
+        self.streamed += 1
+
+    @property
+    def waits(self) -> bool:
+        """Whether records of this batch wait for it (not all went through a stream)."""
+        return self.streamed < len(self.values)
 
     def add_key(self, index: int, key: bytes) -> None:
         """Set the key of record `index` (the last one added)."""
@@ -180,10 +211,9 @@ class RecordFuture(_FutureCore):
         self._index = index
 
     def _metadata(self, base_offset: int) -> RecordMetadata:
-        b = self._batch
-        return RecordMetadata(
-            b.topic, b.partition, base_offset + self._index, b.timestamps[self._index]
-        )
+        b, i = self._batch, self._index
+        offset = base_offset + i if b.offsets is None else b.offsets[i]
+        return RecordMetadata(b.topic, b.partition, offset, b.timestamps[i])
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
         """Block until the record is durable; its metadata, or the error that stopped it."""
@@ -242,6 +272,11 @@ class AsyncProducer(_SenderCore):
         self._sticky = StickyPartitioner()
         self._closed = False
         self._direct = not linger_ms and engine.appends_inline
+        self._streams = engine.streams
+        self._waiting: dict[str | tuple[str, int], int] = {}
+        """In flight per partition (and per topic, for send_many): batches whose records
+        were not all streamed. While a partition has any, its new batches do not stream
+        either, so no record overtakes one sent before it."""
         self._future_type = RecordFuture  # last: the compiled send() waits for it
 
     def _send(
@@ -278,6 +313,7 @@ class AsyncProducer(_SenderCore):
                 batch.add_key(index, key)
             if hdrs:
                 batch.add_headers(index, hdrs)
+            batch.hand_over(value, key, ts, hdrs)  # before a seal lets its store begin
             batch.size += size
             self._buffered += size
             if batch.size >= self._batch_size:
@@ -391,7 +427,10 @@ class AsyncProducer(_SenderCore):
         return on_loop(self._loop)
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
-        batch = self._open[(topic, partition)] = _OpenBatch(topic, partition, self)
+        stream = None
+        if self._streams and (topic, partition) not in self._waiting and topic not in self._waiting:
+            stream = self._engine.stream(topic, partition)
+        batch = self._open[(topic, partition)] = _OpenBatch(topic, partition, self, stream)
         self._in_flight.add(batch.future)
         loop = self._loop
         if self._linger_s:
@@ -435,25 +474,43 @@ class AsyncProducer(_SenderCore):
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
         del self._open[(batch.topic, batch.partition)]
+        if self._streams and batch.waits:
+            self._wait((batch.topic, batch.partition), 1)
         if self._sticky_batches.get(batch.topic) is batch:
             del self._sticky_batches[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
 
+    def _wait(self, where: str | tuple[str, int], change: int) -> None:
+        """Count a batch (or a send_many) in or out of `where`'s waiting ones (lock held)."""
+        left = self._waiting.get(where, 0) + change
+        if left:
+            self._waiting[where] = left
+        else:
+            del self._waiting[where]
+
     async def _store(self, batch: _OpenBatch) -> None:
         try:
-            (result,) = await self._engine.append_columns([batch.columns()])
+            if batch.handle is None:
+                (result,) = await self._engine.append_columns([batch.columns()])
+            else:
+                result = await self._engine.finish_stream(
+                    batch.handle, batch.columns(), batch.streamed
+                )
         except BaseException as e:
             if not batch.future.done():
                 batch.future.set_exception(e)
         else:
             if not batch.future.done():  # a close that could not wait may have failed it
+                batch.offsets = result.offsets
                 batch.future.set_result(result.base_offset)
         finally:
             with self._lock:
                 self._in_flight.discard(batch.future)
                 self._buffered -= batch.size
+                if self._streams and batch.waits:
+                    self._wait((batch.topic, batch.partition), -1)
                 self._space.notify_all()
 
     def send_many(
@@ -498,10 +555,17 @@ class AsyncProducer(_SenderCore):
                 raise ClosedError(_CLOSED)
             self._buffered += total
             self._in_flight.add(future)  # type: ignore[arg-type]
+            if self._streams:
+                # whole batches: the topic's open batches stop streaming, and new ones
+                # wait, until these are stored (records stay in the order they were sent)
+                self._wait(topic, 1)
+                for batch in self._open.values():
+                    if batch.topic == topic:
+                        batch.stream = None
         try:
             ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
         except BaseException:
-            self._release(future, total)
+            self._release(future, total, topic)
             raise
 
         async def store() -> None:
@@ -512,10 +576,11 @@ class AsyncProducer(_SenderCore):
                     future.set_exception(e)
                 return
             finally:
-                self._release(future, total)
+                self._release(future, total, topic)
             if future.done():  # a close that could not wait has failed it
                 return
-            if all(isinstance(idx, range) for _, idx, _, _ in chunks):
+            consecutive = all(r.offsets is None for r in results)
+            if consecutive and all(isinstance(idx, range) for _, idx, _, _ in chunks):
                 runs = [
                     (idx[0], p, r.base_offset)
                     for (p, idx, _, _), r in zip(chunks, results, strict=True)
@@ -525,7 +590,10 @@ class AsyncProducer(_SenderCore):
             partitions = array("i", [0]) * len(values)
             offsets = array("q", [0]) * len(values)
             for (p, idx, _, _), r in zip(chunks, results, strict=True):
-                for offset, i in enumerate(idx, r.base_offset):
+                given = r.offsets
+                if given is None:
+                    given = range(r.base_offset, r.base_offset + len(idx))
+                for offset, i in zip(given, idx, strict=True):
                     offsets[i] = offset
                     partitions[i] = p
             future.set_result(
@@ -587,11 +655,13 @@ class AsyncProducer(_SenderCore):
         ]
         return ts, chunks, batches
 
-    def _release(self, future: Future[Any], size: int) -> None:
+    def _release(self, future: Future[Any], size: int, topic: str) -> None:
         """Give back a send_many's share of buffer_memory; it is no longer in flight."""
         with self._lock:
             self._in_flight.discard(future)
             self._buffered -= size
+            if self._streams:
+                self._wait(topic, -1)
             self._space.notify_all()
 
     async def flush(self) -> None:

@@ -52,6 +52,16 @@ class ProduceBatch(NamedTuple):
     batch: EncodedBatch
 
 
+class Stream(typing.Protocol):
+    """A partition's records handed to the engine one at a time, as they are sent."""
+
+    def __call__(
+        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers | None
+    ) -> None:
+        """Hand over one record (headers None for none); raises if the engine cannot take it
+        now, and the record then waits for its batch."""
+
+
 class ColumnBatch(NamedTuple):
     """Records for one partition as a producer gathers them: a column per field.
 
@@ -97,6 +107,9 @@ class AppendResult(NamedTuple):
     topic: str
     partition: int
     base_offset: int
+    offsets: Sequence[int] | None = None
+    """Each record's offset where they are not consecutive (a cluster's other producers
+    wrote between them), else None: record i is at base_offset + i."""
 
 
 class PartitionState(NamedTuple):
@@ -377,6 +390,8 @@ class Engine(ABC):
     appends_inline = False
     """Whether append() completes without waiting on I/O (an in-memory store): a
     producer may then store a batch in the task that awaits it."""
+    streams = False
+    """Whether stream() gives streams (see there)."""
 
     def require(self, capability: Capability, what: str) -> None:
         """Raise CapabilityError unless this engine provides `capability`."""
@@ -436,6 +451,22 @@ class Engine(ABC):
         An engine that sends records one by one overrides this to read the columns.
         """
         return self.append([b.encode() for b in batches])
+
+    def stream(self, topic: str, partition: int) -> Stream | None:
+        """Where the next batch of a partition may hand over its records as they are sent,
+        or None: they wait for the batch (what every engine does unless it overrides this).
+
+        A client library that batches and lingers on its own (librdkafka) takes each record
+        at once; the producer's batch then only collects the acknowledgements.
+        """
+        return None
+
+    async def finish_stream(
+        self, stream: Stream, batch: ColumnBatch, streamed: int
+    ) -> AppendResult:
+        """Store `batch`, whose first `streamed` records went through `stream`: the rest
+        now (in order after them), then where the batch starts once all are durable."""
+        raise NotImplementedError(f"the engine at {self.url} gives no streams")
 
     @abstractmethod
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:

@@ -1,5 +1,5 @@
 /*
- * The Kafka engine's produce path in C: handing a batch to librdkafka, counting its
+ * The Kafka engine's produce path in C: handing records to librdkafka, counting their
  * delivery reports.
  *
  * produced(produce, batch, headers, done, start) -> (next, error)
@@ -10,27 +10,104 @@
  *   stops at the first record produce() refuses: `next` is that record's index (the
  *   batch's length when all went) and `error` the exception raised, else None.
  *
- * Counter, the base class of the engine's _Delivery, counts a batch's reports down in
- *   librdkafka's delivery thread: done(err, msg) is called once per record and calls
- *   _note(err, msg) only for the first, the last and failed ones.
+ * Stream(produce, topic, partition, counter), called (value, key, timestamp, headers),
+ *   produces one record to the partition as it is sent, its report going to counter.done
+ *   (headers: None or a sequence of (name, value) pairs).
  *
- * The same as _produced_in_python and _Delivery in producer.py, which stand in where this
- * module was not built. What goes away is the interpreter's work around each produce()
- * and each report, about 200 ns a record, paid while holding the GIL.
+ * Counter, the base class of the engine's _Delivery, counts a batch's reports in
+ *   librdkafka's delivery thread. done(err, msg) is called once per record: it keeps the
+ *   records' offsets (the first, and each one where they stop being consecutive: records
+ *   of other producers came between) and the first error, and calls _complete(msg) on the
+ *   last report once the batch's size is known. expect(records) gives that size: when every
+ *   report is already in, it returns the last one's message (the caller completes the
+ *   batch), else None. Exactly one of the two sees the batch complete.
+ *
+ * The same as _produced_in_python, _PythonStream and _PythonCounter in producer.py, which
+ * stand in where this module was not built. What goes away is the interpreter's work
+ * around each produce() and each report, about 200 ns a record, paid while holding the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
-static PyObject *s_note;
+static PyObject *s_complete, *s_offset, *s_done;
+
+/* Free `self`, an object of a heap type, after `clear` has dropped its references. */
+static void
+dealloc(PyObject *self, inquiry clear)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
 
 /* -- Counter ----------------------------------------------------------------------- */
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t left;
-    long long base;
+    Py_ssize_t records;  /* -1 until expect() */
+    Py_ssize_t reported;
+    long long base;      /* -1 until a record's report gave its offset */
+    long long next;      /* the offset the next record has if they are consecutive */
+    long long *offsets;  /* every offset, once they are not consecutive; else NULL */
+    Py_ssize_t count, room;
+    PyObject *error;     /* the first failed report's error, or NULL */
+    PyObject *last;      /* the last report's message while `records` is unknown */
 } Counter;
+
+/* Keep a delivered record's offset: 0, or -1 with an error set. */
+static int
+keep_offset(Counter *self, long long offset)
+{
+    if (self->base < 0) {
+        self->base = offset;
+        self->next = offset + 1;
+        return 0;
+    }
+    if (self->offsets == NULL && offset == self->next) {
+        self->next++;
+        return 0;
+    }
+    if (self->offsets == NULL) { /* the first gap: the offsets so far, written out */
+        self->count = (Py_ssize_t)(self->next - self->base);
+        self->room = self->count * 2 + 16;
+        self->offsets = PyMem_New(long long, self->room);
+        if (self->offsets == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < self->count; i++) {
+            self->offsets[i] = self->base + i;
+        }
+    }
+    if (self->count == self->room) {
+        Py_ssize_t room = self->room * 2;
+        long long *grown = PyMem_Resize(self->offsets, long long, room);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->offsets = grown;
+        self->room = room;
+    }
+    self->offsets[self->count++] = offset;
+    return 0;
+}
+
+/* The offset in a delivered message (None counts as 0), or -1 with an error set. */
+static long long
+offset_of(PyObject *msg)
+{
+    PyObject *offset = PyObject_CallMethodNoArgs(msg, s_offset);
+    if (offset == NULL) {
+        return -1;
+    }
+    long long value = offset == Py_None ? 0 : PyLong_AsLongLong(offset);
+    Py_DECREF(offset);
+    return value;
+}
 
 static PyObject *
 counter_done(Counter *self, PyObject *const *args, Py_ssize_t nargs)
@@ -39,50 +116,139 @@ counter_done(Counter *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "done(err, msg) takes 2 arguments");
         return NULL;
     }
-    self->left--;
-    if (args[0] == Py_None && self->base >= 0 && self->left) {
+    PyObject *err = args[0], *msg = args[1];
+    self->reported++;
+    if (err != Py_None) {
+        if (self->error == NULL) {
+            self->error = Py_NewRef(err);
+        }
+    }
+    else {
+        long long offset = offset_of(msg);
+        if ((offset == -1 && PyErr_Occurred()) || keep_offset(self, offset) < 0) {
+            return NULL;
+        }
+    }
+    if (self->records < 0) {
+        Py_XSETREF(self->last, Py_NewRef(msg));
         Py_RETURN_NONE;
     }
-    PyObject *call[3] = {(PyObject *)self, args[0], args[1]};
-    return PyObject_VectorcallMethod(s_note, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (self->reported != self->records) {
+        Py_RETURN_NONE;
+    }
+    PyObject *call[2] = {(PyObject *)self, msg};
+    return PyObject_VectorcallMethod(s_complete, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+counter_expect(Counter *self, PyObject *arg)
+{
+    Py_ssize_t records = PyLong_AsSsize_t(arg);
+    if (records == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (records < 1) {
+        PyErr_SetString(PyExc_ValueError, "expect(records) takes a count of at least 1");
+        return NULL;
+    }
+    self->records = records;
+    if (self->reported < records || self->last == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *last = self->last;
+    self->last = NULL;
+    return last;
+}
+
+static int
+counter_traverse(Counter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->error);
+    Py_VISIT(self->last);
+    return 0;
+}
+
+static int
+counter_clear(Counter *self)
+{
+    Py_CLEAR(self->error);
+    Py_CLEAR(self->last);
+    PyMem_Free(self->offsets);
+    self->offsets = NULL;
+    return 0;
+}
+
+static PyObject *
+counter_get_offsets(Counter *self, void *Py_UNUSED(closure))
+{
+    if (self->offsets == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *list = PyList_New(self->count);
+    for (Py_ssize_t i = 0; list != NULL && i < self->count; i++) {
+        PyObject *offset = PyLong_FromLongLong(self->offsets[i]);
+        if (offset == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, offset);
+    }
+    return list;
+}
+
+static PyGetSetDef counter_getset[] = {
+    {"offsets", (getter)counter_get_offsets, NULL,
+     "Each delivered record's offset, in order, where they are not consecutive; else None.",
+     NULL},
+    {NULL},
+};
+
+static void
+counter_dealloc(PyObject *self)
+{
+    dealloc(self, (inquiry)counter_clear);
+}
+
+static PyObject *
+counter_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+{
+    Counter *self = (Counter *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->records = -1;
+        self->base = -1;
+    }
+    return (PyObject *)self;
 }
 
 static PyMemberDef counter_members[] = {
-    {"left", T_PYSSIZET, offsetof(Counter, left), 0, "Reports still to come."},
-    {"base", T_LONGLONG, offsetof(Counter, base), 0,
+    {"records", T_PYSSIZET, offsetof(Counter, records), READONLY,
+     "The batch's records; -1 until expect() gave them."},
+    {"reported", T_PYSSIZET, offsetof(Counter, reported), READONLY, "Reports come so far."},
+    {"base", T_LONGLONG, offsetof(Counter, base), READONLY,
      "The first record's offset; -1 until its report came."},
+    {"error", T_OBJECT, offsetof(Counter, error), READONLY,
+     "The first failed report's error, or None."},
     {NULL},
 };
 
 static PyMethodDef counter_methods[] = {
     {"done", (PyCFunction)(void (*)(void))counter_done, METH_FASTCALL,
      "done(err, msg): librdkafka's delivery report of one record."},
+    {"expect", (PyCFunction)counter_expect, METH_O,
+     "expect(records): the batch's size; the last report's message if all are in, else None."},
     {NULL, NULL, 0, NULL},
 };
 
-static void
-counter_dealloc(PyObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    tp->tp_free(self);
-    Py_DECREF(tp);
-}
-
-static int
-counter_traverse(PyObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    return 0;
-}
-
 static PyType_Slot counter_slots[] = {
-    {Py_tp_doc, "A batch's delivery reports, counted down."},
+    {Py_tp_doc, "A batch's delivery reports, counted."},
     {Py_tp_dealloc, counter_dealloc},
     {Py_tp_traverse, counter_traverse},
+    {Py_tp_clear, counter_clear},
     {Py_tp_members, counter_members},
+    {Py_tp_getset, counter_getset},
     {Py_tp_methods, counter_methods},
-    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_new, counter_new},
     {0, NULL},
 };
 
@@ -91,6 +257,124 @@ static PyType_Spec counter_spec = {
     .basicsize = sizeof(Counter),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = counter_slots,
+};
+
+/* -- Stream ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *produce, *topic, *partition, *counter, *done;
+    vectorcallfunc vectorcall;
+} Stream;
+
+static PyObject *
+stream_call(Stream *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 4 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a stream takes (value, key, timestamp, headers)");
+        return NULL;
+    }
+    PyObject *headers = args[3];
+    if (headers != Py_None) {
+        headers = PySequence_List(headers);
+        if (headers == NULL) {
+            return NULL;
+        }
+        if (PyList_GET_SIZE(headers) == 0) {
+            Py_SETREF(headers, Py_NewRef(Py_None));
+        }
+    }
+    else {
+        Py_INCREF(headers);
+    }
+    PyObject *call[8] = {self->topic, args[0], args[1], self->partition,
+                         self->done,  Py_None, args[2], headers};
+    PyObject *r = PyObject_Vectorcall(self->produce, call, 8, NULL);
+    Py_DECREF(headers);
+    return r;
+}
+
+static PyObject *
+stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *produce, *topic, *partition, *counter;
+    static char *names[] = {"produce", "topic", "partition", "counter", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OUO!O:Stream", names, &produce, &topic,
+                                     &PyLong_Type, &partition, &counter)) {
+        return NULL;
+    }
+    PyObject *done = PyObject_GetAttr(counter, s_done);
+    if (done == NULL) {
+        return NULL;
+    }
+    Stream *self = (Stream *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(done);
+        return NULL;
+    }
+    self->produce = Py_NewRef(produce);
+    self->topic = Py_NewRef(topic);
+    self->partition = Py_NewRef(partition);
+    self->counter = Py_NewRef(counter);
+    self->done = done;
+    self->vectorcall = (vectorcallfunc)stream_call;
+    return (PyObject *)self;
+}
+
+static int
+stream_traverse(Stream *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->produce);
+    Py_VISIT(self->topic);
+    Py_VISIT(self->partition);
+    Py_VISIT(self->counter);
+    Py_VISIT(self->done);
+    return 0;
+}
+
+static int
+stream_clear(Stream *self)
+{
+    Py_CLEAR(self->produce);
+    Py_CLEAR(self->topic);
+    Py_CLEAR(self->partition);
+    Py_CLEAR(self->counter);
+    Py_CLEAR(self->done);
+    return 0;
+}
+
+static void
+stream_dealloc(PyObject *self)
+{
+    dealloc(self, (inquiry)stream_clear);
+}
+
+static PyMemberDef stream_members[] = {
+    {"topic", T_OBJECT, offsetof(Stream, topic), READONLY, "The topic records go to."},
+    {"partition", T_OBJECT, offsetof(Stream, partition), READONLY, "Their partition."},
+    {"counter", T_OBJECT, offsetof(Stream, counter), READONLY, "Where their reports go."},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Stream, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyType_Slot stream_slots[] = {
+    {Py_tp_doc, "Stream(produce, topic, partition, counter): one partition's records, "
+                "produced as they are sent."},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_dealloc, stream_dealloc},
+    {Py_tp_traverse, stream_traverse},
+    {Py_tp_clear, stream_clear},
+    {Py_tp_members, stream_members},
+    {Py_tp_new, stream_new},
+    {0, NULL},
+};
+
+static PyType_Spec stream_spec = {
+    .name = "tidings.engines.kafka._producing.Stream",
+    .basicsize = sizeof(Stream),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = stream_slots,
 };
 
 /* -- produced ---------------------------------------------------------------------- */
@@ -224,20 +508,28 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
+static int
+add_type(PyObject *m, PyType_Spec *spec)
+{
+    PyObject *type = PyType_FromSpec(spec);
+    int added = type == NULL ? -1 : PyModule_AddObjectRef(m, strrchr(spec->name, '.') + 1, type);
+    Py_XDECREF(type);
+    return added;
+}
+
 PyMODINIT_FUNC
 PyInit__producing(void)
 {
-    s_note = PyUnicode_InternFromString("_note");
-    if (s_note == NULL) {
+    s_complete = PyUnicode_InternFromString("_complete");
+    s_offset = PyUnicode_InternFromString("offset");
+    s_done = PyUnicode_InternFromString("done");
+    if (s_complete == NULL || s_offset == NULL || s_done == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
-    PyObject *counter = m == NULL ? NULL : PyType_FromSpec(&counter_spec);
-    if (counter == NULL || PyModule_AddObjectRef(m, "Counter", counter) < 0) {
-        Py_XDECREF(counter);
+    if (m == NULL || add_type(m, &counter_spec) < 0 || add_type(m, &stream_spec) < 0) {
         Py_XDECREF(m);
         return NULL;
     }
-    Py_DECREF(counter);
     return m;
 }

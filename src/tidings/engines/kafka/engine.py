@@ -29,6 +29,7 @@ from tidings.engines.base import (
     GroupDescription,
     PartitionState,
     ProduceBatch,
+    Stream,
 )
 from tidings.engines.kafka.admin import KafkaAdmin
 from tidings.engines.kafka.errors import AUTHENTICATION, translate
@@ -59,6 +60,8 @@ CONNECT_SLICE_S = 0.25
 class KafkaEngine(Engine):
     """Topics, records and groups on a Kafka-compatible cluster."""
 
+    streams = True
+
     def __init__(self, url: str) -> None:
         self.settings: KafkaSettings = parse(url)
         self.url = self.settings.url
@@ -81,7 +84,9 @@ class KafkaEngine(Engine):
         """Create the clients and reach the cluster, within the request timeout."""
         try:
             self._admin = KafkaAdmin(self.settings)
-            self._appender = Appender(self.settings, self._specs.get, self._on_producer_error)
+            self._appender = Appender(
+                self.settings, self._specs.get, self._on_producer_error, asyncio.get_running_loop()
+            )
         except KafkaException as e:
             raise ConfigurationError(
                 f"invalid Kafka setting in {self.url}: {e.args[0].str()}; query options are "
@@ -205,6 +210,20 @@ class KafkaEngine(Engine):
         if self._appender is None or self._closed:
             raise ClosedError(f"the engine at {self.url} is closed; connect again")
         return await self._appender.append(batches)
+
+    def stream(self, topic: str, partition: int) -> Stream | None:
+        """A stream producing to librdkafka as records are sent (it batches and lingers)."""
+        if self._appender is None or self._closed:
+            return None
+        return self._appender.stream(topic, partition)
+
+    async def finish_stream(
+        self, stream: Stream, batch: ColumnBatch, streamed: int
+    ) -> AppendResult:
+        """Produce what the stream did not take; where the batch starts once all are acked."""
+        if self._appender is None or self._closed:
+            raise ClosedError(f"the engine at {self.url} is closed; connect again")
+        return await self._appender.finish(stream, batch, streamed)
 
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:
         """A consumer on its own librdkafka client."""

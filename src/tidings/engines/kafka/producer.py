@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -17,8 +17,8 @@ from tidings.core.errors import (
     RecordTooLargeError,
     TidingsError,
 )
-from tidings.core.records import TopicSpec
-from tidings.engines.base import AppendResult, ColumnBatch
+from tidings.core.records import Headers, TopicSpec
+from tidings.engines.base import AppendResult, ColumnBatch, Stream
 from tidings.engines.kafka.errors import translate
 from tidings.engines.kafka.settings import KafkaSettings
 
@@ -31,22 +31,92 @@ POLL_S = 0.1
 """How long the delivery thread waits for an event before looking for a stop."""
 FULL_WAIT_S = 0.005
 """How long a produce waits when librdkafka's queue is full before trying again."""
+QUEUE_MAX_MESSAGES = 2_147_483_647
+"""librdkafka's queue.buffering.max.messages: as many as it takes (its default, 100,000,
+would refuse records the producer's buffer_memory still has room for)."""
 
 
 class _PythonCounter:
-    """A batch's delivery reports, counted down (see _producing.c)."""
+    """A batch's delivery reports, counted (see _producing.c)."""
 
-    __slots__ = ("base", "left")
+    __slots__ = ("_last", "_lock", "_next", "base", "error", "offsets", "records", "reported")
 
-    left: int
-    base: int
-    _note: Callable[[KafkaError | None, Message], None]
+    def __init__(self) -> None:
+        # reports come on librdkafka's thread, expect() on the loop's
+        self._lock = threading.Lock()
+        self.records = -1
+        self.reported = 0
+        self.base = -1
+        self._next = -1
+        self.offsets: list[int] | None = None
+        self.error: KafkaError | None = None
+        self._last: Message | None = None
+
+    def _keep_offset(self, offset: int) -> None:
+        if self.base < 0:
+            self.base, self._next = offset, offset + 1
+        elif self.offsets is None and offset == self._next:
+            self._next += 1
+        else:
+            if self.offsets is None:  # the first gap: the offsets so far, written out
+                self.offsets = list(range(self.base, self._next))
+            self.offsets.append(offset)
 
     def done(self, err: KafkaError | None, msg: Message) -> None:
         """librdkafka's delivery report of one record."""
-        self.left -= 1
-        if err is not None or self.base < 0 or not self.left:
-            self._note(err, msg)
+        with self._lock:
+            self.reported += 1
+            if err is not None:
+                self.error = self.error or err
+            else:
+                self._keep_offset(msg.offset() or 0)
+            if self.records < 0:
+                self._last = msg
+            if self.reported != self.records:
+                return
+        self._complete(msg)
+
+    def expect(self, records: int) -> Message | None:
+        """The batch's size; the last report's message if every report is in, else None."""
+        if records < 1:
+            raise ValueError("expect(records) takes a count of at least 1")
+        with self._lock:
+            self.records = records
+            last, self._last = (self._last, None) if self.reported >= records else (None, None)
+            return last
+
+    def _complete(self, msg: Message) -> None:
+        raise NotImplementedError
+
+
+class _PythonStream:
+    """One partition's records, produced as they are sent (see _producing.c)."""
+
+    __slots__ = ("counter", "done", "partition", "produce", "topic")
+
+    def __init__(
+        self, produce: Callable[..., None], topic: str, partition: int, counter: _Delivery
+    ) -> None:
+        self.produce = produce
+        self.topic = topic
+        self.partition = partition
+        self.counter = counter
+        self.done = counter.done
+
+    def __call__(
+        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers | None
+    ) -> None:
+        """Produce one record; its report goes to the counter."""
+        self.produce(
+            self.topic,
+            value,
+            key,
+            self.partition,
+            self.done,
+            None,
+            timestamp,
+            None if headers is None else list(headers) or None,
+        )
 
 
 def _produced_in_python(
@@ -81,9 +151,11 @@ def _produced_in_python(
 _producing = compiled("tidings.engines.kafka._producing")
 if TYPE_CHECKING or _producing is None:
     _Counter = _PythonCounter
+    _Stream = _PythonStream
     _produced = _produced_in_python
 else:
     _Counter = _producing.Counter
+    _Stream = _producing.Stream
     _produced = _producing.produced
 
 
@@ -91,28 +163,20 @@ class _Delivery(_Counter):
     """The acknowledgements of one batch, counted in librdkafka's delivery thread.
 
     Each report costs a call in that thread, holding the GIL the producer needs too, so a
-    report does the least it can: count down. Only the first, the last and failed ones
-    are looked at; a partition's reports come in the order its records were produced.
+    report does the least it can: count, and keep its offset. Only the last one leads to
+    Python code; a partition's reports come in the order its records were produced.
     """
 
-    __slots__ = ("error", "future", "loop", "owner", "records")
+    __slots__ = ("future", "loop", "owner")
 
-    def __init__(self, owner: Appender, loop: asyncio.AbstractEventLoop, records: int) -> None:
+    def __init__(self, owner: Appender, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.owner = owner
         self.loop = loop
-        self.future: asyncio.Future[int] = loop.create_future()
-        self.records = records
-        self.left = records
-        self.base = -1
-        self.error: KafkaError | None = None
+        self.future: asyncio.Future[tuple[int, list[int] | None]] = loop.create_future()
 
-    def _note(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.error = self.error or err
-        elif self.base < 0:
-            self.base = msg.offset() or 0
-        if not self.left:
-            self.loop.call_soon_threadsafe(self.settle, msg)
+    def _complete(self, msg: Message) -> None:
+        self.loop.call_soon_threadsafe(self.settle, msg)
 
     def settle(self, msg: Message) -> None:
         """On the loop: resolve the batch's future (`msg` is the last record's report)."""
@@ -125,30 +189,37 @@ class _Delivery(_Counter):
                 failure = TidingsError(f"producing records failed: {self.error.str()} ({e})")
             self.future.set_exception(failure)
             return
-        if (msg.offset() or 0) - self.base != self.records - 1:
-            log.warning(
-                "records of one batch to %s[%s] got non-consecutive offsets (another "
-                "producer wrote between them); offsets after the first are approximate",
-                msg.topic(),
-                msg.partition(),
-            )
-        self.future.set_result(self.base)
+        self.future.set_result((self.base, self.offsets))
+
+    async def result(self, batch: ColumnBatch) -> AppendResult:
+        """Where `batch`, these reports' records, was stored, once all are acknowledged."""
+        base, offsets = await self.future
+        return AppendResult(batch.topic, batch.partition, base, offsets)
 
 
 class Appender:
-    """One librdkafka producer (idempotent, acks=all) and the thread serving its reports."""
+    """One librdkafka producer (idempotent, acks=all) and the thread serving its reports.
+
+    Records reach librdkafka two ways: a stream hands each one over as it is sent (the
+    producer's batch then only waits for its reports), and append() hands over whole
+    batches. librdkafka's own queue does the lingering and batching either way.
+    """
 
     def __init__(
         self,
         settings: KafkaSettings,
         spec_of: Callable[[str], TopicSpec | None],
         on_error: Callable[[KafkaError], None],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._settings = settings
         self._spec_of = spec_of
+        self._loop = loop
         self._producer = Producer(
             settings.client(
                 "producer",
+                # tidings' buffer_memory bounds what waits; librdkafka's count must not
+                defaults={"queue.buffering.max.messages": QUEUE_MAX_MESSAGES},
                 overrides={"enable.idempotence": True, "acks": "all", "error_cb": on_error},
             )
         )
@@ -169,25 +240,43 @@ class Appender:
         while not self._closed:
             poll(POLL_S)
 
-    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
-        """Produce every record of `batches`; where each batch starts, once all are acked."""
+    def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"the engine at {self._settings.url} is closed; connect again")
-        loop = asyncio.get_running_loop()
-        deliveries = [await self._produce(loop, b) for b in batches]
-        return [
-            AppendResult(b.topic, b.partition, await d.future)
-            for b, d in zip(batches, deliveries, strict=True)
-        ]
 
-    async def _produce(self, loop: asyncio.AbstractEventLoop, batch: ColumnBatch) -> _Delivery:
-        delivery = _Delivery(self, loop, len(batch.values))
+    def stream(self, topic: str, partition: int) -> _Stream:
+        """A stream producing a batch's records to `partition` as they are sent."""
+        self._check_open()
+        return _Stream(self._producer.produce, topic, partition, _Delivery(self, self._loop))
+
+    async def finish(self, stream: Stream, batch: ColumnBatch, streamed: int) -> AppendResult:
+        """Produce what `stream` did not take of `batch` (from `streamed`), then where the
+        batch starts once every record is acknowledged."""
+        self._check_open()
+        delivery = cast(_Stream, stream).counter
+        if streamed < len(batch.values):
+            await self._produce(batch, delivery, streamed)
+        last = delivery.expect(len(batch.values))
+        if last is not None:
+            delivery.settle(last)
+        return await delivery.result(batch)
+
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
+        """Produce every record of `batches`; where each batch starts, once all are acked."""
+        self._check_open()
+        deliveries = [_Delivery(self, self._loop) for _ in batches]
+        for b, d in zip(batches, deliveries, strict=True):
+            await self._produce(b, d, 0)
+            d.expect(len(b.values))
+        return [await d.result(b) for b, d in zip(batches, deliveries, strict=True)]
+
+    async def _produce(self, batch: ColumnBatch, delivery: _Delivery, start: int) -> None:
+        """Produce `batch`'s records from `start`, their reports going to `delivery`."""
         # librdkafka takes a record's headers as a list, and None for none
         headers: list[_Headers | None] | None = None
         if batch.headers is not None:
             headers = [list(h) or None for h in batch.headers]
         produce, done = self._producer.produce, delivery.done
-        start = 0
         refreshed = False
         # One batch at a time: a batch waiting for room must not let another one's
         # records into its partition between its own.
@@ -195,7 +284,7 @@ class Appender:
             while True:
                 start, error = _produced(produce, batch, headers, done, start)
                 if error is None:
-                    return delivery
+                    return
                 if isinstance(error, BufferError):
                     # librdkafka's queue is full: let deliveries drain it
                     await asyncio.sleep(FULL_WAIT_S)
