@@ -42,22 +42,26 @@ def test_producers_sharing_a_partition_each_learn_where_their_records_went(
         producers = [bus.producer(linger_ms=50) for _ in range(2)]
         sent: dict[bytes, tidings.RecordFuture] = {}
         many: list[tuple[list[bytes], tidings.BatchFuture]] = []
+        order: list[list[bytes]] = [[], []]  # each producer's values, in the order sent
         for i in range(3_000):
             for n, p in enumerate(producers):
                 value = b"%d-%06d" % (n, i)
                 sent[value] = p.send("orders", value)
+                order[n].append(value)
             if i % 1_000 == 0:  # whole batches between the streamed records
                 values = [b"m-%06d-%d" % (i, j) for j in range(100)]
                 many.append((values, producers[0].send_many("orders", values)))
+                order[0].extend(values)
         for p in producers:
             p.close()
-        where = {f.result().offset: v for v, f in sent.items()}
+        offset_of = {v: f.result().offset for v, f in sent.items()}
         for values, published in many:
-            where.update((m.offset, v) for m, v in zip(published.result(), values, strict=True))
+            offset_of.update((v, m.offset) for m, v in zip(published.result(), values, strict=True))
+        where = {o: v for v, o in offset_of.items()}
         assert _stored(bus, len(where)) == where
-        for n in range(2):  # each producer's records in the order it sent them
-            mine = sorted((o, v) for o, v in where.items() if v.startswith(b"%d-" % n))
-            assert [v for _, v in mine] == sorted(v for _, v in mine)
+        for values in order:  # each producer's records stored in the order it sent them
+            offsets = [offset_of[v] for v in values]
+            assert offsets == sorted(offsets)
 
 
 def _stored(bus: tidings.Bus, count: int) -> dict[int, bytes | None]:

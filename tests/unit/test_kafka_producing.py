@@ -7,6 +7,7 @@ for librdkafka's, so the cases can say exactly what it was given.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from array import array
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, Message
 
-from tidings.engines.base import ColumnBatch
+from tidings.engines.base import AppendResult, ColumnBatch
 from tidings.engines.kafka import producer as kafka_producer
+from tidings.engines.kafka.settings import parse
 
 Produced = Callable[..., tuple[int, Exception | None]]
 
@@ -207,3 +209,38 @@ def test_a_refusal_is_raised_to_the_sender(stream: type[Any], counter: type[Any]
         s(b"v", None, 1, None)
     with pytest.raises(TypeError):
         s(b"v", None, 1)
+
+
+class _Delivered:
+    """A librdkafka producer stand-in whose reports come inside produce() itself: every
+    record is acknowledged before the batch's size is known."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def produce(self, *args: Any) -> None:
+        self.offset += 1
+        args[4](None, _Msg(self.offset - 1))
+
+
+@pytest.mark.parametrize("streamed", [0, 1, 2])
+def test_a_batch_whose_reports_all_came_first_still_completes(streamed: int) -> None:
+    async def main() -> tuple[list[AppendResult], AppendResult]:
+        appender = kafka_producer.Appender(
+            parse("kafka://127.0.0.1:9"), lambda _: None, lambda _: None, asyncio.get_running_loop()
+        )
+        try:
+            appender._producer = _Delivered()  # type: ignore[assignment]
+            whole = await appender.append([ColumnBatch("t", 0, [b"a", b"b"], None, [1, 2], None)])
+            stream = appender.stream("t", 0)
+            for value in [b"c", b"d"][:streamed]:
+                stream(value, None, 3, None)
+            batch = ColumnBatch("t", 0, [b"c", b"d"], None, [3, 4], None)
+            durable = await appender.finish(stream, batch, streamed)
+            return whole, await asyncio.wait_for(durable, 5)
+        finally:
+            appender._closed = True
+
+    whole, finished = asyncio.run(main())
+    assert whole == [AppendResult("t", 0, 0)]
+    assert finished == AppendResult("t", 0, 2)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -55,10 +56,13 @@ class _Streams:
 
     async def finish_stream(
         self, stream: object, batch: ColumnBatch, streamed: int
-    ) -> AppendResult:
+    ) -> Awaitable[AppendResult]:
         await asyncio.to_thread(self.held.wait)
         self.finished.append((batch.partition, len(batch.values), streamed))
         self.handed.extend((batch.partition, v) for v in batch.values[streamed:])
+        return self._stored(batch)
+
+    async def _stored(self, batch: ColumnBatch) -> AppendResult:
         (result,) = await self.append([batch.encode()])
         return result
 
@@ -122,7 +126,7 @@ def test_records_are_handed_over_as_they_are_sent(
     assert [f.result(timeout=0).offset for f in futures] == [0, 0, 1]
 
 
-def test_after_a_refusal_the_rest_of_the_batch_and_its_partition_wait_for_it(
+def test_after_a_refusal_the_batch_keeps_its_records_and_the_next_one_waits_for_it(
     bus: tidings.Bus, streams: _Streams, producer: tuple[AsyncProducer, Send]
 ) -> None:
     p, send = producer
@@ -130,31 +134,60 @@ def test_after_a_refusal_the_rest_of_the_batch_and_its_partition_wait_for_it(
     for v in (b"a", b"b", b"c"):
         send("two", v, partition=0)
     send("two", b"x", partition=1)
-    assert streams.streamed == [b"a", b"x"]
+    assert streams.streamed == [b"a", b"x"]  # b refused: the batch keeps b and c
+    streams.refuse = set()
     streams.held.clear()
-    p._linger_expired(p._open[("two", 0)])  # sealed, not yet stored: a new batch waits
+    p._linger_expired(p._open[("two", 0)])  # sealed, its rest not handed over yet
     send("two", b"d", partition=0)
-    assert streams.opened == [0, 1]
+    send("two", b"e", partition=0)
+    assert streams.of(0) == [b"a"]  # d and e wait behind b and c
     streams.held.set()
     _flush(bus, p)
     assert streams.finished[0] == (0, 3, 1)
-    assert streams.of(0) == [b"a", b"b", b"c", b"d"]
-    send("two", b"e", partition=0)  # nothing waits any more: streamed again
-    assert streams.streamed[-1] == b"e"
+    assert streams.of(0) == [b"a", b"b", b"c", b"d", b"e"]
 
 
-def test_send_many_stops_the_topics_streams_until_its_records_are_stored(
+def test_a_waiting_batch_catches_up_and_streams_once_the_one_before_is_handed_over(
     bus: tidings.Bus, streams: _Streams, producer: tuple[AsyncProducer, Send]
 ) -> None:
     p, send = producer
+    streams.refuse = {b"a"}
     send("two", b"a", partition=0)
+    streams.refuse = set()
+    p._linger_expired(p._open[("two", 0)])
+    send("two", b"b", partition=0, key=b"k", headers={"h": b"1"})
+    _until(lambda: streams.of(0) == [b"a", b"b"])  # the first stored: b handed over
+    send("two", b"c", partition=0)
+    assert streams.streamed == [b"b", b"c"]  # and the open batch streams again
+    _flush(bus, p)
+    assert streams.of(0) == [b"a", b"b", b"c"]
+
+
+def test_send_many_goes_after_the_records_sent_before_it_and_before_those_after(
+    bus: tidings.Bus, streams: _Streams, producer: tuple[AsyncProducer, Send]
+) -> None:
+    p, send = producer
+    streams.refuse = {b"a2"}
+    send("two", b"a1", partition=0)
+    send("two", b"a2", partition=0)  # refused: kept by its batch, which send_many seals
+    streams.refuse = set()
     streams.held.clear()
     many = p.send_many("two", [b"m1", b"m2"], partition=0)
     send("two", b"b", partition=0)
-    assert streams.streamed == [b"a"]
+    send("two", b"c", partition=1)
+    assert streams.streamed == [b"a1"]  # the topic's records wait for the call
     streams.held.set()
     many.result(timeout=5)
+    _until(lambda: b"c" in streams.streamed)  # caught up once it was stored
     _flush(bus, p)
-    assert streams.of(0) == [b"a", b"m1", b"m2", b"b"]
-    send("two", b"c", partition=1)
-    assert streams.streamed[-1] == b"c"
+    assert streams.of(0) == [b"a1", b"a2", b"m1", b"m2", b"b"]
+    send("two", b"d", partition=1)
+    assert streams.streamed[-1] == b"d"
+
+
+def _until(done: Callable[[], bool]) -> None:
+    """Wait for the loop's thread to make `done()` true."""
+    deadline = time.monotonic() + 5
+    while not done():
+        assert time.monotonic() < deadline, "not done within 5 s"
+        time.sleep(0.001)

@@ -94,7 +94,7 @@ typedef struct {
     PyObject *timestamps;
     PyObject *keys;
     Py_ssize_t size;
-    PyObject *stream;     /* the engine's stream, or NULL or None */
+    PyObject *streaming;  /* the engine's stream while it takes each record; else None */
     Py_ssize_t streamed;  /* how many of the first records it took */
 } BatchCore;
 
@@ -105,7 +105,7 @@ batch_traverse(BatchCore *self, visitproc visit, void *arg)
     Py_VISIT(self->values);
     Py_VISIT(self->timestamps);
     Py_VISIT(self->keys);
-    Py_VISIT(self->stream);
+    Py_VISIT(self->streaming);
     return 0;
 }
 
@@ -115,7 +115,7 @@ batch_clear(BatchCore *self)
     Py_CLEAR(self->values);
     Py_CLEAR(self->timestamps);
     Py_CLEAR(self->keys);
-    Py_CLEAR(self->stream);
+    Py_CLEAR(self->streaming);
     return 0;
 }
 
@@ -130,8 +130,8 @@ static PyMemberDef batch_members[] = {
     {"timestamps", T_OBJECT_EX, offsetof(BatchCore, timestamps), 0, "Their timestamps."},
     {"keys", T_OBJECT_EX, offsetof(BatchCore, keys), 0, "Their keys; None while none has one."},
     {"size", T_PYSSIZET, offsetof(BatchCore, size), 0, "Bytes of keys, values and headers."},
-    {"stream", T_OBJECT, offsetof(BatchCore, stream), 0,
-     "The engine's stream taking each record as it is sent; None once it refused one."},
+    {"streaming", T_OBJECT, offsetof(BatchCore, streaming), 0,
+     "The engine's stream while it takes each record as it is sent; else None."},
     {"streamed", T_PYSSIZET, offsetof(BatchCore, streamed), 0,
      "How many of the first records the stream took."},
     {NULL},
@@ -363,17 +363,21 @@ open_batch(SenderCore *self, Record *r)
     return batch;
 }
 
-/* Give record `index` of `batch` to the engine's stream, if it still takes them, as
- * _OpenBatch.hand_over does: a refusal leaves it and the rest to the batch. Before any
- * seal, so the batch's store never begins without it. Lock held. */
+/* Give record `index` of `batch` to the engine's stream, if it takes them, as
+ * _OpenBatch.hand_over does: after a refusal the stream takes no more, and the record
+ * and the rest stay with the batch. Before any seal, so the batch's store never begins
+ * without it. Lock held. */
 static int
 hand_over(BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
 {
-    if (batch->stream == NULL || batch->stream == Py_None || batch->streamed != index) {
+    PyObject *stream = batch->streaming;
+    if (stream == NULL || stream == Py_None || batch->streamed != index) {
         return 0;
     }
     PyObject *call[4] = {r->value, r->key, ts, Py_None};
-    PyObject *taken = PyObject_Vectorcall(batch->stream, call, 4, NULL);
+    Py_INCREF(stream);
+    PyObject *taken = PyObject_Vectorcall(stream, call, 4, NULL);
+    Py_DECREF(stream);
     if (taken != NULL) {
         Py_DECREF(taken);
         batch->streamed = index + 1;
@@ -383,6 +387,7 @@ hand_over(BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
         return -1;
     }
     PyErr_Clear();
+    Py_XSETREF(batch->streaming, Py_NewRef(Py_None));
     return 0;
 }
 

@@ -58,14 +58,14 @@ def now_ms() -> int:
 class _PythonBatchCore:
     """The columns of an open batch that every send appends to (see _sending.c)."""
 
-    __slots__ = ("keys", "size", "stream", "streamed", "timestamps", "values")
+    __slots__ = ("keys", "size", "streamed", "streaming", "timestamps", "values")
 
     values: list[bytes | None]
     timestamps: list[int]
     keys: list[bytes | None] | None
     size: int
-    stream: Stream | None
-    """The engine's stream taking each record as it is sent; None once it refused one."""
+    streaming: Stream | None
+    """The engine's stream while it takes each record as it is sent; else None."""
     streamed: int
     """How many of the first records the stream took."""
 
@@ -135,10 +135,15 @@ class _OpenBatch(_BatchCore):
     (value only) costs two list appends.
     """
 
-    __slots__ = ("future", "handle", "headers", "offsets", "owner", "partition", "topic")
+    __slots__ = ("future", "headers", "offsets", "owner", "partition", "stream", "topic")
 
     def __init__(
-        self, topic: str, partition: int, owner: AsyncProducer, stream: Stream | None
+        self,
+        topic: str,
+        partition: int,
+        owner: AsyncProducer,
+        stream: Stream | None,
+        streaming: bool,
     ) -> None:
         self.owner = owner
         self.topic = topic
@@ -149,7 +154,9 @@ class _OpenBatch(_BatchCore):
         self.headers: list[Headers] | None = None
         self.size = 0
         self.future: Future[int] = Future()
-        self.handle = self.stream = stream
+        self.stream = stream
+        """The engine's stream for this batch, which finishes it; None: stored whole."""
+        self.streaming = stream if streaming else None
         self.streamed = 0
         self.offsets: Sequence[int] | None = None
         """Each record's offset where they are not consecutive (set before the future)."""
@@ -157,18 +164,38 @@ class _OpenBatch(_BatchCore):
     def hand_over(
         self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers
     ) -> None:
-        """Give the record just added to the engine's stream, if it still takes them.
+        """Give the record just added to the engine's stream, if it takes them.
 
-        A refusal is not an error: that record and the rest wait for the batch, which
-        the engine finishes with them (the compiled send does the same).
+        A refusal is not an error: the stream takes no more, and that record and the rest
+        stay with the batch, which the engine finishes with them (as the compiled send).
         """
-        if self.stream is None or self.streamed != len(self.values) - 1:
+        stream = self.streaming
+        if stream is None or self.streamed != len(self.values) - 1:
             return
         try:
-            self.stream(value, key, timestamp, headers or None)
+            stream(value, key, timestamp, headers or None)
         except Exception:
+            self.streaming = None
             return
         self.streamed += 1
+
+    def catch_up(self) -> None:
+        """Give the engine's stream the records this batch kept, then stream the rest."""
+        if self.stream is None or self.streaming is not None:
+            return
+        keys, headers, values = self.keys, self.headers, self.values
+        for i in range(self.streamed, len(values)):
+            try:
+                self.stream(
+                    values[i],
+                    keys[i] if keys is not None and i < len(keys) else None,
+                    self.timestamps[i],
+                    (headers[i] or None) if headers is not None and i < len(headers) else None,
+                )
+            except Exception:
+                return
+            self.streamed = i + 1
+        self.streaming = self.stream
 
     @property
     def waits(self) -> bool:
@@ -274,9 +301,10 @@ class AsyncProducer(_SenderCore):
         self._direct = not linger_ms and engine.appends_inline
         self._streams = engine.streams
         self._waiting: dict[str | tuple[str, int], int] = {}
-        """In flight per partition (and per topic, for send_many): batches whose records
-        were not all streamed. While a partition has any, its new batches do not stream
-        either, so no record overtakes one sent before it."""
+        """Per partition, batches whose records were not all streamed, until the engine
+        has the rest; per topic, send_many calls until stored. While a partition (or its
+        topic) has any, its open batch keeps its records, so none overtakes one sent
+        before it, and hands them over once none is left."""
         self._future_type = RecordFuture  # last: the compiled send() waits for it
 
     def _send(
@@ -427,10 +455,10 @@ class AsyncProducer(_SenderCore):
         return on_loop(self._loop)
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
-        stream = None
-        if self._streams and (topic, partition) not in self._waiting and topic not in self._waiting:
-            stream = self._engine.stream(topic, partition)
-        batch = self._open[(topic, partition)] = _OpenBatch(topic, partition, self, stream)
+        stream = self._engine.stream(topic, partition) if self._streams else None
+        streaming = not self._holds(topic, partition)
+        batch = _OpenBatch(topic, partition, self, stream, streaming)
+        self._open[(topic, partition)] = batch
         self._in_flight.add(batch.future)
         loop = self._loop
         if self._linger_s:
@@ -482,22 +510,37 @@ class AsyncProducer(_SenderCore):
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
 
+    def _holds(self, topic: str, partition: int) -> bool:
+        """Whether a partition's records must stay with their batch for now (lock held)."""
+        return (topic, partition) in self._waiting or topic in self._waiting
+
     def _wait(self, where: str | tuple[str, int], change: int) -> None:
-        """Count a batch (or a send_many) in or out of `where`'s waiting ones (lock held)."""
+        """Count a batch (or a send_many) in or out of `where`'s waiting ones; the open
+        batches there catch up once none is left (lock held)."""
         left = self._waiting.get(where, 0) + change
         if left:
             self._waiting[where] = left
-        else:
-            del self._waiting[where]
+            return
+        del self._waiting[where]
+        for (topic, partition), batch in self._open.items():
+            if where in (topic, (topic, partition)) and not self._holds(topic, partition):
+                batch.catch_up()
 
     async def _store(self, batch: _OpenBatch) -> None:
+        where = (batch.topic, batch.partition)
+        waiting = self._streams and batch.waits  # counted in by _close
         try:
-            if batch.handle is None:
+            if batch.stream is None:
                 (result,) = await self._engine.append_columns([batch.columns()])
             else:
-                result = await self._engine.finish_stream(
-                    batch.handle, batch.columns(), batch.streamed
+                durable = await self._engine.finish_stream(
+                    batch.stream, batch.columns(), batch.streamed
                 )
+                if waiting:  # the engine has all its records: the partition goes on
+                    waiting = False
+                    with self._lock:
+                        self._wait(where, -1)
+                result = await durable
         except BaseException as e:
             if not batch.future.done():
                 batch.future.set_exception(e)
@@ -509,8 +552,8 @@ class AsyncProducer(_SenderCore):
             with self._lock:
                 self._in_flight.discard(batch.future)
                 self._buffered -= batch.size
-                if self._streams and batch.waits:
-                    self._wait((batch.topic, batch.partition), -1)
+                if waiting:
+                    self._wait(where, -1)
                 self._space.notify_all()
 
     def send_many(
@@ -556,12 +599,12 @@ class AsyncProducer(_SenderCore):
             self._buffered += total
             self._in_flight.add(future)  # type: ignore[arg-type]
             if self._streams:
-                # whole batches: the topic's open batches stop streaming, and new ones
-                # wait, until these are stored (records stay in the order they were sent)
+                # Whole batches: the topic's open batches go first, and its records sent
+                # from now on stay with their batches until these are stored (no record
+                # overtakes one sent before it).
+                for batch in [b for b in self._open.values() if b.topic == topic]:
+                    self._seal(batch)
                 self._wait(topic, 1)
-                for batch in self._open.values():
-                    if batch.topic == topic:
-                        batch.stream = None
         try:
             ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
         except BaseException:

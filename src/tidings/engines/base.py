@@ -463,9 +463,10 @@ class Engine(ABC):
 
     async def finish_stream(
         self, stream: Stream, batch: ColumnBatch, streamed: int
-    ) -> AppendResult:
-        """Store `batch`, whose first `streamed` records went through `stream`: the rest
-        now (in order after them), then where the batch starts once all are durable."""
+    ) -> Awaitable[AppendResult]:
+        """Hand over the records of `batch` that `stream` did not take (from `streamed`),
+        in order after them. Returns once they are handed over, with what gives where the
+        batch starts once all of its records are durable."""
         raise NotImplementedError(f"the engine at {self.url} gives no streams")
 
     @abstractmethod

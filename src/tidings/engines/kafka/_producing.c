@@ -32,6 +32,8 @@
 
 static PyObject *s_complete, *s_offset, *s_done;
 
+static PyObject *raised(void);
+
 /* Free `self`, an object of a heap type, after `clear` has dropped its references. */
 static void
 dealloc(PyObject *self, inquiry clear)
@@ -84,7 +86,9 @@ keep_offset(Counter *self, long long offset)
     }
     if (self->count == self->room) {
         Py_ssize_t room = self->room * 2;
-        long long *grown = PyMem_Resize(self->offsets, long long, room);
+        long long *grown = room > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(long long)
+                               ? NULL
+                               : PyMem_Realloc(self->offsets, (size_t)room * sizeof(long long));
         if (grown == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -126,7 +130,17 @@ counter_done(Counter *self, PyObject *const *args, Py_ssize_t nargs)
     else {
         long long offset = offset_of(msg);
         if ((offset == -1 && PyErr_Occurred()) || keep_offset(self, offset) < 0) {
-            return NULL;
+            /* the batch fails with it, still counted: it must complete all the same */
+            PyObject *failed = raised();
+            if (failed == NULL) {
+                return NULL;
+            }
+            if (self->error == NULL) {
+                self->error = failed;
+            }
+            else {
+                Py_DECREF(failed);
+            }
         }
     }
     if (self->records < 0) {
@@ -152,11 +166,12 @@ counter_expect(Counter *self, PyObject *arg)
         return NULL;
     }
     self->records = records;
-    if (self->reported < records || self->last == NULL) {
-        Py_RETURN_NONE;
-    }
     PyObject *last = self->last;
     self->last = NULL;
+    if (self->reported < records || last == NULL) {
+        Py_XDECREF(last);
+        Py_RETURN_NONE;
+    }
     return last;
 }
 
@@ -228,7 +243,8 @@ static PyMemberDef counter_members[] = {
     {"base", T_LONGLONG, offsetof(Counter, base), READONLY,
      "The first record's offset; -1 until its report came."},
     {"error", T_OBJECT, offsetof(Counter, error), READONLY,
-     "The first failed report's error, or None."},
+     "The first failed report's error (a KafkaError, or what reading a report raised), "
+     "or None."},
     {NULL},
 };
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -219,8 +219,8 @@ class KafkaEngine(Engine):
 
     async def finish_stream(
         self, stream: Stream, batch: ColumnBatch, streamed: int
-    ) -> AppendResult:
-        """Produce what the stream did not take; where the batch starts once all are acked."""
+    ) -> Awaitable[AppendResult]:
+        """Produce what the stream did not take; then what gives where the batch starts."""
         if self._appender is None or self._closed:
             raise ClosedError(f"the engine at {self.url} is closed; connect again")
         return await self._appender.finish(stream, batch, streamed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -49,7 +49,7 @@ class _PythonCounter:
         self.base = -1
         self._next = -1
         self.offsets: list[int] | None = None
-        self.error: KafkaError | None = None
+        self.error: KafkaError | Exception | None = None
         self._last: Message | None = None
 
     def _keep_offset(self, offset: int) -> None:
@@ -69,7 +69,10 @@ class _PythonCounter:
             if err is not None:
                 self.error = self.error or err
             else:
-                self._keep_offset(msg.offset() or 0)
+                try:
+                    self._keep_offset(msg.offset() or 0)
+                except Exception as e:  # the batch fails with it, still counted
+                    self.error = self.error or e
             if self.records < 0:
                 self._last = msg
             if self.reported != self.records:
@@ -182,11 +185,14 @@ class _Delivery(_Counter):
         """On the loop: resolve the batch's future (`msg` is the last record's report)."""
         if self.future.done():
             return
-        if self.error is not None:
+        error = self.error
+        if error is not None:
             try:
-                failure = self.owner.failure(self.error, msg)
+                if not isinstance(error, KafkaError):
+                    raise error
+                failure = self.owner.failure(error, msg)
             except Exception as e:  # never leave the batch unsettled
-                failure = TidingsError(f"producing records failed: {self.error.str()} ({e})")
+                failure = TidingsError(f"producing records failed: {e!r}")
             self.future.set_exception(failure)
             return
         self.future.set_result((self.base, self.offsets))
@@ -238,7 +244,10 @@ class Appender:
     def _serve(self) -> None:
         poll = self._producer.poll
         while not self._closed:
-            poll(POLL_S)
+            try:
+                poll(POLL_S)
+            except Exception:  # a report's handler failed: the others still need serving
+                log.exception("serving librdkafka's delivery reports")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -249,54 +258,65 @@ class Appender:
         self._check_open()
         return _Stream(self._producer.produce, topic, partition, _Delivery(self, self._loop))
 
-    async def finish(self, stream: Stream, batch: ColumnBatch, streamed: int) -> AppendResult:
-        """Produce what `stream` did not take of `batch` (from `streamed`), then where the
-        batch starts once every record is acknowledged."""
+    async def finish(
+        self, stream: Stream, batch: ColumnBatch, streamed: int
+    ) -> Awaitable[AppendResult]:
+        """Produce what `stream` did not take of `batch` (from `streamed`); once they are
+        all with librdkafka, what gives where the batch starts once all are acknowledged."""
         self._check_open()
         delivery = cast(_Stream, stream).counter
         if streamed < len(batch.values):
-            await self._produce(batch, delivery, streamed)
-        last = delivery.expect(len(batch.values))
-        if last is not None:
-            delivery.settle(last)
-        return await delivery.result(batch)
+            async with self._producing:
+                await self._produce(batch, delivery, streamed)
+        else:
+            self._expect(batch, delivery)
+        return delivery.result(batch)
 
     async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Produce every record of `batches`; where each batch starts, once all are acked."""
         self._check_open()
         deliveries = [_Delivery(self, self._loop) for _ in batches]
-        for b, d in zip(batches, deliveries, strict=True):
-            await self._produce(b, d, 0)
-            d.expect(len(b.values))
+        # all of them in one go: another batch's records never come between (a whole
+        # batch waiting for room would otherwise let the next one of its partition in)
+        async with self._producing:
+            for b, d in zip(batches, deliveries, strict=True):
+                await self._produce(b, d, 0)
         return [await d.result(b) for b, d in zip(batches, deliveries, strict=True)]
 
     async def _produce(self, batch: ColumnBatch, delivery: _Delivery, start: int) -> None:
-        """Produce `batch`'s records from `start`, their reports going to `delivery`."""
+        """Produce `batch`'s records from `start`, their reports going to `delivery`, then
+        tell it the batch's size (`_producing` held)."""
         # librdkafka takes a record's headers as a list, and None for none
         headers: list[_Headers | None] | None = None
         if batch.headers is not None:
             headers = [list(h) or None for h in batch.headers]
         produce, done = self._producer.produce, delivery.done
         refreshed = False
-        # One batch at a time: a batch waiting for room must not let another one's
-        # records into its partition between its own.
-        async with self._producing:
-            while True:
-                start, error = _produced(produce, batch, headers, done, start)
-                if error is None:
-                    return
-                if isinstance(error, BufferError):
-                    # librdkafka's queue is full: let deliveries drain it
-                    await asyncio.sleep(FULL_WAIT_S)
-                    continue
-                if not isinstance(error, KafkaException):
-                    raise error
-                err: KafkaError = error.args[0]
-                if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
-                    raise self.failure(err, None, batch.topic) from error
-                # partitions added since librdkafka last read the topic's metadata
-                refreshed = True
-                await asyncio.to_thread(self.refresh, batch.topic)
+        while True:
+            start, error = _produced(produce, batch, headers, done, start)
+            if error is None:
+                self._expect(batch, delivery)
+                return
+            if isinstance(error, BufferError):
+                # librdkafka's queue is full: let deliveries drain it
+                await asyncio.sleep(FULL_WAIT_S)
+                continue
+            if not isinstance(error, KafkaException):
+                raise error
+            err: KafkaError = error.args[0]
+            if err.code() != KafkaError._UNKNOWN_PARTITION or refreshed:
+                raise self.failure(err, None, batch.topic) from error
+            # partitions added since librdkafka last read the topic's metadata
+            refreshed = True
+            await asyncio.to_thread(self.refresh, batch.topic)
+
+    @staticmethod
+    def _expect(batch: ColumnBatch, delivery: _Delivery) -> None:
+        """Every record of `batch` is produced: its size to `delivery`, which completes
+        here when all its reports came before (else on the last report's thread)."""
+        last = delivery.expect(len(batch.values))
+        if last is not None:
+            delivery.settle(last)
 
     def refresh(self, topic: str) -> None:
         """Blocking: make librdkafka read a topic's metadata (its partitions) now."""
