@@ -191,3 +191,26 @@ def _until(done: Callable[[], bool]) -> None:
     while not done():
         assert time.monotonic() < deadline, "not done within 5 s"
         time.sleep(0.001)
+
+
+def test_batches_sealed_on_two_threads_are_handed_over_in_the_order_they_were_sealed(
+    bus: tidings.Bus, streams: _Streams, producer: tuple[AsyncProducer, Send]
+) -> None:
+    p, send = producer
+    loop = p._loop
+    go = threading.Event()
+
+    def on_loop() -> None:  # the loop's own work, held until this thread has sealed first
+        go.wait(5)
+        p._linger_expired(p._open[("two", 0)])
+
+    streams.refuse = {b"a"}
+    send("two", b"a", partition=0)  # kept by its batch
+    streams.refuse = set()
+    loop.call_soon_threadsafe(on_loop)
+    p._linger_expired(p._open[("two", 0)])  # sealed here first, its store not begun
+    send("two", b"b", partition=0)  # kept: the batch before holds its partition
+    go.set()
+    _until(lambda: not p._open)
+    _flush(bus, p)
+    assert streams.of(0) == [b"a", b"b"]

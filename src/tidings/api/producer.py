@@ -12,6 +12,7 @@ stored). A send that races `close()` is either accepted and then flushed by it, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from array import array
@@ -143,7 +144,7 @@ class _OpenBatch(_BatchCore):
         partition: int,
         owner: AsyncProducer,
         stream: Stream | None,
-        streaming: bool,
+        held: bool,
     ) -> None:
         self.owner = owner
         self.topic = topic
@@ -156,7 +157,7 @@ class _OpenBatch(_BatchCore):
         self.future: Future[int] = Future()
         self.stream = stream
         """The engine's stream for this batch, which finishes it; None: stored whole."""
-        self.streaming = stream if streaming else None
+        self.streaming = None if held else stream
         self.streamed = 0
         self.offsets: Sequence[int] | None = None
         """Each record's offset where they are not consecutive (set before the future)."""
@@ -300,7 +301,7 @@ class AsyncProducer(_SenderCore):
         self._closed = False
         self._direct = not linger_ms and engine.appends_inline
         self._streams = engine.streams
-        self._waiting: dict[str | tuple[str, int], int] = {}
+        self._held: dict[str | tuple[str, int], int] = {}
         """Per partition, batches whose records were not all streamed, until the engine
         has the rest; per topic, send_many calls until stored. While a partition (or its
         topic) has any, its open batch keeps its records, so none overtakes one sent
@@ -456,19 +457,17 @@ class AsyncProducer(_SenderCore):
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
         stream = self._engine.stream(topic, partition) if self._streams else None
-        streaming = not self._holds(topic, partition)
-        batch = _OpenBatch(topic, partition, self, stream, streaming)
+        batch = _OpenBatch(topic, partition, self, stream, self._holds(topic, partition))
         self._open[(topic, partition)] = batch
         self._in_flight.add(batch.future)
         loop = self._loop
         if self._linger_s:
             call_on(loop, lambda: loop.call_later(self._linger_s, self._linger_expired, batch))
-        elif self._engine.appends_inline:
-            # stored by the first task that awaits it, or on the loop's next turn
-            call_on(loop, lambda: loop.call_soon(self._linger_expired, batch))
         else:
-            # linger 0 still gathers what arrives before the loop's next turn (group commit)
-            call_on(loop, lambda: loop.create_task(self._store_unless_sealed(batch)))
+            # Linger 0 still gathers what arrives before the loop's next turn (group
+            # commit); on an engine that appends inline, the first task that awaits the
+            # batch may store it before then.
+            call_on(loop, lambda: loop.call_soon(self._linger_expired, batch))
         return batch
 
     def _store_now(self, batch: _OpenBatch) -> Coroutine[Any, Any, None] | None:
@@ -486,24 +485,25 @@ class AsyncProducer(_SenderCore):
             if self._open.get((batch.topic, batch.partition)) is batch:
                 self._seal(batch)
 
-    async def _store_unless_sealed(self, batch: _OpenBatch) -> None:
-        """Linger 0: close `batch` and store it in the same turn, unless already sealed."""
-        with self._lock:
-            if self._open.get((batch.topic, batch.partition)) is not batch:
-                return  # full before the turn came: _seal has its store under way
-            self._close(batch)
-        await self._store(batch)
-
     def _seal(self, batch: _OpenBatch) -> None:
         """Close `batch` to new records and hand it to the engine (lock held)."""
         self._close(batch)
-        call_on(self._loop, lambda: self._loop.create_task(self._store(batch)))
+        self._schedule(lambda: self._loop.create_task(self._store(batch)))
+
+    def _schedule(self, start: Callable[[], object]) -> None:
+        """Start a store on the loop's next turn (lock held): stores start in the order
+        they were scheduled, from whichever thread, so the engine has their records in
+        the order they were sent."""
+        loop = self._loop
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed between the check and the call
+                loop.call_soon_threadsafe(start)
 
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
         del self._open[(batch.topic, batch.partition)]
         if self._streams and batch.waits:
-            self._wait((batch.topic, batch.partition), 1)
+            self._count_held((batch.topic, batch.partition), 1)
         if self._sticky_batches.get(batch.topic) is batch:
             del self._sticky_batches[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
@@ -512,23 +512,23 @@ class AsyncProducer(_SenderCore):
 
     def _holds(self, topic: str, partition: int) -> bool:
         """Whether a partition's records must stay with their batch for now (lock held)."""
-        return (topic, partition) in self._waiting or topic in self._waiting
+        return (topic, partition) in self._held or topic in self._held
 
-    def _wait(self, where: str | tuple[str, int], change: int) -> None:
-        """Count a batch (or a send_many) in or out of `where`'s waiting ones; the open
-        batches there catch up once none is left (lock held)."""
-        left = self._waiting.get(where, 0) + change
+    def _count_held(self, where: str | tuple[str, int], change: int) -> None:
+        """Count a batch (or a send_many) in or out of what holds `where`'s records; the
+        open batches there catch up once nothing does (lock held)."""
+        left = self._held.get(where, 0) + change
         if left:
-            self._waiting[where] = left
+            self._held[where] = left
             return
-        del self._waiting[where]
+        del self._held[where]
         for (topic, partition), batch in self._open.items():
             if where in (topic, (topic, partition)) and not self._holds(topic, partition):
                 batch.catch_up()
 
     async def _store(self, batch: _OpenBatch) -> None:
         where = (batch.topic, batch.partition)
-        waiting = self._streams and batch.waits  # counted in by _close
+        counted = self._streams and batch.waits  # counted in by _close
         try:
             if batch.stream is None:
                 (result,) = await self._engine.append_columns([batch.columns()])
@@ -536,10 +536,10 @@ class AsyncProducer(_SenderCore):
                 durable = await self._engine.finish_stream(
                     batch.stream, batch.columns(), batch.streamed
                 )
-                if waiting:  # the engine has all its records: the partition goes on
-                    waiting = False
+                if counted:  # the engine has all its records: the partition goes on
+                    counted = False
                     with self._lock:
-                        self._wait(where, -1)
+                        self._count_held(where, -1)
                 result = await durable
         except BaseException as e:
             if not batch.future.done():
@@ -552,8 +552,8 @@ class AsyncProducer(_SenderCore):
             with self._lock:
                 self._in_flight.discard(batch.future)
                 self._buffered -= batch.size
-                if waiting:
-                    self._wait(where, -1)
+                if counted:
+                    self._count_held(where, -1)
                 self._space.notify_all()
 
     def send_many(
@@ -590,26 +590,8 @@ class AsyncProducer(_SenderCore):
             raise RecordTooLargeError(topic, largest, spec.config.max_message_bytes)
         if largest > self._buffer_memory:
             raise RecordTooLargeError(topic, largest, self._buffer_memory, setting="buffer_memory")
+        ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
         future: Future[Published] = Future()
-        with self._lock:
-            if not self._on_loop():
-                self._wait_for_room(min(total, self._buffer_memory))
-            if self._closed:
-                raise ClosedError(_CLOSED)
-            self._buffered += total
-            self._in_flight.add(future)  # type: ignore[arg-type]
-            if self._streams:
-                # Whole batches: the topic's open batches go first, and its records sent
-                # from now on stay with their batches until these are stored (no record
-                # overtakes one sent before it).
-                for batch in [b for b in self._open.values() if b.topic == topic]:
-                    self._seal(batch)
-                self._wait(topic, 1)
-        try:
-            ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
-        except BaseException:
-            self._release(future, total, topic)
-            raise
 
         async def store() -> None:
             try:
@@ -643,7 +625,21 @@ class AsyncProducer(_SenderCore):
                 Published(topic, ts, len(values), partitions=partitions, offsets=offsets)
             )
 
-        call_on(self._loop, lambda: self._loop.create_task(store()))
+        with self._lock:
+            if not self._on_loop():
+                self._wait_for_room(min(total, self._buffer_memory))
+            if self._closed:
+                raise ClosedError(_CLOSED)
+            self._buffered += total
+            self._in_flight.add(future)  # type: ignore[arg-type]
+            if self._streams:
+                # Whole batches: the topic's open batches go first, and its records sent
+                # from now on stay with their batches until these are stored (no record
+                # overtakes one sent before it).
+                for batch in [b for b in self._open.values() if b.topic == topic]:
+                    self._seal(batch)
+                self._count_held(topic, 1)
+            self._schedule(lambda: self._loop.create_task(store()))
         return BatchFuture(future)
 
     def _encode_many(
@@ -704,7 +700,7 @@ class AsyncProducer(_SenderCore):
             self._in_flight.discard(future)
             self._buffered -= size
             if self._streams:
-                self._wait(topic, -1)
+                self._count_held(topic, -1)
             self._space.notify_all()
 
     async def flush(self) -> None:

@@ -187,12 +187,12 @@ class _Delivery(_Counter):
             return
         error = self.error
         if error is not None:
-            try:
-                if not isinstance(error, KafkaError):
-                    raise error
-                failure = self.owner.failure(error, msg)
-            except Exception as e:  # never leave the batch unsettled
-                failure = TidingsError(f"producing records failed: {e!r}")
+            failure: Exception = TidingsError(f"producing records failed: {error!r}")
+            if isinstance(error, KafkaError):
+                try:
+                    failure = self.owner.failure(error, msg)
+                except Exception as e:  # never leave the batch unsettled
+                    failure = TidingsError(f"producing records failed: {error.str()} ({e!r})")
             self.future.set_exception(failure)
             return
         self.future.set_result((self.base, self.offsets))
