@@ -12,7 +12,6 @@ stored). A send that races `close()` is either accepted and then flushed by it, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import threading
 from array import array
@@ -31,7 +30,7 @@ from tidings.core.errors import (
     PartitionNotFoundError,
     RecordTooLargeError,
 )
-from tidings.core.handoff import call_on, on_loop, result_of, woken_when_done
+from tidings.core.handoff import call_next_turn, call_on, on_loop, result_of, woken_when_done
 from tidings.core.partitioner import KeyPartitioner, StickyPartitioner
 from tidings.core.records import (
     NO_HEADERS,
@@ -184,14 +183,14 @@ class _OpenBatch(_BatchCore):
         """Give the engine's stream the records this batch kept, then stream the rest."""
         if self.stream is None or self.streaming is not None:
             return
-        keys, headers, values = self.keys, self.headers, self.values
+        _, _, values, keys, timestamps, headers = self.columns()
         for i in range(self.streamed, len(values)):
             try:
                 self.stream(
                     values[i],
-                    keys[i] if keys is not None and i < len(keys) else None,
-                    self.timestamps[i],
-                    (headers[i] or None) if headers is not None and i < len(headers) else None,
+                    None if keys is None else keys[i],
+                    timestamps[i],
+                    None if headers is None else headers[i] or None,
                 )
             except Exception:
                 return
@@ -488,16 +487,9 @@ class AsyncProducer(_SenderCore):
     def _seal(self, batch: _OpenBatch) -> None:
         """Close `batch` to new records and hand it to the engine (lock held)."""
         self._close(batch)
-        self._schedule(lambda: self._loop.create_task(self._store(batch)))
-
-    def _schedule(self, start: Callable[[], object]) -> None:
-        """Start a store on the loop's next turn (lock held): stores start in the order
-        they were scheduled, from whichever thread, so the engine has their records in
-        the order they were sent."""
-        loop = self._loop
-        if not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # closed between the check and the call
-                loop.call_soon_threadsafe(start)
+        # on the next turn also from the loop: stores start in the order of their seals,
+        # whichever threads sealed, so the engine has their records in the order sent
+        call_next_turn(self._loop, lambda: self._loop.create_task(self._store(batch)))
 
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
@@ -639,7 +631,7 @@ class AsyncProducer(_SenderCore):
                 for batch in [b for b in self._open.values() if b.topic == topic]:
                     self._seal(batch)
                 self._count_held(topic, 1)
-            self._schedule(lambda: self._loop.create_task(store()))
+            call_next_turn(self._loop, lambda: self._loop.create_task(store()))
         return BatchFuture(future)
 
     def _encode_many(

@@ -30,7 +30,14 @@ def call_on(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
     """Run `fn` on `loop`: now when called from the loop itself, else on its next turn."""
     if on_loop(loop):
         fn()
-    elif not loop.is_closed():
+    else:
+        call_next_turn(loop, fn)
+
+
+def call_next_turn(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
+    """Run `fn` on `loop`'s next turn, called from any thread: such calls run in the order
+    they were made, whichever threads made them (unless the loop has closed)."""
+    if not loop.is_closed():
         with contextlib.suppress(RuntimeError):  # closed between the check and the call
             loop.call_soon_threadsafe(fn)
 
