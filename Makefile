@@ -1,26 +1,51 @@
-# The two commands: `make run` and `make test`. Both set up everything first.
+# The two commands: `make run` and `make test`. Both set up everything first, from the lock.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# uv installs the lock; its own version is pinned here, in a venv of its own
+UV_VERSION := 0.13.8
+UV := .uv/bin/uv
+LOCK := requirements.lock
+# what the lock covers: every extra and every dependency group, for Python 3.11 and newer
+LOCK_INPUTS := pyproject.toml --all-extras --group dev --group bench --group build \
+	--universal --python-version 3.11 --generate-hashes
+.PHONY: setup tools lock lockcheck run test lint bench clean
 
-.PHONY: setup tools run test lint bench clean
-
-setup: $(STAMP) tools
+setup: lockcheck $(STAMP) tools
 
 # From Debian's packages: kcat, a Kafka client in C the tests run against tidings serve;
-# redis-server, a peer of the benchmark suite (its smoke run is part of the tests)
+# redis-server, a peer of the benchmark suite (its smoke run is part of the tests);
+# chromium, the headless browser that checks the HTTP API's pages as a person sees them
 tools:
 	command -v kcat >/dev/null || { $(SUDO) apt-get install -y -q kcat || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q kcat; }; }
 	command -v redis-server >/dev/null || { $(SUDO) apt-get install -y -q redis-server || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server; }; }
+	command -v chromium >/dev/null || { $(SUDO) apt-get install -y -q --no-install-recommends chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }; }
 
-$(STAMP): pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.c)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,postgres,kafka,nats,dev,bench]'
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# make test fails here, before installing anything, when pyproject.toml changed its
+# dependencies and the lock was not made again
+lockcheck:
+	@$(PYTHON) scripts/lockfile.py check
+
+# exactly the lock, nothing else (uv pip sync removes what it does not name), then tidings
+# itself, built with the lock's setuptools
+$(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.c) | $(UV)
+	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $@
+
+# refresh the lock on purpose: pins that still fit pyproject.toml are kept (UPGRADE=1 takes
+# the newest versions instead); commit it with pyproject.toml
+lock: $(UV)
+	$(UV) pip compile --quiet $(LOCK_INPUTS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(PYTHON) scripts/lockfile.py stamp
 
 run: setup
 	$(BIN)/tidings serve
@@ -38,6 +63,6 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .tidings .pytest_cache .mypy_cache .ruff_cache bench/results/quick.* bench/results/partial.*
+	rm -rf $(VENV) .uv .tidings .pytest_cache .mypy_cache .ruff_cache bench/results/quick.* bench/results/partial.*
 	rm -rf build src/*.egg-info
 	find src -name '*.so' -delete

@@ -129,6 +129,6 @@ async def channel(port: int, readers: int) -> AsyncIterator[Channel]:
         yield Channel(partial(publisher.publish, CHANNEL), [partial(_listen, ps) for ps in pubsubs])
     finally:
         for pubsub in pubsubs:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
         for client in (publisher, *subscribers):
             await client.aclose()
