@@ -12,7 +12,7 @@ LOCK := requirements.lock
 # what the lock covers: every extra and every dependency group, for Python 3.11 and newer
 LOCK_INPUTS := pyproject.toml --all-extras --group dev --group bench --group build \
 	--universal --python-version 3.11 --generate-hashes
-.PHONY: setup tools lock lockcheck run test lint bench clean
+.PHONY: setup tools lock lockcheck vendor run test lint bench clean
 
 setup: lockcheck $(STAMP) tools
 
@@ -46,6 +46,11 @@ $(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.
 lock: $(UV)
 	$(UV) pip compile --quiet $(LOCK_INPUTS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
 	$(PYTHON) scripts/lockfile.py stamp
+
+# fetch again from npm, exactly the versions recorded in its vendor.toml, the assets of the
+# HTTP API's /docs and /redoc pages (committed; needs npm, never run by setup)
+vendor:
+	$(PYTHON) scripts/vendor.py
 
 run: setup
 	$(BIN)/tidings serve

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from tidings.api.bus import AsyncBus
 from tidings.core.errors import ConfigurationError
-from tidings.server.http import errors, groups, monitoring, queues, records, topics
+from tidings.server.http import docs, errors, groups, monitoring, queues, records, topics
 from tidings.server.http.models import ErrorOut
 from tidings.server.http.state import HttpState
 
@@ -50,11 +50,14 @@ def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> Fast
         version=version("tidings"),
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs.install, from the package
+        redoc_url=None,
         responses={"default": {"model": ErrorOut, "description": "what went wrong, what to do"}},
     )
     app.state.tidings = state
     errors.install(app)
     monitoring.install(app)
+    docs.install(app)
     for module in (topics, records, groups, queues):
         app.include_router(module.router)
     return app
