@@ -40,14 +40,41 @@ def page_id(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=page_id)
-def test_python_examples_run(page: Path, tmp_path: Path) -> None:
-    # The blocks of a page run in order in one process, as a reader follows the page.
-    script = "\n".join(
-        f"# {page.name}, line {line}\n{code}" for line, code in blocks(page, "python")
-    )
-    result = run([sys.executable, "-c", script], tmp_path)
-    assert result.returncode == 0, f"{page.name} examples failed:\n{result.stderr}"
+CONTINUES = "# continues the example above"
+
+
+def python_examples() -> list[tuple[Path, int, str]]:
+    """Every example a reader can run: a Python block with the blocks that continue it.
+
+    A block runs on its own unless its first line is CONTINUES: then the reader was told
+    it needs the block before it, and it runs after that block, in the same process.
+    """
+    examples: list[tuple[Path, int, str]] = []
+    for page in PAGES:
+        for line, code in blocks(page, "python"):
+            if code.startswith(CONTINUES) and examples and examples[-1][0] == page:
+                first, before = examples[-1][1:]
+                examples[-1] = (page, first, f"{before}\n# line {line}\n{code}")
+            else:
+                assert not code.startswith(CONTINUES), f"{page.name}, line {line}: nothing above"
+                examples.append((page, line, code))
+    return examples
+
+
+def example_id(example: tuple[Path, int, str]) -> str:
+    """`page:line` of an example's first block."""
+    page, line, _ = example
+    return f"{page_id(page)}:{line}"
+
+
+@pytest.mark.parametrize("example", python_examples(), ids=example_id)
+def test_python_example_runs_and_quietly(example: tuple[Path, int, str], tmp_path: Path) -> None:
+    # Copied as the page says, an example needs nothing else, and it leaves nothing behind
+    # that complains at exit (a warning, an unclosed producer, a client's log line).
+    page, line, code = example
+    result = run([sys.executable, "-W", "error::ResourceWarning", "-c", code], tmp_path)
+    assert result.returncode == 0, f"{page.name}, line {line}, failed:\n{result.stderr}"
+    assert result.stderr == "", f"{page.name}, line {line}, wrote to stderr:\n{result.stderr}"
 
 
 def shell_commands(page: Path) -> list[str]:
