@@ -109,7 +109,8 @@ class MirrorReport:
 
 
 Progress = Callable[[str, int, int], None]
-"""Called as records are copied: (topic, copied so far in this run, still to copy)."""
+"""Called as records are copied: (topic, copied so far in this round, still to copy); once
+with 0 copied when a round of a topic starts."""
 
 
 class Mirror:
@@ -226,6 +227,8 @@ class Mirror:
             for tp in [TopicPartition(topic, s.partition)]
         )
         copied = 0
+        if on_progress is not None and remaining:
+            on_progress(topic, 0, remaining)  # the start: a rate is measured from here
         producer = self.dst.producer(linger_ms=0)
         try:
             for state in states:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def test_cli_mirror_killed_and_run_again_copies_every_record_once(urls: tuple[st
     try:
         assert process.stderr is not None
         line = process.stderr.readline()  # progress: it is copying
-        assert "copied" in line, line
+        assert line.startswith("orders  0/60,000 records"), line
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -207,6 +208,18 @@ def test_cli_mirror_killed_and_run_again_copies_every_record_once(urls: tuple[st
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     assert "orders:" in done.stdout
     assert contents(dst) == contents(src)
+
+
+def test_cli_progress_off_a_terminal_is_plain_lines(urls: tuple[str, str]) -> None:
+    src, dst = urls
+    fill(src, 300)
+    command = [TIDINGS, "mirror", src, dst, "--topics", "orders"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert "\r" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "orders  0/300 records  0:00 elapsed"
+    assert re.fullmatch(r"orders  300/300 records(  [\d,]+/s)?  done in \d+:\d\d", lines[-1])
+    assert done.stdout == "orders: 300 records copied\n"
 
 
 def committed(url: str, group: str) -> dict[int, int | None]:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 
 import click
 
 from tidings.api.connect import connect_async
 from tidings.cli.common import json_option
 from tidings.cli.output import echo_json
+from tidings.cli.progress import Progress
 from tidings.mirror import Mirror, MirrorReport
-
-PROGRESS_S = 1.0
-"""How often progress is printed while copying."""
 
 
 @click.command()
@@ -117,29 +114,28 @@ async def _run(
     except BaseException:
         await src.close()
         raise
-    shown = [0.0]
+    progress = Progress()
 
-    def progress(topic: str, copied: int, remaining: int) -> None:
-        now = time.monotonic()
-        if now - shown[0] >= PROGRESS_S or not remaining:
-            shown[0] = now
-            click.echo(
-                f"{time.strftime('%H:%M:%S')} {topic}: {copied} copied, {remaining} to go",
-                err=True,
-            )
+    def copying(topic: str, copied: int, remaining: int) -> None:
+        progress.update(topic, copied, copied + remaining)
 
     job = asyncio.create_task(
-        Mirror(src, dst, name=name).run(topics, groups=groups, follow=follow, on_progress=progress)
+        Mirror(src, dst, name=name).run(topics, groups=groups, follow=follow, on_progress=copying)
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, job.cancel)
+    report: MirrorReport | None = None
     try:
-        return await job
+        report = await job
     except asyncio.CancelledError:
-        click.echo("stopped; run the same command again to resume", err=True)
-        return MirrorReport()
+        pass
     finally:
+        progress.close()
         with contextlib.suppress(Exception):
             await dst.close()
         await src.close()
+    if report is None:
+        click.echo("stopped; run the same command again to resume", err=True)
+        return MirrorReport()
+    return report
