@@ -33,6 +33,7 @@ import confluent_kafka
 from bench import chart, kafka, nats_server, plan, scaling, sections, versus
 from bench.redis_server import version as redis_version
 from bench.report import Figure, compare, render, write_json
+from tidings.cli.progress import Progress, duration
 
 RESULTS = Path(__file__).parent / "results"
 PEERS = ("log", "queue", "pubsub")
@@ -145,10 +146,22 @@ def measure(
     """
     seconds: dict[str, float] = {}
     figures: list[Figure] = []
+    steps = len(only | {"raw"})
+    started: list[str] = []
+    progress = Progress()
+    began = time.perf_counter()
+
+    def step(name: str) -> None:
+        started.append(name)
+        progress.message(
+            f"bench  {name} ({len(started)}/{steps})  "
+            f"{duration(time.perf_counter() - began)} elapsed"
+        )
 
     def timed(name: str, run: Callable[[], list[Figure]]) -> None:
         if name not in only:
             return
+        step(name)
         start = time.perf_counter()
         try:
             figures.extend(run())
@@ -158,6 +171,7 @@ def measure(
         seconds[name] = time.perf_counter() - start
         print(f"  {name}: {seconds[name]:.0f} s{' FAILED' if name in failed else ''}", flush=True)
 
+    step("raw")
     start = time.perf_counter()
     limits, raw_figures = sections.raw_limits(directory / "raw", sizes)
     figures.extend(raw_figures)

@@ -11,7 +11,10 @@ compacted topic `_tidings.mirror`, written after the records it describes are du
 - a group's committed offset is translated through the ranges of source offsets copied
   contiguously (MirrorMaker's offset syncs, in one record): exact inside a range, and
   never later than exact where ranges were merged, so a group resumes on the destination
-  without losing a record.
+  without losing a record;
+- a group's offset on the destination only ever moves forwards: where the group read
+  further there (or has live members there), the destination's offset is kept and the
+  report says so, so running the mirror again never makes a group read records twice.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 from tidings.api.bus import AsyncBus
 from tidings.api.keyed import latest_all, remember
-from tidings.core.errors import TidingsError
+from tidings.core.errors import GroupNotEmptyError, GroupNotFoundError, TidingsError
 from tidings.core.records import Record, TopicConfig, TopicPartition
 from tidings.core.subjects import is_pattern, matching
 
@@ -96,7 +99,8 @@ class MirrorReport:
     groups: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
     """Offsets set on the destination, per group."""
     skipped_groups: dict[str, str] = field(default_factory=dict)
-    """Groups whose offsets could not be set, with the reason."""
+    """Groups whose offsets could not be set, in whole or on some partitions, with the
+    reason (a group active on the destination, or one that read further there)."""
 
     @property
     def total(self) -> int:
@@ -105,7 +109,8 @@ class MirrorReport:
 
 
 Progress = Callable[[str, int, int], None]
-"""Called as records are copied: (topic, copied so far in this run, still to copy)."""
+"""Called as records are copied: (topic, copied so far in this round, still to copy); once
+with 0 copied when a round of a topic starts."""
 
 
 class Mirror:
@@ -222,6 +227,8 @@ class Mirror:
             for tp in [TopicPartition(topic, s.partition)]
         )
         copied = 0
+        if on_progress is not None and remaining:
+            on_progress(topic, 0, remaining)  # the start: a rate is measured from here
         producer = self.dst.producer(linger_ms=0)
         try:
             for state in states:
@@ -260,7 +267,9 @@ class Mirror:
     async def _copy_groups(
         self, topics: list[str], groups: Sequence[str] | None, report: MirrorReport
     ) -> None:
-        """Set each group's committed offsets on the destination, translated."""
+        """Set each group's committed offsets on the destination, translated, never moving
+        one back (as MirrorMaker 2's checkpoints): a group active on the destination keeps
+        its offsets there, and so does each partition it has read further there."""
         for group in groups if groups is not None else await self.src.list_groups():
             described = await self.src.describe_group(group)
             offsets = {
@@ -272,12 +281,51 @@ class Mirror:
             }
             if not offsets:
                 continue
+            report.groups.pop(group, None)
+            report.skipped_groups.pop(group, None)
             try:
-                await self.dst.engine.set_group_offsets(group, offsets)
+                ahead = await self._ahead_on_destination(group, offsets)
+                forward = {tp: offset for tp, offset in offsets.items() if tp not in ahead}
+                if forward:
+                    await self.dst.engine.set_group_offsets(group, forward)
             except TidingsError as e:
                 report.skipped_groups[group] = str(e)
-            else:
-                report.groups[group] = offsets
+                continue
+            if forward:
+                report.groups[group] = forward
+            if ahead:
+                kept = ", ".join(
+                    f"{tp.topic}[{tp.partition}] at {committed} (the source's offset maps to "
+                    f"{offsets[tp]})"
+                    for tp, committed in sorted(ahead.items())
+                )
+                report.skipped_groups[group] = (
+                    f"the group read further on the destination; its offsets there are kept, "
+                    f"never moved back: {kept}"
+                )
+
+    async def _ahead_on_destination(
+        self, group: str, offsets: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The destination's committed offsets of `group` past the translated `offsets`;
+        GroupNotEmptyError if the group has live members there."""
+        try:
+            there = await self.dst.describe_group(group)
+        except GroupNotFoundError:
+            return {}
+        if there.members:
+            raise GroupNotEmptyError(
+                group,
+                f"group {group!r} is active on the destination ({len(there.members)} live "
+                f"member(s)): its offsets there are kept; run the mirror again once its "
+                f"consumers there have stopped to copy them",
+            )
+        return {
+            tp: p.committed
+            for p in there.partitions
+            for tp in [TopicPartition(p.topic, p.partition)]
+            if tp in offsets and p.committed is not None and p.committed > offsets[tp]
+        }
 
 
 def _settings(config: TopicConfig) -> dict[str, Any]:

@@ -244,3 +244,19 @@ def _slot_active(dsn: str, slot: str) -> bool:
             "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
         ).fetchone()
     return bool(row and row[0])
+
+
+def test_a_snapshot_reports_its_rows_as_it_goes(pg_dsn: str, bus_url: str) -> None:
+    sql(
+        pg_dsn,
+        "CREATE TABLE orders (id int PRIMARY KEY, qty int)",
+        "INSERT INTO orders SELECT i, i FROM generate_series(1, 250) AS i",
+    )
+    seen: list[tuple[str, int, int]] = []
+    source = PostgresSource(
+        pg_dsn, ["orders"], prefix="shop", on_snapshot=lambda *step: seen.append(step)
+    )
+    capture(source, bus_url, lambda: len(events(bus_url, "shop.public.orders")) >= 250)
+    assert seen[0] == ("public.orders", 0, 250)
+    assert seen[-1] == ("public.orders", 250, 250)
+    assert [done for _, done, _ in seen] == list(range(251))

@@ -159,3 +159,39 @@ def ids_on(bus: tidings.Bus, topic: str) -> set[int]:
         out |= {json.loads(r.key or b"{}")["id"] for r in c.poll(max_records=10_000)}
     c.close()
     return out
+
+
+def test_a_snapshot_shows_its_progress_off_a_terminal_as_a_few_plain_lines(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
+        conn.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i) for i in range(20_000)])
+    conn.close()
+    bus_url = f"sqlite://{tmp_path}/bus.db"
+    config = tmp_path / "cdc.toml"
+    config.write_text(
+        f'url = "{bus_url}"\n[sqlite]\ndatabase = "{db}"\ntables = ["orders"]\nprefix = "shop"\n'
+    )
+    errors = tmp_path / "stderr.log"
+    with errors.open("w") as err:
+        relay = subprocess.Popen(
+            [TIDINGS, "cdc", "run", str(config)], stdout=subprocess.DEVNULL, stderr=err
+        )
+    try:
+        with tidings.connect(bus_url) as bus:
+            deadline = time.monotonic() + 60
+            while records_on(bus, "shop.main.orders") < 20_000 or "done" not in errors.read_text():
+                assert time.monotonic() < deadline, errors.read_text()
+                time.sleep(0.05)
+    finally:
+        stop(relay, signal.SIGTERM)
+    assert relay.returncode == 0, errors.read_text()
+    text = errors.read_text()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines[0] == "snapshot orders  0/20,000 rows  0:00 elapsed"
+    assert lines[-1].startswith("snapshot orders  20,000/20,000 rows  ")
+    assert " done in " in lines[-1]
+    assert len(lines) < 20  # 20,000 rows: every few seconds a line, not one per row

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bench import nats_server
 
 import tidings
+from tests.conformance.kafka_brokers import GROUP_TIMEOUTS, STARTERS
 from tidings import TopicPartition
 from tidings.mirror import PROGRESS_TOPIC, Mirror, MirrorError, PartitionProgress
 
@@ -188,11 +194,11 @@ def test_cli_mirror_killed_and_run_again_copies_every_record_once(urls: tuple[st
     src, dst = urls
     fill(src, 60_000, partitions=1)
     command = [TIDINGS, "mirror", src, dst, "--topics", "orders"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # progress: it is copying
-        assert "copied" in line, line
+        assert process.stderr is not None
+        line = process.stderr.readline()  # progress: it is copying
+        assert line.startswith("orders  0/60,000 records"), line
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -202,3 +208,114 @@ def test_cli_mirror_killed_and_run_again_copies_every_record_once(urls: tuple[st
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     assert "orders:" in done.stdout
     assert contents(dst) == contents(src)
+
+
+def test_cli_progress_off_a_terminal_is_plain_lines(urls: tuple[str, str]) -> None:
+    src, dst = urls
+    fill(src, 300)
+    command = [TIDINGS, "mirror", src, dst, "--topics", "orders"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert "\r" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "orders  0/300 records  0:00 elapsed"
+    assert re.fullmatch(r"orders  300/300 records(  [\d,]+/s)?  done in \d+:\d\d", lines[-1])
+    assert done.stdout == "orders: 300 records copied\n"
+
+
+def committed(url: str, group: str) -> dict[int, int | None]:
+    """The group's committed offset per partition of 'orders'."""
+    with tidings.connect(url) as bus:
+        return {p.partition: p.committed for p in bus.describe_group(group).partitions}
+
+
+def test_a_group_that_read_further_on_the_destination_keeps_its_offsets(
+    urls: tuple[str, str],
+) -> None:
+    src, dst = urls
+    fill(src, 100)
+    with tidings.connect(src) as bus:
+        bus.reset_offsets("billing", "orders", offset=10)
+    run_mirror(src, dst)
+    with tidings.connect(dst) as bus:  # billing goes on at the destination, on partition 0
+        bus.reset_offsets("billing", "orders", offset=40, partitions=[0])
+    with tidings.connect(src) as bus:  # and, meanwhile, at the source on both
+        bus.reset_offsets("billing", "orders", offset=25)
+    report = run_mirror(src, dst)
+    assert committed(dst, "billing") == {0: 40, 1: 25}  # never back, forwards where behind
+    assert report.groups == {"billing": {TopicPartition("orders", 1): 25}}
+    assert "orders[0] at 40" in report.skipped_groups["billing"]
+
+
+def test_a_group_active_on_the_destination_keeps_its_offsets(urls: tuple[str, str]) -> None:
+    src, dst = urls
+    fill(src, 100)
+    with tidings.connect(src) as bus:
+        bus.reset_offsets("billing", "orders", offset=10)
+    run_mirror(src, dst)
+    with tidings.connect(src) as bus:
+        bus.reset_offsets("billing", "orders", offset=30)
+    with (
+        tidings.connect(dst) as bus,
+        bus.consumer("orders", group="billing", auto_commit=False) as member,
+    ):
+        assert member.poll(max_records=1, timeout_ms=5000)  # joined: the group is active
+        report = run_mirror(src, dst)
+    assert "active on the destination" in report.skipped_groups["billing"]
+    assert report.groups == {}
+    assert committed(dst, "billing") == {0: 10, 1: 10}
+
+
+@pytest.fixture(params=["nats", "kafka-serve"])
+def cluster_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty NATS JetStream server or Kafka-compatible broker, stopped after the test.
+
+    Not Tansu: the mirror needs a partition's end offset and admin offset commits, where
+    Tansu departs from Kafka (tests/conformance/helpers.py: tansu_latest_offsets and
+    tansu_group_admin)."""
+    if request.param == "nats":
+        with nats_server.running(tmp_path / "nats") as server:
+            yield server.url
+        return
+    broker = STARTERS[request.param]()
+    try:
+        yield f"kafka://{broker.wait()}?{GROUP_TIMEOUTS}"
+    finally:
+        broker.stop()
+
+
+def mirror_json(src: str, dst: str) -> dict[str, Any]:
+    """What `tidings mirror SRC DST --topics orders --json` reports."""
+    command = [TIDINGS, "mirror", src, dst, "--topics", "orders", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_mirroring_again_never_rewinds_a_group_on_the_cluster(
+    tmp_path: Path, cluster_url: str
+) -> None:
+    laptop = f"sqlite://{tmp_path}/laptop.db"
+    fill(laptop, 100)
+    with tidings.connect(laptop) as bus:
+        bus.reset_offsets("billing", "orders", offset=10)  # billing handled 20 orders
+    first = mirror_json(laptop, cluster_url)
+    assert first["copied"] == {"orders": 100}
+    assert first["skipped_groups"] == {}
+    with (
+        tidings.connect(cluster_url) as bus,
+        bus.consumer("orders", group="billing", from_beginning=True) as billing,
+    ):
+        billed = 0
+        while records := billing.poll(timeout_ms=15_000 if not billed else 2_000):
+            billed += len(records)
+            billing.commit()
+    assert billed == 80  # the orders billing had not handled on the laptop
+    caught_up = committed(cluster_url, "billing")
+
+    again = mirror_json(laptop, cluster_url)
+    assert again["copied"] == {"orders": 0}
+    assert committed(cluster_url, "billing") == caught_up  # not back to 10: nothing twice
+    assert "billing" in again["skipped_groups"]
+    with tidings.connect(cluster_url) as bus:
+        assert bus.describe_group("billing").lag == 0

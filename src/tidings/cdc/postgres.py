@@ -79,6 +79,8 @@ class PostgresSource:
     topic: Callable[[str, str, str], str] | None = None
     """Names a table's topic from (prefix, schema, table), instead of prefix.schema.table."""
     lag_warning_bytes: int = 1 << 30
+    on_snapshot: Callable[[str, int, int], None] | None = None
+    """Called as a table's snapshot is relayed: ("schema.table", rows relayed, rows in all)."""
     relayed: int = 0
     """Changes relayed since start (snapshot rows included)."""
     lag_bytes: int = 0
@@ -220,6 +222,8 @@ class PostgresSource:
         try:
             for schema, table, relation, tuples in rows:
                 for i, row in enumerate(tuples):
+                    if self.on_snapshot is not None:
+                        self.on_snapshot(f"{schema}.{table}", i, len(tuples))
                     after = pgoutput.values(relation, row)
                     marker = "last" if i == len(tuples) - 1 else "true"
                     source = replace(
@@ -229,6 +233,8 @@ class PostgresSource:
                     change = Change("r", self._key(schema, table, after), None, after, source)
                     await self._send(bus, producer, change)
                     self.relayed += 1
+                if self.on_snapshot is not None:
+                    self.on_snapshot(f"{schema}.{table}", len(tuples), len(tuples))
             await producer.flush()
         finally:
             await producer.close()

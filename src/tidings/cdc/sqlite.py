@@ -136,6 +136,8 @@ class SqliteSource:
     """Topic prefix (default: the database file's name without extension)."""
     topic: Callable[[str, str, str], str] | None = None
     """Names a table's topic from (prefix, schema, table), instead of prefix.schema.table."""
+    on_snapshot: Callable[[str, int, int], None] | None = None
+    """Called as a table's snapshot is relayed: (table, rows relayed, rows in all)."""
     relayed: int = 0
     """Changes relayed since start (snapshot rows included)."""
     _conn: sqlite3.Connection | None = field(default=None, repr=False)
@@ -200,13 +202,18 @@ class SqliteSource:
         if batch is None:
             return 0
         changes, done = batch
-        for change in changes:
+        snapshot = self.on_snapshot if changes and changes[0].source.sequence is None else None
+        for i, change in enumerate(changes):
+            if snapshot is not None:  # a batch of snapshot rows is one table's
+                snapshot(change.source.table, i, len(changes))
             topic = self.topic_of(change.source.table)
             await bus.create_topic(topic, exist_ok=True)
             for key, value, headers in change.records():
                 producer.send(topic, value, key=key, headers=headers)
         await producer.flush()  # durable: now the changes may go
         await asyncio.to_thread(done)
+        if snapshot is not None:
+            snapshot(changes[0].source.table, len(changes), len(changes))
         self.relayed += len(changes)
         return len(changes)
 

@@ -22,6 +22,7 @@ from tidings.api.connect import connect_async
 from tidings.cdc import sqlite as sqlite_cdc
 from tidings.cli.common import Options, json_option
 from tidings.cli.output import echo_json, echo_table
+from tidings.cli.progress import Progress
 from tidings.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -133,6 +134,10 @@ def run(ctx: click.Context, config: str) -> None:
 
 
 async def _relay(url: str | None, source: Source, progress: Callable[[Any], str]) -> None:
+    snapshots = Progress()
+    source.on_snapshot = lambda table, done, total: snapshots.update(
+        f"snapshot {table}", done, total, "rows"
+    )
     bus = await connect_async(url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,7 +149,7 @@ async def _relay(url: str | None, source: Source, progress: Callable[[Any], str]
         shown = -1
         while not relay.done():
             await asyncio.wait({relay}, timeout=PROGRESS_S)
-            if source.relayed != shown:
+            if source.relayed != shown and not snapshots.drawing:
                 behind = await asyncio.to_thread(progress, source)
                 click.echo(
                     f"{time.strftime('%H:%M:%S')} relayed {source.relayed} changes, {behind}"
@@ -154,6 +159,7 @@ async def _relay(url: str | None, source: Source, progress: Callable[[Any], str]
     finally:
         stop.set()
         await asyncio.gather(relay, return_exceptions=True)
+        snapshots.close()
         await bus.close()
 
 

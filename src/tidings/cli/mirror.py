@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 
 import click
 
 from tidings.api.connect import connect_async
+from tidings.cli.common import json_option
+from tidings.cli.output import echo_json
+from tidings.cli.progress import Progress
 from tidings.mirror import Mirror, MirrorReport
-
-PROGRESS_S = 1.0
-"""How often progress is printed while copying."""
 
 
 @click.command()
@@ -43,6 +42,7 @@ PROGRESS_S = 1.0
     show_default=True,
     help="Names this mirror's progress on the destination: a run with the same name resumes.",
 )
+@json_option
 def mirror(
     src_url: str,
     dst_url: str,
@@ -51,12 +51,14 @@ def mirror(
     groups: tuple[str, ...],
     follow: bool,
     name: str,
+    as_json: bool,
 ) -> None:
     """Copy topics (records with keys, headers, timestamps) and group offsets from SRC_URL
     to DST_URL, e.g. from sqlite://app.db to kafka://broker:9092, or back.
 
     Resumable: progress is kept on the destination, and a stopped run picks up where it
-    left off without copying a record twice.
+    left off without copying a record twice. A group's offset on DST_URL only moves
+    forwards: where the group read further there, or is active there, it is kept.
     """
     report = asyncio.run(
         _run(
@@ -68,12 +70,29 @@ def mirror(
             name=name,
         )
     )
+    if as_json:
+        echo_json(_report_json(report))
+        return
     for topic, count in sorted(report.copied.items()):
         click.echo(f"{topic}: {count} records copied")
     for group, offsets in sorted(report.groups.items()):
         click.echo(f"group {group}: offsets set on {len(offsets)} partitions")
     for group, reason in sorted(report.skipped_groups.items()):
         click.echo(f"group {group}: offsets not copied: {reason}", err=True)
+
+
+def _report_json(report: MirrorReport) -> dict[str, object]:
+    return {
+        "copied": report.copied,
+        "groups": {
+            group: [
+                {"topic": tp.topic, "partition": tp.partition, "offset": offset}
+                for tp, offset in sorted(offsets.items())
+            ]
+            for group, offsets in sorted(report.groups.items())
+        },
+        "skipped_groups": report.skipped_groups,
+    }
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -95,26 +114,28 @@ async def _run(
     except BaseException:
         await src.close()
         raise
-    shown = [0.0]
+    progress = Progress()
 
-    def progress(topic: str, copied: int, remaining: int) -> None:
-        now = time.monotonic()
-        if now - shown[0] >= PROGRESS_S or not remaining:
-            shown[0] = now
-            click.echo(f"{time.strftime('%H:%M:%S')} {topic}: {copied} copied, {remaining} to go")
+    def copying(topic: str, copied: int, remaining: int) -> None:
+        progress.update(topic, copied, copied + remaining)
 
     job = asyncio.create_task(
-        Mirror(src, dst, name=name).run(topics, groups=groups, follow=follow, on_progress=progress)
+        Mirror(src, dst, name=name).run(topics, groups=groups, follow=follow, on_progress=copying)
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, job.cancel)
+    report: MirrorReport | None = None
     try:
-        return await job
+        report = await job
     except asyncio.CancelledError:
-        click.echo("stopped; run the same command again to resume")
-        return MirrorReport()
+        pass
     finally:
+        progress.close()
         with contextlib.suppress(Exception):
             await dst.close()
         await src.close()
+    if report is None:
+        click.echo("stopped; run the same command again to resume", err=True)
+        return MirrorReport()
+    return report
