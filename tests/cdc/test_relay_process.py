@@ -23,10 +23,24 @@ TIDINGS = str(Path(sys.executable).parent / "tidings")
 ROWS = 3000
 
 
+READY = b"relaying changes (Ctrl-C or SIGTERM stops)"
+"""What a relay prints once Ctrl-C and SIGTERM stop it cleanly."""
+
+
 def start_relay(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`tidings cdc run CONFIG`, its output to `log`."""
+    """`tidings cdc run CONFIG`, its output to `log`, once it says it is relaying.
+
+    Until then a SIGTERM ends the process as for any program still starting (no clean
+    exit to check); on a loaded machine that start takes seconds.
+    """
+    before = log.read_bytes().count(READY) if log.exists() else 0
     with log.open("ab") as out:
-        return subprocess.Popen([TIDINGS, "cdc", "run", str(config)], stdout=out, stderr=out)
+        relay = subprocess.Popen([TIDINGS, "cdc", "run", str(config)], stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while log.read_bytes().count(READY) == before:
+        assert relay.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    return relay
 
 
 def stop(process: subprocess.Popen[bytes], sig: int) -> None:
