@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from tidings.api.bus import AsyncBus, Bus
-from tidings.api.portal import Portal
 from tidings.core.errors import ConfigurationError
-from tidings.engines.base import Engine
+
+if TYPE_CHECKING:
+    from tidings.api.bus import AsyncBus, Bus
+    from tidings.engines.base import Engine
 
 DEFAULT_URL = "sqlite://.tidings/tidings.db"
 
@@ -57,6 +59,10 @@ def engine_for(url: str) -> Engine:
 
 def connect(url: str | None = None) -> Bus:
     """Open a bus (sync face); url defaults to $TIDINGS_URL or sqlite under ./.tidings/."""
+    # the bus loads on first use, so the command line can name DEFAULT_URL cheaply
+    from tidings.api.bus import AsyncBus, Bus
+    from tidings.api.portal import Portal
+
     engine = engine_for(url or default_url())
     portal = Portal()
     try:
@@ -69,4 +75,6 @@ def connect(url: str | None = None) -> Bus:
 
 async def connect_async(url: str | None = None) -> AsyncBus:
     """Open a bus (async core) on the running event loop."""
+    from tidings.api.bus import AsyncBus
+
     return await AsyncBus(engine_for(url or default_url())).start()
