@@ -1,0 +1,135 @@
+"""The `tidings` command on a base install: no extra loaded until needed, a missing one
+named, nothing written where it runs except the store a command was asked to make."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from tidings.cli.main import COMMANDS, cli
+
+EXTRAS = {
+    "kafka": ["confluent_kafka"],
+    "nats": ["nats"],
+    "postgres": ["psycopg"],
+    "server": ["kio", "scramp", "fastapi", "uvicorn", "prometheus_client"],
+}
+"""The modules each extra brings, as tidings imports them."""
+EVERY_EXTRA = sorted({m for modules in EXTRAS.values() for m in modules} | {"hypothesis"})
+
+# Loaded first by every Python started with this directory on PYTHONPATH: it makes the
+# modules in $BLOCK unimportable, and at exit writes the top-level modules loaded to $LOADED.
+SITECUSTOMIZE = """
+import atexit, json, os, sys
+
+BLOCKED = set(filter(None, os.environ.get("BLOCK", "").split(",")))
+
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocker())
+
+
+@atexit.register
+def report():
+    if os.environ.get("LOADED"):
+        with open(os.environ["LOADED"], "w") as f:
+            json.dump(sorted({m.partition(".")[0] for m in sys.modules}), f)
+"""
+
+
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    """An empty directory to run commands in, apart from the sitecustomize beside it."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (tmp_path / "work").mkdir()
+    return tmp_path / "work"
+
+
+def env_for(cwd: Path, block: list[str]) -> dict[str, str]:
+    """The environment of a command that cannot import `block`; no $TIDINGS_URL leaks in."""
+    env = {k: v for k, v in os.environ.items() if k != "TIDINGS_URL"}
+    env["PYTHONPATH"] = str(cwd.parent / "site")
+    env["BLOCK"] = ",".join(block)
+    env["LOADED"] = str(cwd.parent / "loaded.json")
+    return env
+
+
+def tidings(
+    cwd: Path, *args: str, block: list[str] = EVERY_EXTRA, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m tidings ARGS` in `cwd`, with the modules in `block` unimportable."""
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        cwd=cwd,
+        env=env_for(cwd, block),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def loaded(cwd: Path) -> list[str]:
+    """The top-level modules the last command had loaded when it exited."""
+    modules: list[str] = json.loads((cwd.parent / "loaded.json").read_text())
+    return modules
+
+
+def test_help_lists_every_command_with_its_own_short_help() -> None:
+    ctx = click.Context(cli)
+    for name, (_, short_help) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        assert command.get_short_help_str(limit=1000) == short_help, name
+
+
+def test_base_commands_run_without_any_extra(cwd: Path) -> None:
+    steps: list[tuple[list[str], str | None]] = [
+        (["--version"], None),
+        (["--help"], None),
+        (["topics", "create", "orders", "--partitions", "2"], None),
+        (["topics", "list"], None),
+        (["topics", "describe", "orders"], None),
+        (["produce", "orders", "--key", "k"], "one\ntwo\n"),
+        (["consume", "orders", "--group", "billing", "--from-beginning"], None),
+        (["groups", "list"], None),
+        (["groups", "describe", "billing"], None),
+        (["queues", "list"], None),
+        (["tour"], None),
+    ]
+    for args, stdin in steps:
+        result = tidings(cwd, *args, stdin=stdin)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "kio" not in loaded(cwd) and "hypothesis" not in loaded(cwd), args
+    assert tidings(cwd, "consume", "orders", "--from-beginning").stdout == "one\ntwo\n"
+    assert "Commands:" in tidings(cwd, "--help").stdout
+    assert sorted(os.listdir(cwd)) == [".tidings"]
+
+
+def test_commands_with_every_module_importable_load_no_server(cwd: Path) -> None:
+    # hypothesis is installed here: nothing on these paths may load it (it writes .hypothesis/)
+    tidings(cwd, "topics", "create", "orders")
+    for args in (["--help"], ["topics", "list"], ["consume", "orders"], ["groups", "list"]):
+        assert tidings(cwd, *args, block=[]).returncode == 0, args
+        assert {"kio", "hypothesis", "fastapi"}.isdisjoint(loaded(cwd)), args
+    assert sorted(os.listdir(cwd)) == [".tidings"]
+
+
+def test_python_m_tidings_is_the_command(cwd: Path) -> None:
+    assert tidings(cwd, "--version").stdout == "tidings, version 0.1.0\n"
+    result = tidings(cwd, "topics", "describe", "missing")
+    assert result.returncode == 1 and result.stderr.startswith("error: ")
