@@ -133,3 +133,9 @@ def test_python_m_tidings_is_the_command(cwd: Path) -> None:
     assert tidings(cwd, "--version").stdout == "tidings, version 0.1.0\n"
     result = tidings(cwd, "topics", "describe", "missing")
     assert result.returncode == 1 and result.stderr.startswith("error: ")
+
+
+def test_url_help_names_every_engine(cwd: Path) -> None:
+    words = tidings(cwd, "--help").stdout.split()
+    for engine in ("sqlite://PATH", "memory://,", "kafka://HOST:PORT,...", "nats://HOST:PORT"):
+        assert engine in words

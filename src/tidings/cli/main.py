@@ -89,7 +89,8 @@ class LazyGroup(click.Group):
     default=DEFAULT_URL,
     show_default=True,
     show_envvar=True,
-    help="The bus: sqlite://PATH (embedded, durable) or memory://.",
+    help="The bus: sqlite://PATH (embedded, durable), memory://, kafka://HOST:PORT,... "
+    "(a Kafka-compatible cluster) or nats://HOST:PORT (NATS JetStream).",
 )
 @click.version_option(package_name="tidings", prog_name="tidings")
 @click.pass_context
