@@ -21,6 +21,8 @@ EXTRAS = {
     "server": ["kio", "scramp", "fastapi", "uvicorn", "prometheus_client"],
 }
 """The modules each extra brings, as tidings imports them."""
+SERVE_ARGS = ["--kafka", "127.0.0.1:0", "--http", "off"]
+"""A server on free ports, Kafka only."""
 EVERY_EXTRA = sorted({m for modules in EXTRAS.values() for m in modules} | {"hypothesis"})
 
 # Loaded first by every Python started with this directory on PYTHONPATH: it makes the
@@ -139,3 +141,49 @@ def test_url_help_names_every_engine(cwd: Path) -> None:
     words = tidings(cwd, "--help").stdout.split()
     for engine in ("sqlite://PATH", "memory://,", "kafka://HOST:PORT,...", "nats://HOST:PORT"):
         assert engine in words
+
+
+def extra_message(what: str, extra: str) -> str:
+    """The one line a command prints when an extra is missing."""
+    return f'error: {what} needs the {extra} extra: pip install "tidings[{extra}]"\n'
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "what"),
+    [
+        (["serve", *SERVE_ARGS], "server", "tidings serve"),
+        (["--url", "kafka://127.0.0.1:9", "topics", "list"], "kafka", "kafka://"),
+        (["--url", "nats://127.0.0.1:9", "topics", "list"], "nats", "nats://"),
+        (["cdc", "run", "../pg.toml"], "postgres", "PostgreSQL CDC"),
+    ],
+    ids=["server", "kafka", "nats", "postgres"],
+)
+def test_a_missing_extra_is_named_in_one_line(
+    cwd: Path, args: list[str], extra: str, what: str
+) -> None:
+    (cwd.parent / "pg.toml").write_text(
+        '[postgres]\ndsn = "host=127.0.0.1"\ntables = ["public.orders"]\n'
+    )
+    result = tidings(cwd, *args, block=EXTRAS[extra])
+    assert (result.returncode, result.stderr) == (1, extra_message(what, extra))
+    assert os.listdir(cwd) == []
+
+
+def test_the_api_names_a_missing_extra(cwd: Path) -> None:
+    script = (
+        "import tidings\n"
+        "try:\n"
+        "    tidings.connect('kafka://127.0.0.1:9')\n"
+        "except tidings.ConfigurationError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        env=env_for(cwd, EXTRAS["kafka"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == 'kafka:// needs the kafka extra: pip install "tidings[kafka]"\n'

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from tidings.core.errors import ConfigurationError
+from tidings.core.extras import require_extra
 
 if TYPE_CHECKING:
     from tidings.api.bus import AsyncBus, Bus
@@ -45,11 +46,13 @@ def engine_for(url: str) -> Engine:
             )
         return LogEngine(SQLiteStore(path, url=url, **options))
     if scheme in ("nats", "tls"):
-        from tidings.engines.nats.engine import NatsEngine
+        with require_extra("nats", f"{scheme}://"):
+            from tidings.engines.nats.engine import NatsEngine
 
         return NatsEngine(url)
     if scheme == "kafka":
-        from tidings.engines.kafka import KafkaEngine
+        with require_extra("kafka", "kafka://"):
+            from tidings.engines.kafka import KafkaEngine
 
         return KafkaEngine(url)
     raise ConfigurationError(

@@ -6,14 +6,16 @@ import asyncio
 import logging
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tidings.cli.common import Options
 from tidings.core.errors import ConfigurationError
-from tidings.server.broker import Broker, ServeConfig, parse_address, parse_optional_address
-from tidings.server.kafka.sasl import SaslConfig
+from tidings.core.extras import require_extra
+
+if TYPE_CHECKING:
+    from tidings.server.broker import Broker
 
 CONFIG_KEYS = (
     "data",
@@ -147,6 +149,14 @@ def serve(
     verbose: bool,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
+    with require_extra("server", "tidings serve"):
+        from tidings.server.broker import (
+            Broker,
+            ServeConfig,
+            parse_address,
+            parse_optional_address,
+        )
+        from tidings.server.kafka.sasl import SaslConfig
     options = ctx.find_object(Options)
     assert options is not None, "commands run under the tidings group"
     url = options.url
