@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 import pytest
 
+from tests.cli.test_cli import read_line
 from tidings.cli.main import COMMANDS, cli
 
 EXTRAS = {
@@ -129,6 +131,24 @@ def test_commands_with_every_module_importable_load_no_server(cwd: Path) -> None
         assert tidings(cwd, *args, block=[]).returncode == 0, args
         assert {"kio", "hypothesis", "fastapi"}.isdisjoint(loaded(cwd)), args
     assert sorted(os.listdir(cwd)) == [".tidings"]
+
+
+def test_serve_leaves_no_hypothesis_directory(cwd: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidings", "--url", "sqlite://./bus.db", "serve", *SERVE_ARGS],
+        cwd=cwd,
+        env=env_for(cwd, []),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert read_line(proc, timeout=60) == b"tidings serve\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "kio" in loaded(cwd) and "hypothesis" not in loaded(cwd)
+    assert ".hypothesis" not in os.listdir(cwd)
 
 
 def test_python_m_tidings_is_the_command(cwd: Path) -> None:

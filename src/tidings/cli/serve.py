@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +152,7 @@ def serve(
     verbose: bool,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
-    with require_extra("server", "tidings serve"):
+    with require_extra("server", "tidings serve"), _without_hypothesis():
         from tidings.server.broker import (
             Broker,
             ServeConfig,
@@ -189,6 +192,24 @@ def serve(
         raise
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         pass
+
+
+@contextmanager
+def _without_hypothesis() -> Iterator[None]:
+    """Hide hypothesis from the wire-protocol library while it loads.
+
+    kio registers test strategies when hypothesis is importable, and hypothesis then
+    writes a cache into .hypothesis/ under the current directory; a server needs neither.
+    Where hypothesis is already loaded (a test run) it stays as it is.
+    """
+    if "hypothesis" in sys.modules:
+        yield
+        return
+    sys.modules["hypothesis"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["hypothesis"]
 
 
 def _banner(broker: Broker) -> None:
