@@ -14,7 +14,7 @@ import click
 import pytest
 
 from tests.cli.test_cli import read_line
-from tidings.cli.main import COMMANDS, cli
+from tidings.cli.main import COMMANDS, cli, run
 
 EXTRAS = {
     "kafka": ["confluent_kafka"],
@@ -151,18 +151,6 @@ def test_serve_leaves_no_hypothesis_directory(cwd: Path) -> None:
     assert ".hypothesis" not in os.listdir(cwd)
 
 
-def test_python_m_tidings_is_the_command(cwd: Path) -> None:
-    assert tidings(cwd, "--version").stdout == "tidings, version 0.1.0\n"
-    result = tidings(cwd, "topics", "describe", "missing")
-    assert result.returncode == 1 and result.stderr.startswith("error: ")
-
-
-def test_url_help_names_every_engine(cwd: Path) -> None:
-    words = tidings(cwd, "--help").stdout.split()
-    for engine in ("sqlite://PATH", "memory://,", "kafka://HOST:PORT,...", "nats://HOST:PORT"):
-        assert engine in words
-
-
 def extra_message(what: str, extra: str) -> str:
     """The one line a command prints when an extra is missing."""
     return f'error: {what} needs the {extra} extra: pip install "tidings[{extra}]"\n'
@@ -207,3 +195,56 @@ def test_the_api_names_a_missing_extra(cwd: Path) -> None:
         check=True,
     )
     assert result.stdout == 'kafka:// needs the kafka extra: pip install "tidings[kafka]"\n'
+
+
+def test_python_m_tidings_is_the_command(cwd: Path) -> None:
+    assert tidings(cwd, "--version").stdout == "tidings, version 0.1.0\n"
+    result = tidings(cwd, "topics", "describe", "missing")
+    assert result.returncode == 1 and result.stderr.startswith("error: ")
+
+
+def test_url_help_names_every_engine(cwd: Path) -> None:
+    words = tidings(cwd, "--help").stdout.split()
+    for engine in ("sqlite://PATH", "memory://,", "kafka://HOST:PORT,...", "nats://HOST:PORT"):
+        assert engine in words
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["topics", "list"],
+        ["topics", "describe", "orders"],
+        ["topics", "alter", "orders", "--partitions", "2"],
+        ["topics", "delete", "orders"],
+        ["groups", "list"],
+        ["groups", "describe", "billing"],
+        ["groups", "delete", "billing"],
+        ["queues", "list"],
+        ["queues", "describe", "tasks", "--group", "workers"],
+        ["queues", "peek", "tasks", "--group", "workers"],
+        ["consume", "orders"],
+    ],
+    ids=" ".join,
+)
+def test_a_command_on_no_store_says_so_and_creates_none(
+    args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TIDINGS_URL", raising=False)
+    assert run(args) == 1
+    assert capsys.readouterr().err == (
+        "error: no tidings store at .tidings/tidings.db; "
+        "create one with 'tidings topics create NAME' or pass --url\n"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_missing_store_given_by_url_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["--url", f"sqlite://{tmp_path}/db/bus.db?fsync=normal", "topics", "list"]) == 1
+    assert f"no tidings store at {tmp_path}/db/bus.db;" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
