@@ -202,3 +202,21 @@ def test_short_lived_threads_leave_no_connections_behind(tmp_path: Path) -> None
     # SQLite keeps a closed connection's file open for reuse while others are open, so
     # the first round may grow; later rounds reuse those files instead of adding more
     assert growth[1] < 30 and growth[2] < 30, growth  # a kept connection per thread: 120
+
+
+def test_create_false_opens_only_an_existing_store(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "bus.db"
+    with pytest.raises(tidings.StoreNotFoundError) as caught:
+        tidings.connect(f"sqlite://{path}?create=false")
+    assert caught.value.path == str(path)
+    assert os.listdir(tmp_path) == []
+    with tidings.connect(f"sqlite://{path}") as bus:
+        bus.create_topic("orders")
+    with tidings.connect(f"sqlite://{path}?fsync=normal&create=false") as bus:
+        assert [t.name for t in bus.list_topics()] == ["orders"]
+
+
+def test_create_takes_only_true_or_false(tmp_path: Path) -> None:
+    with pytest.raises(tidings.ConfigurationError, match="create must be true"):
+        tidings.connect(f"sqlite://{tmp_path}/bus.db?create=no")
+    assert os.listdir(tmp_path) == []

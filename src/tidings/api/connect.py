@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from tidings.api.bus import AsyncBus, Bus
-from tidings.api.portal import Portal
 from tidings.core.errors import ConfigurationError
-from tidings.engines.base import Engine
+from tidings.core.extras import require_extra
+
+if TYPE_CHECKING:
+    from tidings.api.bus import AsyncBus, Bus
+    from tidings.engines.base import Engine
 
 DEFAULT_URL = "sqlite://.tidings/tidings.db"
 
@@ -43,11 +46,13 @@ def engine_for(url: str) -> Engine:
             )
         return LogEngine(SQLiteStore(path, url=url, **options))
     if scheme in ("nats", "tls"):
-        from tidings.engines.nats.engine import NatsEngine
+        with require_extra("nats", f"{scheme}://"):
+            from tidings.engines.nats.engine import NatsEngine
 
         return NatsEngine(url)
     if scheme == "kafka":
-        from tidings.engines.kafka import KafkaEngine
+        with require_extra("kafka", "kafka://"):
+            from tidings.engines.kafka import KafkaEngine
 
         return KafkaEngine(url)
     raise ConfigurationError(
@@ -57,6 +62,10 @@ def engine_for(url: str) -> Engine:
 
 def connect(url: str | None = None) -> Bus:
     """Open a bus (sync face); url defaults to $TIDINGS_URL or sqlite under ./.tidings/."""
+    # the bus loads on first use, so the command line can name DEFAULT_URL cheaply
+    from tidings.api.bus import AsyncBus, Bus
+    from tidings.api.portal import Portal
+
     engine = engine_for(url or default_url())
     portal = Portal()
     try:
@@ -69,4 +78,6 @@ def connect(url: str | None = None) -> Bus:
 
 async def connect_async(url: str | None = None) -> AsyncBus:
     """Open a bus (async core) on the running event loop."""
+    from tidings.api.bus import AsyncBus
+
     return await AsyncBus(engine_for(url or default_url())).start()

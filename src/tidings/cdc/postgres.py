@@ -31,14 +31,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import psycopg
-from psycopg import pq
-
 from tidings.api.bus import AsyncBus
 from tidings.api.keyed import latest, remember
 from tidings.cdc import pgoutput
 from tidings.cdc.envelope import Change, Source
 from tidings.core.errors import ConfigurationError, TidingsError
+from tidings.core.extras import require_extra
+
+with require_extra("postgres", "PostgreSQL CDC"):
+    import psycopg
+    from psycopg import pq
 
 log = logging.getLogger("tidings.cdc")
 

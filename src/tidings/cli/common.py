@@ -9,6 +9,7 @@ from typing import TypeVar
 import click
 
 import tidings
+from tidings.core.errors import StoreNotFoundError
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -20,11 +21,24 @@ class Options:
     url: str
 
 
-def open_bus() -> tidings.Bus:
-    """Connect to the bus named by the global --url; use it in a `with` block."""
+def open_bus(*, create: bool = False) -> tidings.Bus:
+    """Connect to the bus named by the global --url; use it in a `with` block.
+
+    Only commands that make something (create=True) make a missing sqlite:// store; the
+    others say there is none, rather than leave an empty store behind.
+    """
     options = click.get_current_context().find_object(Options)
     assert options is not None, "commands run under the tidings group"
-    return tidings.connect(options.url)
+    url = options.url
+    if not create and url.startswith("sqlite://"):
+        url += f"{'&' if '?' in url else '?'}create=false"
+    try:
+        return tidings.connect(url)
+    except StoreNotFoundError as e:
+        raise click.ClickException(
+            f"no tidings store at {e.path}; create one with 'tidings topics create NAME' "
+            f"or pass --url"
+        ) from e
 
 
 def json_option(fn: F) -> F:

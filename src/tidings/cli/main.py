@@ -2,27 +2,86 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 import click
 
 from tidings.api.connect import DEFAULT_URL
-from tidings.cli.bench import bench
-from tidings.cli.cdc import cdc
 from tidings.cli.common import Options
-from tidings.cli.es import es
-from tidings.cli.groups import groups
-from tidings.cli.mirror import mirror
-from tidings.cli.queues import queues
-from tidings.cli.records import consume, produce
-from tidings.cli.serve import serve
-from tidings.cli.topics import topics
-from tidings.cli.tour import tour
 from tidings.core.errors import TidingsError
 
+COMMANDS = {
+    "bench": (
+        "tidings.cli.bench:bench",
+        "Run the benchmark suite: tidings beside Tansu, Redis, NATS and others, one table.",
+    ),
+    "cdc": ("tidings.cli.cdc:cdc", "Change data capture: database changes as records on topics."),
+    "consume": (
+        "tidings.cli.records:consume",
+        "Print records of TOPICs; without --follow, stop at the end of the log.",
+    ),
+    "es": ("tidings.cli.es:es", "Event sourcing: streams, events and projections."),
+    "groups": (
+        "tidings.cli.groups:groups",
+        "List, describe, reset offsets of and delete consumer groups.",
+    ),
+    "mirror": (
+        "tidings.cli.mirror:mirror",
+        "Copy topics (records with keys, headers, timestamps) and group offsets from SRC_URL "
+        "to DST_URL, e.g. from sqlite://app.db to kafka://broker:9092, or back.",
+    ),
+    "produce": (
+        "tidings.cli.records:produce",
+        "Produce the VALUEs to TOPIC, or one record per line of stdin when none are given.",
+    ),
+    "queues": (
+        "tidings.cli.queues:queues",
+        "List, describe, peek at, redrive and purge queues (share groups).",
+    ),
+    "serve": (
+        "tidings.cli.serve:serve",
+        "Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM.",
+    ),
+    "topics": ("tidings.cli.topics:topics", "Create, list, describe, alter and delete topics."),
+    "tour": (
+        "tidings.cli.tour:tour",
+        "A guided tour: a topic, keyed records, a consumer group and its lag.",
+    ),
+}
+"""Each command: where it is defined, and its short help (so --help imports none)."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when one is run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, without importing any."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the named command's module and return the command."""
+        if cmd_name not in COMMANDS:
+            return None
+        module, _, name = COMMANDS[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command), f"{module}:{name} is not a command"
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands with their short help, from COMMANDS alone."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        # a bare command of the same help text shortens it as the real one would
+        rows = [
+            (name, click.Command(name, help=text).get_short_help_str(limit))
+            for name, (_, text) in COMMANDS.items()
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--url",
     metavar="URL",
@@ -30,17 +89,14 @@ from tidings.core.errors import TidingsError
     default=DEFAULT_URL,
     show_default=True,
     show_envvar=True,
-    help="The bus: sqlite://PATH (embedded, durable) or memory://.",
+    help="The bus: sqlite://PATH (embedded, durable), memory://, kafka://HOST:PORT,... "
+    "(a Kafka-compatible cluster) or nats://HOST:PORT (NATS JetStream).",
 )
 @click.version_option(package_name="tidings", prog_name="tidings")
 @click.pass_context
 def cli(ctx: click.Context, url: str) -> None:
     """tidings: partitioned logs, consumer groups and queues on an embedded broker."""
     ctx.obj = Options(url)
-
-
-for command in (topics, produce, consume, groups, queues, cdc, es, serve, mirror, tour, bench):
-    cli.add_command(command)
 
 
 def run(args: Sequence[str] | None = None) -> int:

@@ -85,7 +85,7 @@ def produce(
             elif not quiet:
                 click.echo(f"{meta.topic}[{meta.partition}]@{meta.offset}")
 
-    with open_bus() as bus, bus.producer() as producer:
+    with open_bus(create=True) as bus, bus.producer() as producer:
         for line in lines:
             record_key, value = split_key(line, separator, default_key)
             pending.append(

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tidings.cli.common import Options
 from tidings.core.errors import ConfigurationError
-from tidings.server.broker import Broker, ServeConfig, parse_address, parse_optional_address
-from tidings.server.kafka.sasl import SaslConfig
+from tidings.core.extras import require_extra
+
+if TYPE_CHECKING:
+    from tidings.server.broker import Broker
 
 CONFIG_KEYS = (
     "data",
@@ -147,6 +152,14 @@ def serve(
     verbose: bool,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
+    with require_extra("server", "tidings serve"), _without_hypothesis():
+        from tidings.server.broker import (
+            Broker,
+            ServeConfig,
+            parse_address,
+            parse_optional_address,
+        )
+        from tidings.server.kafka.sasl import SaslConfig
     options = ctx.find_object(Options)
     assert options is not None, "commands run under the tidings group"
     url = options.url
@@ -179,6 +192,24 @@ def serve(
         raise
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         pass
+
+
+@contextmanager
+def _without_hypothesis() -> Iterator[None]:
+    """Hide hypothesis from the wire-protocol library while it loads.
+
+    kio registers test strategies when hypothesis is importable, and hypothesis then
+    writes a cache into .hypothesis/ under the current directory; a server needs neither.
+    Where hypothesis is already loaded (a test run) it stays as it is.
+    """
+    if "hypothesis" in sys.modules:
+        yield
+        return
+    sys.modules["hypothesis"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["hypothesis"]
 
 
 def _banner(broker: Broker) -> None:

@@ -91,7 +91,7 @@ def create(
 ) -> None:
     """Create a topic."""
     changes = parse_settings(config, **named)
-    with open_bus() as bus:
+    with open_bus(create=True) as bus:
         existed = if_not_exists and any(t.name == name for t in bus.list_topics())
         spec = bus.create_topic(name, partitions, exist_ok=if_not_exists, **changes)
     if existed:

@@ -46,7 +46,7 @@ def describe_record(record: Record) -> str:
 @click.command()
 def tour() -> None:
     """A guided tour: a topic, keyed records, a consumer group and its lag."""
-    with open_bus() as bus:
+    with open_bus(create=True) as bus:
         click.echo(f"A tour of tidings on {bus.engine.url}")
 
         step(

@@ -18,6 +18,7 @@
     │   └── CommitFailedError       a commit for a partition this member no longer owns
     ├── StoreError
     │   ├── NotATidingsStoreError   a file that is not a tidings store (left untouched)
+    │   ├── StoreNotFoundError      no store at the path, and it may not be created
     │   └── StoreCorruptError
     ├── AcknowledgeError            a queue job settled twice, or after its lock expired
     │   ├── AlreadySettledError
@@ -155,6 +156,14 @@ class StoreError(TidingsError):
 
 class NotATidingsStoreError(StoreError):
     """The file exists but is not a tidings store; it is never overwritten."""
+
+
+class StoreNotFoundError(StoreError):
+    """No store exists at the path, and the bus was opened with create=false."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"no tidings store at {path}; open it without create=false to create one")
 
 
 class StoreCorruptError(StoreError):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tidings.core.extras import require_extra
 from tidings.eventsourcing.storage import (
     HARD_DELETED,
     NOT_DELETED,
@@ -394,7 +395,8 @@ class PostgresStorage(SqlStorage):
         super().__init__()
 
     def _connect(self) -> Any:
-        import psycopg
+        with require_extra("postgres", "the PostgreSQL event store"):
+            import psycopg
 
         return psycopg.connect(self.dsn)
 

@@ -30,6 +30,7 @@ from tidings.core.errors import (
     PartitionNotFoundError,
     StoreCorruptError,
     StoreError,
+    StoreNotFoundError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -109,12 +110,19 @@ class SQLiteStore(LogStore):
     durable = True
     multi_process = True
 
-    def __init__(self, path: str | Path, url: str | None = None, fsync: str = "full") -> None:
+    def __init__(
+        self, path: str | Path, url: str | None = None, fsync: str = "full", create: str = "true"
+    ) -> None:
         if fsync not in SYNC_MODES:
             raise ConfigurationError(
                 f"fsync must be one of {', '.join(SYNC_MODES)}, not {fsync!r} "
                 f"(full: every commit reaches the disk; normal: survives a process crash, "
                 f"not a power cut; off: neither)"
+            )
+        if create not in ("true", "false"):
+            raise ConfigurationError(
+                f"create must be true (make the store if it is missing) or false "
+                f"(open only an existing store), not {create!r}"
             )
         path = Path(path)
         if path.is_dir() or str(path).endswith("/"):
@@ -122,6 +130,7 @@ class SQLiteStore(LogStore):
         self.path = path
         self.url = url or f"sqlite://{path}"
         self._sync = SYNC_MODES[fsync]
+        self._create = create == "true"
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         """Every thread's connection, to close with the store; one whose thread ended is
@@ -141,6 +150,8 @@ class SQLiteStore(LogStore):
 
     def open(self) -> None:
         """Open or create the store file; refuse files that are not tidings stores."""
+        if not self._create and not self.path.exists():
+            raise StoreNotFoundError(str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._identify()
         conn = self._conn()
