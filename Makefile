@@ -34,11 +34,13 @@ lockcheck:
 	@$(PYTHON) scripts/lockfile.py check
 
 # exactly the lock, nothing else (uv pip sync removes what it does not name), then tidings
-# itself, built with the lock's setuptools
+# itself, built with the lock's setuptools; all compiled to bytecode once, as pip would
+# (the tests start the CLI hundreds of times, and each start would compile it again)
 $(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.c) | $(UV)
 	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	$(BIN)/python -m compileall -q src >/dev/null
 	touch $@
 
 # refresh the lock on purpose: pins that still fit pyproject.toml are kept (UPGRADE=1 takes
