@@ -97,15 +97,15 @@ def test_topics_lifecycle(url: str) -> None:
     assert table[0].split() == [
         "NAME",
         "PARTITIONS",
-        "CLEANUP_POLICY",
-        "RETENTION_MS",
-        "RETENTION_BYTES",
+        "CLEANUP.POLICY",
+        "RETENTION.MS",
+        "RETENTION.BYTES",
     ]
-    assert table[1].split() == ["audit", "1", "compact", "-", "-"]
-    assert table[2].split() == ["orders", "3", "delete", "60000", "-"]
+    assert table[1].split() == ["audit", "1", "compact", "-1", "-1"]
+    assert table[2].split() == ["orders", "3", "delete", "60000", "-1"]
     listed = as_json(url, "topics", "list")
     assert [(t["name"], t["partitions"]) for t in listed] == [("audit", 1), ("orders", 3)]
-    assert listed[0]["config"]["retention_ms"] is None
+    assert listed[0]["config"]["retention.ms"] == -1
 
     ok(url, "produce", "orders", "-p", "2", "a", "b")
     described = as_json(url, "topics", "describe", "orders")
@@ -114,13 +114,13 @@ def test_topics_lifecycle(url: str) -> None:
         (p["partition"], p["start_offset"], p["end_offset"]) for p in described["partition_states"]
     ] == [(0, 0, 0), (1, 0, 0), (2, 0, 2)]
     human = ok(url, "topics", "describe", "orders")
-    assert "retention_ms           60000" in human
+    assert "retention.ms           60000" in human
     assert "PARTITION  START_OFFSET  END_OFFSET  RECORDS  SIZE_BYTES" in human
 
     out = ok(url, "topics", "alter", "orders", "--partitions", "5", "--config", "retention.ms=1000")
-    assert out.splitlines() == ["partitions: 3 -> 5", "retention_ms: 60000 -> 1000"]
+    assert out.splitlines() == ["partitions: 3 -> 5", "retention.ms: 60000 -> 1000"]
     described = as_json(url, "topics", "describe", "orders")
-    assert (described["partitions"], described["config"]["retention_ms"]) == (5, 1000)
+    assert (described["partitions"], described["config"]["retention.ms"]) == (5, 1000)
 
     assert ok(url, "topics", "delete", "orders") == "deleted topic 'orders'\n"
     assert [t["name"] for t in as_json(url, "topics", "list")] == ["audit"]

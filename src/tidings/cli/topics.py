@@ -9,9 +9,15 @@ import click
 
 from tidings.api.bus import TopicDescription
 from tidings.cli.common import F, json_option, open_bus
-from tidings.cli.output import cell, echo_fields, echo_json, echo_table
+from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
-from tidings.core.records import CLEANUP_POLICIES, TopicConfig, TopicSpec
+from tidings.core.records import (
+    CLEANUP_POLICIES,
+    KAFKA_NAMES,
+    TopicConfig,
+    TopicSpec,
+    kafka_name,
+)
 
 
 def setting_options(fn: F) -> F:
@@ -40,8 +46,8 @@ def setting_options(fn: F) -> F:
             "config",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Any topic setting, e.g. retention.ms=60000 or min.compaction.lag.ms=0 "
-            "(repeatable).",
+            help="Any topic setting under its Kafka name, e.g. retention.ms=60000 or "
+            f"min.compaction.lag.ms=0 (repeatable); known: {', '.join(KAFKA_NAMES)}.",
         ),
     ]
     for option in reversed(options):
@@ -51,19 +57,21 @@ def setting_options(fn: F) -> F:
 
 def parse_settings(config: Sequence[str], **named: int | str | None) -> dict[str, Any]:
     """Topic settings from --config pairs and the named flags, checked before any change."""
-    pairs: list[tuple[str, str | None]] = []
+    pairs: list[tuple[str, object]] = []
     for pair in config:
         name, sep, text = pair.partition("=")
         if not sep:
-            raise ConfigurationError(f"--config takes KEY=VALUE, not {pair!r}")
+            raise ConfigurationError(
+                f"--config takes KEY=VALUE, e.g. retention.ms=60000, not {pair!r}"
+            )
         pairs.append((name, text))
-    pairs += [(key, str(value)) for key, value in named.items() if value is not None]
+    pairs += [(kafka_name(key), value) for key, value in named.items() if value is not None]
     return TopicConfig.changes_from_kafka(pairs)
 
 
 def topic_json(spec: TopicSpec) -> dict[str, Any]:
-    """A topic's name, partition count and settings as JSON."""
-    return {"name": spec.name, "partitions": spec.partitions, "config": spec.config.to_dict()}
+    """A topic's name, partition count and settings (Kafka's names) as JSON."""
+    return {"name": spec.name, "partitions": spec.partitions, "config": spec.config.to_kafka()}
 
 
 def description_json(description: TopicDescription) -> dict[str, Any]:
@@ -74,6 +82,10 @@ def description_json(description: TopicDescription) -> dict[str, Any]:
         "size_bytes": sum(p.size_bytes for p in description.partitions),
         "partition_states": [p._asdict() for p in description.partitions],
     }
+
+
+LISTED = ("cleanup.policy", "retention.ms", "retention.bytes")
+"""The settings `topics list` shows as columns."""
 
 
 @click.group()
@@ -110,17 +122,8 @@ def list_topics(as_json: bool) -> None:
         echo_json([topic_json(s) for s in specs])
         return
     echo_table(
-        ["NAME", "PARTITIONS", "CLEANUP_POLICY", "RETENTION_MS", "RETENTION_BYTES"],
-        [
-            [
-                s.name,
-                s.partitions,
-                s.config.cleanup_policy,
-                s.config.retention_ms,
-                s.config.retention_bytes,
-            ]
-            for s in specs
-        ],
+        ["NAME", "PARTITIONS", *(k.upper() for k in LISTED)],
+        [[s.name, s.partitions, *(s.config.to_kafka()[k] for k in LISTED)] for s in specs],
     )
 
 
@@ -172,12 +175,16 @@ def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named
         before = bus.describe_topic(name).spec
         if partitions is not None:
             bus.add_partitions(name, partitions)
-            click.echo(f"partitions: {before.partitions} -> {partitions}")
         if changes:
-            after = bus.alter_topic(name, **changes).config.to_dict()
-            old = before.config.to_dict()
-            for key in changes:
-                click.echo(f"{key}: {cell(old[key])} -> {cell(after[key])}")
+            bus.alter_topic(name, **changes)
+        after = bus.describe_topic(name).spec
+    old, new = before.config.to_kafka(), after.config.to_kafka()
+    changed: dict[str, tuple[int | str, int | str]] = {}
+    if partitions is not None:
+        changed["partitions"] = (before.partitions, after.partitions)
+    changed |= {k: (old[k], new[k]) for k in map(kafka_name, changes)}
+    for key, (was, now) in changed.items():
+        click.echo(f"{key}: {was} -> {now}")
 
 
 @topics.command()
