@@ -122,7 +122,7 @@ def test_topics_lifecycle(url: str) -> None:
     described = as_json(url, "topics", "describe", "orders")
     assert (described["partitions"], described["config"]["retention.ms"]) == (5, 1000)
 
-    assert ok(url, "topics", "delete", "orders") == "deleted topic 'orders'\n"
+    assert ok(url, "topics", "delete", "orders", "--yes") == "deleted topic 'orders'\n"
     assert [t["name"] for t in as_json(url, "topics", "list")] == ["audit"]
 
 
@@ -220,7 +220,7 @@ def test_group_commits_then_reset_rereads(url: str) -> None:
     )
     assert [line.split()[2] for line in out.splitlines()[1:]] == ["0", "0"]
 
-    assert ok(url, "groups", "delete", "billing") == "deleted group 'billing'\n"
+    assert ok(url, "groups", "delete", "billing", "-y") == "deleted group 'billing'\n"
     assert as_json(url, "groups", "list") == []
 
 

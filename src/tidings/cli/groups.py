@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import tidings
-from tidings.cli.common import json_option, open_bus
+from tidings.cli.common import confirm, json_option, open_bus, yes_option
 from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import PartitionNotFoundError
 
@@ -172,8 +172,13 @@ def ms_of(text: str) -> int:
 
 @groups.command()
 @click.argument("group")
-def delete(group: str) -> None:
+@yes_option
+def delete(group: str, yes: bool) -> None:
     """Delete a group with no live members, and its committed offsets."""
     with open_bus() as bus:
+        bus.describe_group(group)  # an unknown group is an error before anything is asked
+        confirm(
+            f"Delete group {group!r} and its committed offsets?", f"deleting group {group!r}", yes
+        )
         bus.delete_group(group)
     click.echo(f"deleted group {group!r}")

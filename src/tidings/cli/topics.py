@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from tidings.api.bus import TopicDescription
-from tidings.cli.common import F, json_option, open_bus
+from tidings.cli.common import F, confirm, json_option, open_bus, yes_option
 from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import (
@@ -189,8 +189,15 @@ def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named
 
 @topics.command()
 @click.argument("name")
-def delete(name: str) -> None:
+@yes_option
+def delete(name: str, yes: bool) -> None:
     """Delete a topic and all its records."""
     with open_bus() as bus:
+        description = bus.describe_topic(name)
+        confirm(
+            f"Delete topic {name!r} and its {description.records} record(s)?",
+            f"deleting topic {name!r}",
+            yes,
+        )
         bus.delete_topic(name)
     click.echo(f"deleted topic {name!r}")
