@@ -29,9 +29,12 @@ def open_bus() -> tidings.Bus:
 
 
 def json_option(fn: F) -> F:
-    """Add --json: print one JSON document instead of a table."""
+    """Add --json: print one JSON document instead of text."""
     return click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON document, for scripts, instead of text.",
     )(fn)
 
 

@@ -173,12 +173,20 @@ def ms_of(text: str) -> int:
 @groups.command()
 @click.argument("group")
 @yes_option
-def delete(group: str, yes: bool) -> None:
+@json_option
+def delete(group: str, yes: bool, as_json: bool) -> None:
     """Delete a group with no live members, and its committed offsets."""
     with open_bus() as bus:
-        bus.describe_group(group)  # an unknown group is an error before anything is asked
+        description = bus.describe_group(group)
         confirm(
             f"Delete group {group!r} and its committed offsets?", f"deleting group {group!r}", yes
         )
         bus.delete_group(group)
-    click.echo(f"deleted group {group!r}")
+    if as_json:
+        offsets = [
+            {"topic": p.topic, "partition": p.partition, "committed": p.committed}
+            for p in description.partitions
+        ]
+        echo_json({"group": group, "deleted": True, "offsets": offsets})
+    else:
+        click.echo(f"deleted group {group!r}")

@@ -98,15 +98,24 @@ def topics() -> None:
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True, metavar="N")
 @setting_options
 @click.option("--if-not-exists", is_flag=True, help="Succeed, unchanged, if the topic exists.")
+@json_option
 def create(
-    *, name: str, partitions: int, config: tuple[str, ...], if_not_exists: bool, **named: Any
+    *,
+    name: str,
+    partitions: int,
+    config: tuple[str, ...],
+    if_not_exists: bool,
+    as_json: bool,
+    **named: Any,
 ) -> None:
     """Create a topic."""
     changes = parse_settings(config, **named)
     with open_bus() as bus:
         existed = if_not_exists and any(t.name == name for t in bus.list_topics())
         spec = bus.create_topic(name, partitions, exist_ok=if_not_exists, **changes)
-    if existed:
+    if as_json:
+        echo_json({**topic_json(spec), "created": not existed})
+    elif existed:
         click.echo(f"topic {name!r} already exists ({spec.partitions} partitions); unchanged")
     else:
         click.echo(f"created topic {name!r} with {spec.partitions} partition(s)")
@@ -166,7 +175,10 @@ def describe(name: str, as_json: bool) -> None:
     help="Grow the topic to N partitions (partitions are never removed).",
 )
 @setting_options
-def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named: Any) -> None:
+@json_option
+def alter(
+    *, name: str, partitions: int | None, config: tuple[str, ...], as_json: bool, **named: Any
+) -> None:
     """Grow a topic or change its settings."""
     changes = parse_settings(config, **named)
     if partitions is None and not changes:
@@ -183,6 +195,14 @@ def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named
     if partitions is not None:
         changed["partitions"] = (before.partitions, after.partitions)
     changed |= {k: (old[k], new[k]) for k in map(kafka_name, changes)}
+    if as_json:
+        echo_json(
+            {
+                **topic_json(after),
+                "changes": {k: {"before": b, "after": a} for k, (b, a) in changed.items()},
+            }
+        )
+        return
     for key, (was, now) in changed.items():
         click.echo(f"{key}: {was} -> {now}")
 
@@ -190,7 +210,8 @@ def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named
 @topics.command()
 @click.argument("name")
 @yes_option
-def delete(name: str, yes: bool) -> None:
+@json_option
+def delete(name: str, yes: bool, as_json: bool) -> None:
     """Delete a topic and all its records."""
     with open_bus() as bus:
         description = bus.describe_topic(name)
@@ -200,4 +221,14 @@ def delete(name: str, yes: bool) -> None:
             yes,
         )
         bus.delete_topic(name)
-    click.echo(f"deleted topic {name!r}")
+    if as_json:
+        echo_json(
+            {
+                "name": name,
+                "partitions": description.spec.partitions,
+                "records": description.records,
+                "deleted": True,
+            }
+        )
+    else:
+        click.echo(f"deleted topic {name!r}")
