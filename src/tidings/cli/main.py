@@ -14,6 +14,7 @@ from tidings.cli.common import Options
 from tidings.cli.es import es
 from tidings.cli.groups import groups
 from tidings.cli.mirror import mirror
+from tidings.cli.output import echo_error
 from tidings.cli.queues import queues
 from tidings.cli.records import consume, produce
 from tidings.cli.serve import serve
@@ -63,7 +64,7 @@ def run(args: Sequence[str] | None = None) -> int:
 
 def fail(message: str, code: int) -> int:
     """Print `error: message` on one line of stderr; return `code`."""
-    click.echo(f"error: {' '.join(message.splitlines())}", err=True)
+    echo_error(message)
     return code
 
 

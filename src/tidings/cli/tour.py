@@ -8,6 +8,7 @@ import click
 
 import tidings
 from tidings.cli.common import open_bus
+from tidings.cli.output import styled
 from tidings.core.records import Record
 
 TOPIC = "tour.orders"
@@ -26,7 +27,7 @@ READ_DEADLINE_S = 5.0
 def step(number: int, title: str, *explanation: str) -> None:
     """Print a numbered step with its explanation."""
     click.echo()
-    click.secho(f"{number}. {title}", bold=True)
+    click.echo(styled(f"{number}. {title}", bold=True))
     for line in explanation:
         click.echo(f"   {line}")
 
