@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import selectors
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import tidings
+from tidings.cli import tour
 from tidings.cli.main import cli
 
 
@@ -256,6 +259,34 @@ def test_tour_runs_twice_on_the_same_store(url: str) -> None:
         assert "lag of group 'tour.billing' before the commit: 6" in out
         assert "lag of group 'tour.billing' after the commit: 0" in out
     assert as_json(url, "topics", "describe", "tour.orders")["records"] == 12
+
+
+def test_tour_shows_the_code_of_each_step_then_what_it_printed() -> None:
+    proc = run("memory://", "tour")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    shown = [line.partition("│ ")[2].strip() for line in out.splitlines() if "│ " in line]
+    for line in [
+        'spec = bus.create_topic("tour.orders", 3, exist_ok=True)',
+        'bus.reset_offsets("tour.billing", "tour.orders", to="latest")',
+        'meta = bus.publish("tour.orders", value, key=customer.encode())',
+        'consumer = bus.consumer("tour.orders", group="tour.billing", auto_commit=False)',
+        "consumer.commit()",
+    ]:
+        assert line in shown, line
+    # what is shown is the steps' own code, each to its last line
+    steps: list[Callable[..., object]] = [
+        tour.create_topic,
+        tour.start_at_the_end,
+        tour.produce,
+        tour.consume,
+        tour.commit,
+    ]
+    sources = [inspect.getsource(step).splitlines() for step in steps]
+    assert set(shown) <= {line.strip() for source in sources for line in source}
+    assert all(source[-1].strip() in shown for source in sources)
+    assert out.index("│ consumer.commit()") < out.index("after the commit: 0")
+    assert out.index("tour.orders: 3 partitions") > out.index("│ spec = bus.create_topic(")
 
 
 BAD_INPUT = [
