@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import selectors
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import tidings
+from tidings.cli import tour
 from tidings.cli.main import cli
 
 
@@ -97,15 +100,15 @@ def test_topics_lifecycle(url: str) -> None:
     assert table[0].split() == [
         "NAME",
         "PARTITIONS",
-        "CLEANUP_POLICY",
-        "RETENTION_MS",
-        "RETENTION_BYTES",
+        "CLEANUP.POLICY",
+        "RETENTION.MS",
+        "RETENTION.BYTES",
     ]
-    assert table[1].split() == ["audit", "1", "compact", "-", "-"]
-    assert table[2].split() == ["orders", "3", "delete", "60000", "-"]
+    assert table[1].split() == ["audit", "1", "compact", "-1", "-1"]
+    assert table[2].split() == ["orders", "3", "delete", "60000", "-1"]
     listed = as_json(url, "topics", "list")
     assert [(t["name"], t["partitions"]) for t in listed] == [("audit", 1), ("orders", 3)]
-    assert listed[0]["config"]["retention_ms"] is None
+    assert listed[0]["config"]["retention.ms"] == -1
 
     ok(url, "produce", "orders", "-p", "2", "a", "b")
     described = as_json(url, "topics", "describe", "orders")
@@ -114,15 +117,15 @@ def test_topics_lifecycle(url: str) -> None:
         (p["partition"], p["start_offset"], p["end_offset"]) for p in described["partition_states"]
     ] == [(0, 0, 0), (1, 0, 0), (2, 0, 2)]
     human = ok(url, "topics", "describe", "orders")
-    assert "retention_ms           60000" in human
+    assert "retention.ms           60000" in human
     assert "PARTITION  START_OFFSET  END_OFFSET  RECORDS  SIZE_BYTES" in human
 
     out = ok(url, "topics", "alter", "orders", "--partitions", "5", "--config", "retention.ms=1000")
-    assert out.splitlines() == ["partitions: 3 -> 5", "retention_ms: 60000 -> 1000"]
+    assert out.splitlines() == ["partitions: 3 -> 5", "retention.ms: 60000 -> 1000"]
     described = as_json(url, "topics", "describe", "orders")
-    assert (described["partitions"], described["config"]["retention_ms"]) == (5, 1000)
+    assert (described["partitions"], described["config"]["retention.ms"]) == (5, 1000)
 
-    assert ok(url, "topics", "delete", "orders") == "deleted topic 'orders'\n"
+    assert ok(url, "topics", "delete", "orders", "--yes") == "deleted topic 'orders'\n"
     assert [t["name"] for t in as_json(url, "topics", "list")] == ["audit"]
 
 
@@ -220,7 +223,7 @@ def test_group_commits_then_reset_rereads(url: str) -> None:
     )
     assert [line.split()[2] for line in out.splitlines()[1:]] == ["0", "0"]
 
-    assert ok(url, "groups", "delete", "billing") == "deleted group 'billing'\n"
+    assert ok(url, "groups", "delete", "billing", "-y") == "deleted group 'billing'\n"
     assert as_json(url, "groups", "list") == []
 
 
@@ -256,6 +259,34 @@ def test_tour_runs_twice_on_the_same_store(url: str) -> None:
         assert "lag of group 'tour.billing' before the commit: 6" in out
         assert "lag of group 'tour.billing' after the commit: 0" in out
     assert as_json(url, "topics", "describe", "tour.orders")["records"] == 12
+
+
+def test_tour_shows_the_code_of_each_step_then_what_it_printed() -> None:
+    proc = run("memory://", "tour")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode()
+    shown = [line.partition("│ ")[2].strip() for line in out.splitlines() if "│ " in line]
+    for line in [
+        'spec = bus.create_topic("tour.orders", 3, exist_ok=True)',
+        'bus.reset_offsets("tour.billing", "tour.orders", to="latest")',
+        'meta = bus.publish("tour.orders", value, key=customer.encode())',
+        'consumer = bus.consumer("tour.orders", group="tour.billing", auto_commit=False)',
+        "consumer.commit()",
+    ]:
+        assert line in shown, line
+    # what is shown is the steps' own code, each to its last line
+    steps: list[Callable[..., object]] = [
+        tour.create_topic,
+        tour.start_at_the_end,
+        tour.produce,
+        tour.consume,
+        tour.commit,
+    ]
+    sources = [inspect.getsource(step).splitlines() for step in steps]
+    assert set(shown) <= {line.strip() for source in sources for line in source}
+    assert all(source[-1].strip() in shown for source in sources)
+    assert out.index("│ consumer.commit()") < out.index("after the commit: 0")
+    assert out.index("tour.orders: 3 partitions") > out.index("│ spec = bus.create_topic(")
 
 
 BAD_INPUT = [

@@ -1,7 +1,8 @@
-"""Pieces every command shares: the bus URL, connecting, the --json flag."""
+"""Pieces every command shares: the bus URL, connecting, --json, and --yes to confirm."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -42,9 +43,12 @@ def open_bus(*, create: bool = False) -> tidings.Bus:
 
 
 def json_option(fn: F) -> F:
-    """Add --json: print one JSON document instead of a table."""
+    """Add --json: print one JSON document instead of text."""
     return click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON document instead of a table."
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON document, for scripts, instead of text.",
     )(fn)
 
 
@@ -58,3 +62,24 @@ def format_option(fn: F) -> F:
         show_default=True,
         help="raw: each value as-is on its own line; json: one object per record.",
     )(fn)
+
+
+def yes_option(fn: F) -> F:
+    """Add --yes/-y: do what a deleting command does without asking."""
+    return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(fn)
+
+
+def confirm(question: str, action: str, yes: bool) -> None:
+    """Go on if --yes was given or the user agrees at a terminal; otherwise stop, unchanged.
+
+    Not at a terminal (a script, a pipe) there is nobody to ask, so without --yes the
+    command refuses rather than deleting unasked.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            f"{action} needs --yes (or -y) when not run at a terminal; nothing was changed"
+        )
+    if not click.confirm(question, err=True):
+        raise click.ClickException(f"{action} cancelled; nothing was changed")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import tidings
-from tidings.cli.common import json_option, open_bus
+from tidings.cli.common import confirm, json_option, open_bus, yes_option
 from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import PartitionNotFoundError
 
@@ -172,8 +172,21 @@ def ms_of(text: str) -> int:
 
 @groups.command()
 @click.argument("group")
-def delete(group: str) -> None:
+@yes_option
+@json_option
+def delete(group: str, yes: bool, as_json: bool) -> None:
     """Delete a group with no live members, and its committed offsets."""
     with open_bus() as bus:
+        description = bus.describe_group(group)
+        confirm(
+            f"Delete group {group!r} and its committed offsets?", f"deleting group {group!r}", yes
+        )
         bus.delete_group(group)
-    click.echo(f"deleted group {group!r}")
+    if as_json:
+        offsets = [
+            {"topic": p.topic, "partition": p.partition, "committed": p.committed}
+            for p in description.partitions
+        ]
+        echo_json({"group": group, "deleted": True, "offsets": offsets})
+    else:
+        click.echo(f"deleted group {group!r}")

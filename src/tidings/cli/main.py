@@ -10,6 +10,7 @@ import click
 
 from tidings.api.connect import DEFAULT_URL
 from tidings.cli.common import Options
+from tidings.cli.output import echo_error
 from tidings.core.errors import TidingsError
 
 COMMANDS = {
@@ -119,7 +120,7 @@ def run(args: Sequence[str] | None = None) -> int:
 
 def fail(message: str, code: int) -> int:
     """Print `error: message` on one line of stderr; return `code`."""
-    click.echo(f"error: {' '.join(message.splitlines())}", err=True)
+    echo_error(message)
     return code
 
 

@@ -1,11 +1,34 @@
-"""How the CLI prints: aligned tables for people, JSON (see tidings.api.jsonform) for scripts."""
+"""How the CLI prints: aligned tables for people, JSON (see tidings.api.jsonform) for scripts.
+
+Colour goes through `styled` only, so one place decides: on at a terminal, off in pipes
+and files, and off whenever NO_COLOR is set to anything (https://no-color.org).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 import click
+
+
+def colour_on(stream: TextIO) -> bool:
+    """Whether to colour what goes to `stream`: a terminal, and NO_COLOR unset or empty."""
+    return not os.environ.get("NO_COLOR") and stream.isatty()
+
+
+def styled(text: str, *, err: bool = False, **style: Any) -> str:
+    """`text` in click's style (bold=True, fg="red", ...) if stdout (stderr) takes colour."""
+    return click.style(text, **style) if colour_on(sys.stderr if err else sys.stdout) else text
+
+
+def echo_error(message: str) -> None:
+    """Print `error: message` as one line on stderr, the prefix in red at a terminal."""
+    prefix = styled("error:", err=True, fg="red", bold=True)
+    click.echo(f"{prefix} {' '.join(message.splitlines())}", err=True)
 
 
 def echo_json(doc: object) -> None:
@@ -40,8 +63,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def echo_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print a table."""
-    click.echo(table(headers, rows))
+    """Print a table, its header in bold at a terminal."""
+    header, _, body = table(headers, rows).partition("\n")
+    click.echo(styled(header, bold=True))
+    if body:
+        click.echo(body)
 
 
 def echo_fields(fields: Sequence[tuple[str, object]]) -> None:

@@ -12,7 +12,7 @@ import click
 
 import tidings
 from tidings.api.jsonform import depth_to_json, json_line, queue_to_json, record_to_json
-from tidings.cli.common import F, format_option, json_option, open_bus
+from tidings.cli.common import F, confirm, format_option, json_option, open_bus, yes_option
 from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import DLQ_SUFFIX
@@ -150,20 +150,17 @@ def redrive(
 @queues.command()
 @click.argument("topic")
 @queue_options
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@yes_option
 @json_option
 def purge(topic: str, group: str, dead_letter_topic: str | None, yes: bool, as_json: bool) -> None:
     """Settle every job of the queue not locked to a consumer; the records stay in TOPIC."""
     with open_bus() as bus:
         queue = open_queue(bus, topic, group, dead_letter_topic)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise click.ClickException(
-                    f"purging queue {topic!r} (group {group!r}) needs --yes when not run "
-                    f"at a terminal"
-                )
-            if not click.confirm(f"Purge every waiting job of {topic!r} for group {group!r}?"):
-                raise click.ClickException("purge cancelled; nothing was changed")
+        confirm(
+            f"Purge every waiting job of {topic!r} for group {group!r}?",
+            f"purging queue {topic!r} (group {group!r})",
+            yes,
+        )
         count = queue.purge()
     if as_json:
         echo_json({"group": group, "topic": topic, "purged": count})

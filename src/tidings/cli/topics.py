@@ -8,10 +8,16 @@ from typing import Any
 import click
 
 from tidings.api.bus import TopicDescription
-from tidings.cli.common import F, json_option, open_bus
-from tidings.cli.output import cell, echo_fields, echo_json, echo_table
+from tidings.cli.common import F, confirm, json_option, open_bus, yes_option
+from tidings.cli.output import echo_fields, echo_json, echo_table
 from tidings.core.errors import ConfigurationError
-from tidings.core.records import CLEANUP_POLICIES, TopicConfig, TopicSpec
+from tidings.core.records import (
+    CLEANUP_POLICIES,
+    KAFKA_NAMES,
+    TopicConfig,
+    TopicSpec,
+    kafka_name,
+)
 
 
 def setting_options(fn: F) -> F:
@@ -40,8 +46,8 @@ def setting_options(fn: F) -> F:
             "config",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Any topic setting, e.g. retention.ms=60000 or min.compaction.lag.ms=0 "
-            "(repeatable).",
+            help="Any topic setting under its Kafka name, e.g. retention.ms=60000 or "
+            f"min.compaction.lag.ms=0 (repeatable); known: {', '.join(KAFKA_NAMES)}.",
         ),
     ]
     for option in reversed(options):
@@ -51,19 +57,21 @@ def setting_options(fn: F) -> F:
 
 def parse_settings(config: Sequence[str], **named: int | str | None) -> dict[str, Any]:
     """Topic settings from --config pairs and the named flags, checked before any change."""
-    pairs: list[tuple[str, str | None]] = []
+    pairs: list[tuple[str, object]] = []
     for pair in config:
         name, sep, text = pair.partition("=")
         if not sep:
-            raise ConfigurationError(f"--config takes KEY=VALUE, not {pair!r}")
+            raise ConfigurationError(
+                f"--config takes KEY=VALUE, e.g. retention.ms=60000, not {pair!r}"
+            )
         pairs.append((name, text))
-    pairs += [(key, str(value)) for key, value in named.items() if value is not None]
+    pairs += [(kafka_name(key), value) for key, value in named.items() if value is not None]
     return TopicConfig.changes_from_kafka(pairs)
 
 
 def topic_json(spec: TopicSpec) -> dict[str, Any]:
-    """A topic's name, partition count and settings as JSON."""
-    return {"name": spec.name, "partitions": spec.partitions, "config": spec.config.to_dict()}
+    """A topic's name, partition count and settings (Kafka's names) as JSON."""
+    return {"name": spec.name, "partitions": spec.partitions, "config": spec.config.to_kafka()}
 
 
 def description_json(description: TopicDescription) -> dict[str, Any]:
@@ -76,6 +84,10 @@ def description_json(description: TopicDescription) -> dict[str, Any]:
     }
 
 
+LISTED = ("cleanup.policy", "retention.ms", "retention.bytes")
+"""The settings `topics list` shows as columns."""
+
+
 @click.group()
 def topics() -> None:
     """Create, list, describe, alter and delete topics."""
@@ -86,15 +98,24 @@ def topics() -> None:
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True, metavar="N")
 @setting_options
 @click.option("--if-not-exists", is_flag=True, help="Succeed, unchanged, if the topic exists.")
+@json_option
 def create(
-    *, name: str, partitions: int, config: tuple[str, ...], if_not_exists: bool, **named: Any
+    *,
+    name: str,
+    partitions: int,
+    config: tuple[str, ...],
+    if_not_exists: bool,
+    as_json: bool,
+    **named: Any,
 ) -> None:
     """Create a topic."""
     changes = parse_settings(config, **named)
     with open_bus(create=True) as bus:
         existed = if_not_exists and any(t.name == name for t in bus.list_topics())
         spec = bus.create_topic(name, partitions, exist_ok=if_not_exists, **changes)
-    if existed:
+    if as_json:
+        echo_json({**topic_json(spec), "created": not existed})
+    elif existed:
         click.echo(f"topic {name!r} already exists ({spec.partitions} partitions); unchanged")
     else:
         click.echo(f"created topic {name!r} with {spec.partitions} partition(s)")
@@ -110,17 +131,8 @@ def list_topics(as_json: bool) -> None:
         echo_json([topic_json(s) for s in specs])
         return
     echo_table(
-        ["NAME", "PARTITIONS", "CLEANUP_POLICY", "RETENTION_MS", "RETENTION_BYTES"],
-        [
-            [
-                s.name,
-                s.partitions,
-                s.config.cleanup_policy,
-                s.config.retention_ms,
-                s.config.retention_bytes,
-            ]
-            for s in specs
-        ],
+        ["NAME", "PARTITIONS", *(k.upper() for k in LISTED)],
+        [[s.name, s.partitions, *(s.config.to_kafka()[k] for k in LISTED)] for s in specs],
     )
 
 
@@ -163,7 +175,10 @@ def describe(name: str, as_json: bool) -> None:
     help="Grow the topic to N partitions (partitions are never removed).",
 )
 @setting_options
-def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named: Any) -> None:
+@json_option
+def alter(
+    *, name: str, partitions: int | None, config: tuple[str, ...], as_json: bool, **named: Any
+) -> None:
     """Grow a topic or change its settings."""
     changes = parse_settings(config, **named)
     if partitions is None and not changes:
@@ -172,18 +187,48 @@ def alter(*, name: str, partitions: int | None, config: tuple[str, ...], **named
         before = bus.describe_topic(name).spec
         if partitions is not None:
             bus.add_partitions(name, partitions)
-            click.echo(f"partitions: {before.partitions} -> {partitions}")
         if changes:
-            after = bus.alter_topic(name, **changes).config.to_dict()
-            old = before.config.to_dict()
-            for key in changes:
-                click.echo(f"{key}: {cell(old[key])} -> {cell(after[key])}")
+            bus.alter_topic(name, **changes)
+        after = bus.describe_topic(name).spec
+    old, new = before.config.to_kafka(), after.config.to_kafka()
+    changed: dict[str, tuple[int | str, int | str]] = {}
+    if partitions is not None:
+        changed["partitions"] = (before.partitions, after.partitions)
+    changed |= {k: (old[k], new[k]) for k in map(kafka_name, changes)}
+    if as_json:
+        echo_json(
+            {
+                **topic_json(after),
+                "changes": {k: {"before": b, "after": a} for k, (b, a) in changed.items()},
+            }
+        )
+        return
+    for key, (was, now) in changed.items():
+        click.echo(f"{key}: {was} -> {now}")
 
 
 @topics.command()
 @click.argument("name")
-def delete(name: str) -> None:
+@yes_option
+@json_option
+def delete(name: str, yes: bool, as_json: bool) -> None:
     """Delete a topic and all its records."""
     with open_bus() as bus:
+        description = bus.describe_topic(name)
+        confirm(
+            f"Delete topic {name!r} and its {description.records} record(s)?",
+            f"deleting topic {name!r}",
+            yes,
+        )
         bus.delete_topic(name)
-    click.echo(f"deleted topic {name!r}")
+    if as_json:
+        echo_json(
+            {
+                "name": name,
+                "partitions": description.spec.partitions,
+                "records": description.records,
+                "deleted": True,
+            }
+        )
+    else:
+        click.echo(f"deleted topic {name!r}")

@@ -159,40 +159,70 @@ class TopicConfig:
         """The settings as a plain dict."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-    def to_kafka(self) -> dict[str, str]:
-        """The settings under Kafka's names (retention.ms, ...), -1 meaning no limit."""
-        return {
-            name.replace("_", "."): "-1" if value is None else str(value)
-            for name, value in self.to_dict().items()
-        }
+    def to_kafka(self) -> dict[str, int | str]:
+        """The settings under Kafka's names (retention.ms, ...), -1 meaning no limit.
+
+        Numbers stay ints and cleanup.policy is Kafka's text, so what this returns is what
+        `changes_from_kafka` (and so the CLI's --config and the HTTP API) accepts.
+        """
+        settings: dict[str, int | str] = {}
+        for name in self.__dataclass_fields__:
+            value: int | str | None = getattr(self, name)
+            settings[kafka_name(name)] = -1 if value is None else value
+        return settings
+
+    def to_kafka_text(self) -> dict[str, str]:
+        """The settings under Kafka's names as the text the Kafka protocol carries."""
+        return {name: str(value) for name, value in self.to_kafka().items()}
 
     @staticmethod
-    def changes_from_kafka(settings: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
-        """Checked changes from settings under Kafka's names; -1 means no limit, as in Kafka."""
+    def changes_from_kafka(settings: Iterable[tuple[str, object]]) -> dict[str, Any]:
+        """Checked changes from settings under Kafka's names; -1 means no limit, as in Kafka.
+
+        A value is an int or its text (cleanup.policy: text); the changes are keyed by the
+        Python names (retention_ms, ...) that `TopicConfig` and `Bus.alter_topic` take.
+        """
         changes: dict[str, Any] = {}
-        for name, text in settings:
-            key = name.strip().replace(".", "_").replace("-", "_")
-            if key not in TopicConfig.__dataclass_fields__:
-                known = ", ".join(k.replace("_", ".") for k in TopicConfig.__dataclass_fields__)
-                raise ConfigurationError(f"unknown topic setting {name!r}; known settings: {known}")
-            changes[key] = _setting_value(key, (text or "").strip())
+        for name, value in settings:
+            key = KAFKA_NAMES.get(name.strip())
+            if key is None:
+                raise ConfigurationError(
+                    f"unknown topic setting {name!r}; known settings: {', '.join(KAFKA_NAMES)}"
+                )
+            changes[key] = _setting_value(key, value)
         TopicConfig().updated(**changes)  # checked before anything changes
         return changes
 
+
+def kafka_name(name: str) -> str:
+    """The Kafka name of a TopicConfig field: retention_ms -> retention.ms."""
+    return name.replace("_", ".")
+
+
+KAFKA_NAMES: dict[str, str] = {kafka_name(n): n for n in TopicConfig.__dataclass_fields__}
+"""Each topic setting's Kafka name (retention.ms, ...) to its TopicConfig field."""
 
 UNLIMITED = ("retention_ms", "retention_bytes")
 """Settings where -1 means no limit (kept as None), as in Kafka."""
 
 
-def _setting_value(key: str, text: str) -> int | str | None:
+def _setting_value(key: str, value: object) -> int | str | None:
     if key == "cleanup_policy":
-        return ",".join(sorted(p.strip() for p in text.split(",")))  # Kafka allows either order
+        policy = value
+        if isinstance(value, str):  # Kafka allows either order
+            policy = ",".join(sorted(p.strip() for p in value.split(",")))
+        if policy not in CLEANUP_POLICIES:
+            raise ConfigurationError(
+                f"cleanup.policy takes one of {', '.join(CLEANUP_POLICIES)}, not {value!r}"
+            )
+        return policy
+    error = ConfigurationError(f"{kafka_name(key)} takes an integer, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise error
     try:
-        number = int(text)
+        number = int(value)
     except ValueError:
-        raise ConfigurationError(
-            f"{key.replace('_', '.')} takes an integer, not {text!r}"
-        ) from None
+        raise error from None
     return None if number == -1 and key in UNLIMITED else number
 
 

@@ -40,7 +40,7 @@ STATES: dict[str, GroupState] = {
     "EMPTY": "Empty",
     "DEAD": "Dead",
 }
-SETTINGS = tuple(TopicConfig().to_kafka())
+SETTINGS = tuple(TopicConfig().to_kafka_text())
 """The topic settings tidings reads and writes, under Kafka's names."""
 
 
@@ -113,7 +113,7 @@ class KafkaAdmin:
             spec.name,
             spec.partitions,
             self.settings.replication_factor,
-            config=spec.config.to_kafka(),
+            config=spec.config.to_kafka_text(),
         )
         (future,) = self.client.create_topics([new]).values()
         self._wait(future, f"creating topic {spec.name!r}", topic=spec.name)
@@ -127,7 +127,7 @@ class KafkaAdmin:
         """Set every tidings setting of a topic, leaving the cluster's others as they are."""
         entries = [
             ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-            for k, v in config.to_kafka().items()
+            for k, v in config.to_kafka_text().items()
         ]
         futures = self.client.incremental_alter_configs(
             [ConfigResource("TOPIC", name, incremental_configs=entries)]

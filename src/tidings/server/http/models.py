@@ -72,7 +72,8 @@ class Model(BaseModel):
 # -- requests ------------------------------------------------------------------------------
 
 SettingValue = StrictInt | StrictStr | None
-"""A topic setting under Kafka's name; null or -1 means no limit where that applies."""
+"""A topic setting under Kafka's name: an int (or its text), cleanup.policy as text; null or
+-1 means no limit where that applies."""
 
 
 class TopicCreate(Model):
@@ -195,14 +196,18 @@ class TopicOut(BaseModel):
 
     name: str
     partitions: int
-    config: dict[str, str]
+    config: dict[str, int | str] = Field(
+        description="settings under Kafka's names, as POST and PATCH take them; -1: no limit"
+    )
 
 
 class TopicDetail(BaseModel):
     """A topic with the extent of each partition."""
 
     name: str
-    config: dict[str, str]
+    config: dict[str, int | str] = Field(
+        description="settings under Kafka's names, as POST and PATCH take them; -1: no limit"
+    )
     records: int
     partitions: list[PartitionOut]
 

@@ -23,7 +23,7 @@ router = APIRouter(tags=["topics"])
 def settings(config: dict[str, SettingValue]) -> dict[str, Any]:
     """Checked settings from Kafka's names (retention.ms, ...); null means no limit (-1)."""
     return TopicConfig.changes_from_kafka(
-        (name, "-1" if value is None else str(value)) for name, value in config.items()
+        (name, -1 if value is None else value) for name, value in config.items()
     )
 
 

@@ -235,8 +235,8 @@ def _config(base: TopicConfig, settings: Iterable[tuple[str, str | None]]) -> To
 
 
 def _incremental(config: TopicConfig, changes: Any) -> TopicConfig:
-    current = config.to_kafka()
-    defaults = TopicConfig().to_kafka()
+    current = config.to_kafka_text()
+    defaults = TopicConfig().to_kafka_text()
     settings: dict[str, str | None] = {}
     for c in changes:
         if c.name not in current:
@@ -263,10 +263,10 @@ def _incremental(config: TopicConfig, changes: Any) -> TopicConfig:
 
 def _described(config: TopicConfig) -> list[tuple[str, str, int]]:
     """Each setting by its Kafka name, its value, and whether it is the default."""
-    defaults = TopicConfig().to_kafka()
+    defaults = TopicConfig().to_kafka_text()
     return [
         (k, v, DEFAULT_CONFIG if defaults[k] == v else DYNAMIC_TOPIC_CONFIG)
-        for k, v in config.to_kafka().items()
+        for k, v in config.to_kafka_text().items()
     ]
 
 
