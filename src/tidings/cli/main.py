@@ -48,7 +48,7 @@ COMMANDS = {
     "topics": ("tidings.cli.topics:topics", "Create, list, describe, alter and delete topics."),
     "tour": (
         "tidings.cli.tour:tour",
-        "A guided tour: a topic, keyed records, a consumer group and its lag.",
+        "A guided tour: a topic, keyed records, a consumer group and its lag, with the code.",
     ),
 }
 """Each command: where it is defined, and its short help (so --help imports none)."""
