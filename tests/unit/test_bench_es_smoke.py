@@ -26,9 +26,7 @@ ROWS = (
 
 
 def test_eventsourcing_is_installed() -> None:
-    assert importlib.util.find_spec("eventsourcing"), (
-        "eventsourcing is missing: pip install -e '.[bench]'"
-    )
+    assert importlib.util.find_spec("eventsourcing"), "eventsourcing is missing: make setup"
 
 
 def test_quick_es_run_prints_every_row(tmp_path: Path) -> None:

