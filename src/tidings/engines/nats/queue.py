@@ -104,8 +104,9 @@ class NatsShareConsumer(EngineShareConsumer):
             partitions = await self._bind()
             remaining = max(0.0, deadline - time.monotonic())
             wait = remaining if len(partitions) == 1 else min(remaining, SPREAD_WAIT_S)
+            asked = now_ms()
             msgs = await self._fetch_round(partitions, max_records, wait)
-            out = await self._admit(msgs)
+            out = await self._admit(msgs, asked)
             if out or time.monotonic() >= deadline:
                 return out
 
@@ -129,21 +130,25 @@ class NatsShareConsumer(EngineShareConsumer):
             except (TimeoutError, nats.errors.TimeoutError):
                 return []
 
-    async def _admit(self, msgs: list[Msg]) -> list[Delivery]:
-        """Deliveries from fetched messages: not-yet-due ones go back, spent ones die."""
+    async def _admit(self, msgs: list[Msg], asked: int) -> list[Delivery]:
+        """Deliveries from messages fetched by a request sent at `asked` (ms): not-yet-due
+        ones go back, spent ones die."""
         config = self._config
         out: list[Delivery] = []
         now = now_ms()
-        lock_until = now + config.lock_timeout_ms
         for msg in msgs:
             meta = msg.metadata
             partition = _partition_of(meta.stream)
-            record = names.to_record(
-                config.topic, partition, msg, meta.sequence.stream, names.stored_ms(msg)
-            )
+            stored = names.stored_ms(msg)
+            record = names.to_record(config.topic, partition, msg, meta.sequence.stream, stored)
+            # The server's lock (AckWait) began when it delivered the message, which was
+            # after the request went out and after the message was stored, and before now.
+            # The lock here ends no later than the server's, so a job is never acked after
+            # the server has handed it to another consumer.
+            lock_until = min(now, max(asked, stored)) + config.lock_timeout_ms
             due = header_int(record, DELIVER_AT)
             deliveries = meta.num_delivered
-            if due > names.stored_ms(msg) and deliveries > 1:
+            if due > stored and deliveries > 1:
                 deliveries -= 1  # the fetch that held it back until due is not counted
             if due > now:
                 with translated(self._engine.url, "hold back a delayed job"):
