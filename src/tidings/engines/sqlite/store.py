@@ -28,7 +28,6 @@ from tidings.core.errors import (
     ConfigurationError,
     NotATidingsStoreError,
     PartitionNotFoundError,
-    StoreCorruptError,
     StoreError,
     StoreNotFoundError,
     TopicExistsError,
@@ -39,6 +38,7 @@ from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.sqlite.failures import store_error
 from tidings.engines.sqlite.notify import Notifier
 
 APPLICATION_ID = 0x54444753  # "TDGS": marks a file as a tidings store
@@ -153,11 +153,14 @@ class SQLiteStore(LogStore):
         if not self._create and not self.path.exists():
             raise StoreNotFoundError(str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._identify()
-        conn = self._conn()
-        if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            self._create_schema(conn)
-        conn.execute(SHARES_TABLE)
+        try:
+            self._identify()
+            conn = self._conn()
+            if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                self._create_schema(conn)
+            conn.execute(SHARES_TABLE)
+        except sqlite3.Error as e:
+            raise store_error(e, self.path, "open the store") from e
         self._writer = threading.Thread(
             target=self._write_forever, name="tidings-writer", daemon=True
         )
@@ -179,22 +182,15 @@ class SQLiteStore(LogStore):
                     f"it was left untouched; choose another path"
                 )
         # Read-only: a connection for use would switch the file to WAL mode at once.
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            conn = sqlite3.connect(uri, uri=True)
-            try:
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                ours = tables and app_id == APPLICATION_ID
-                query = "SELECT value FROM meta WHERE key = 'schema'"
-                version = conn.execute(query).fetchone() if ours else None
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as e:
-            raise StoreCorruptError(
-                f"{self.path} cannot be read as a tidings store ({e}); it was left untouched; "
-                f"restore it from a backup or choose another path"
-            ) from e
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            ours = tables and app_id == APPLICATION_ID
+            query = "SELECT value FROM meta WHERE key = 'schema'"
+            version = conn.execute(query).fetchone() if ours else None
+        finally:
+            conn.close()
         if tables and app_id != APPLICATION_ID:
             raise NotATidingsStoreError(
                 f"{self.path} is an SQLite database of another application; "
@@ -253,22 +249,22 @@ class SQLiteStore(LogStore):
         return conn
 
     @contextmanager
-    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, conn: sqlite3.Connection | None = None, action: str = "write to the store"
+    ) -> Iterator[sqlite3.Connection]:
         conn = conn or self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite has already rolled back after some failures (a full disk, I/O).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as e:
-            raise StoreError(f"cannot start a write transaction on {self.path}: {e}") from e
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"commit to {self.path} failed: {e}") from e
+            raise store_error(e, self.path, action) from e
 
     # -- topics --------------------------------------------------------------------------
 
@@ -365,7 +361,7 @@ class SQLiteStore(LogStore):
     def _write_group(self, conn: sqlite3.Connection, group: list[_Append]) -> None:
         results: list[tuple[_Append, list[AppendResult] | BaseException]] = []
         try:
-            with self._transaction(conn):
+            with self._transaction(conn, "append records"):
                 topics: dict[str, tuple[int, int]] = {}
                 ends: dict[tuple[int, int], list[int]] = {}
                 rows: list[tuple[int, int, int, int, int, int, bytes]] = []
