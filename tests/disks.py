@@ -1,4 +1,4 @@
-"""Small real file systems for tests of a full disk.
+"""Small real file systems for tests of a full disk and a read-only store.
 
 Each is a tmpfs the test mounts and unmounts itself (the suite runs as root, as `make
 test` does on a fresh machine); a mount that is refused fails the test with the reason.
@@ -31,6 +31,11 @@ def small_disk(where: Path, size: str = SIZE) -> Iterator[Path]:
     finally:
         # Lazy: a child process that still holds a file open does not keep it mounted.
         subprocess.run(["umount", "--lazy", str(where)], check=True)
+
+
+def remount(where: Path, mode: str) -> None:
+    """Remount the tmpfs at `where` read-only ("ro") or writable again ("rw")."""
+    _mount("-o", f"remount,{mode}", str(where))
 
 
 def fill(where: Path) -> Path:

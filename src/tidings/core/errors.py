@@ -20,6 +20,7 @@
     │   ├── NotATidingsStoreError   a file that is not a tidings store (left untouched)
     │   ├── StoreNotFoundError      no store at the path, and it may not be created
     │   ├── StoreCorruptError
+    │   ├── StoreReadOnlyError      a write to a store on a read-only mount or file
     │   └── DiskError               the disk failed a read or write (an I/O error)
     │       └── StorageFullError    no space left on the disk for a write
     ├── AcknowledgeError            a queue job settled twice, or after its lock expired
@@ -170,6 +171,17 @@ class StoreNotFoundError(StoreError):
 
 class StoreCorruptError(StoreError):
     """The store is damaged."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write to a store that can only be read: its file or mount is read-only."""
+
+    def __init__(self, path: str, action: str) -> None:
+        self.path, self.action = path, action
+        super().__init__(
+            f"cannot {action}: the store {path} is read-only (its file or file system does "
+            f"not allow writing); remount it read-write or copy the store to a writable place"
+        )
 
 
 class DiskError(StoreError):

@@ -1,6 +1,6 @@
 """SQLite's failures as tidings errors, told apart by SQLite's result code.
 
-A full disk and a failing disk are not damage: calling them corrupt
+A full disk, a read-only store and a failing disk are not damage: calling them corrupt
 would send a user to a backup for a store that is whole.
 """
 
@@ -15,6 +15,7 @@ from tidings.core.errors import (
     StorageFullError,
     StoreCorruptError,
     StoreError,
+    StoreReadOnlyError,
 )
 
 FULL_BELOW = 1 << 20
@@ -29,6 +30,10 @@ def store_error(error: sqlite3.Error, path: Path, action: str) -> StoreError:
         primary == sqlite3.SQLITE_IOERR and free_bytes(path) < FULL_BELOW
     ):
         return StorageFullError(str(path), action)
+    if primary == sqlite3.SQLITE_READONLY or (
+        primary == sqlite3.SQLITE_CANTOPEN and not os.access(path.parent, os.W_OK)
+    ):
+        return StoreReadOnlyError(str(path), action)
     if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return StoreCorruptError(
             f"{path} cannot be read as a tidings store ({error}); it was left untouched; "

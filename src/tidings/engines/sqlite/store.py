@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -30,6 +31,7 @@ from tidings.core.errors import (
     PartitionNotFoundError,
     StoreError,
     StoreNotFoundError,
+    StoreReadOnlyError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -131,6 +133,9 @@ class SQLiteStore(LogStore):
         self.url = url or f"sqlite://{path}"
         self._sync = SYNC_MODES[fsync]
         self._create = create == "true"
+        self._read_only = False
+        self._uri = ""
+        """What connections open: the file, read-only where it cannot be written."""
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         """Every thread's connection, to close with the store; one whose thread ended is
@@ -149,10 +154,21 @@ class SQLiteStore(LogStore):
     # -- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> None:
-        """Open or create the store file; refuse files that are not tidings stores."""
+        """Open or create the store file; refuse files that are not tidings stores.
+
+        A store that cannot be written (a read-only mount or file) opens for reading, and
+        every write to it raises StoreReadOnlyError.
+        """
         if not self._create and not self.path.exists():
             raise StoreNotFoundError(str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._read_only, immutable = _access(self.path)
+        if self._read_only and not self.path.exists():
+            raise StoreReadOnlyError(str(self.path), "create the store")
+        # SQLite reads a WAL store through its -shm file, which it must be able to create
+        # unless told the file cannot change: true of a read-only mount.
+        query = "?mode=ro&immutable=1" if immutable else "?mode=ro" if self._read_only else ""
+        self._uri = self.path.resolve().as_uri() + query
         try:
             self._identify()
             conn = self._conn()
@@ -169,7 +185,8 @@ class SQLiteStore(LogStore):
             target=self._checkpoint_forever, name="tidings-checkpoint", daemon=True
         )
         self._checkpointer.start()
-        self._notifier.start()
+        if not immutable:  # nothing can change a store on a read-only mount
+            self._notifier.start()
 
     def _identify(self) -> None:
         """Refuse a file that is not a tidings store of this version, without changing it."""
@@ -182,7 +199,7 @@ class SQLiteStore(LogStore):
                     f"it was left untouched; choose another path"
                 )
         # Read-only: a connection for use would switch the file to WAL mode at once.
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(self._uri if self._read_only else f"{self._uri}?mode=ro", uri=True)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -234,14 +251,16 @@ class SQLiteStore(LogStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path,
+                self._uri,
+                uri=True,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=60,
                 factory=_Connection,
             )
             conn.execute(f"PRAGMA synchronous = {self._sync}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            if not self._read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
             self._local.conn = conn
             with self._connections_lock:
@@ -679,6 +698,14 @@ class SQLiteStore(LogStore):
     def groups(self) -> list[str]:
         """Every group with state."""
         return [r[0] for r in self._conn().execute("SELECT name FROM groups ORDER BY name")]
+
+
+def _access(path: Path) -> tuple[bool, bool]:
+    """Whether the store at `path` is read-only, and whether it is on a read-only mount."""
+    if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+        return True, not path.with_name(path.name + "-wal").exists()
+    writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    return not writable, False
 
 
 def _spec(name: str, partitions: int, config: str) -> TopicSpec:
