@@ -19,7 +19,10 @@
     ├── StoreError
     │   ├── NotATidingsStoreError   a file that is not a tidings store (left untouched)
     │   ├── StoreNotFoundError      no store at the path, and it may not be created
-    │   └── StoreCorruptError
+    │   ├── StoreCorruptError
+    │   ├── StoreReadOnlyError      a write to a store on a read-only mount or file
+    │   └── DiskError               the disk failed a read or write (an I/O error)
+    │       └── StorageFullError    no space left on the disk for a write
     ├── AcknowledgeError            a queue job settled twice, or after its lock expired
     │   ├── AlreadySettledError
     │   └── LockExpiredError
@@ -168,6 +171,40 @@ class StoreNotFoundError(StoreError):
 
 class StoreCorruptError(StoreError):
     """The store is damaged."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write to a store that can only be read: its file or mount is read-only."""
+
+    def __init__(self, path: str, action: str) -> None:
+        self.path, self.action = path, action
+        super().__init__(
+            f"cannot {action}: the store {path} is read-only (its file or file system does "
+            f"not allow writing); remount it read-write or copy the store to a writable place"
+        )
+
+
+class DiskError(StoreError):
+    """The disk under the store failed a read or write; what was stored is intact."""
+
+    def __init__(
+        self,
+        path: str,
+        action: str,
+        problem: str,
+        advice: str = "check the disk (dmesg, df) and retry",
+    ) -> None:
+        self.path, self.action = path, action
+        super().__init__(
+            f"cannot {action}: the disk holding {path} {problem}; nothing stored was lost; {advice}"
+        )
+
+
+class StorageFullError(DiskError):
+    """No space is left on the store's disk; writes succeed again once some is freed."""
+
+    def __init__(self, path: str, action: str) -> None:
+        super().__init__(path, action, "is full", "free space on it and retry")
 
 
 class AcknowledgeError(TidingsError):

@@ -4,7 +4,8 @@ Every process that has a store open binds a datagram socket and lists itself wit
 small file in `<db>-notify/`. After each commit the writer sends one byte to every
 other listed process. On Linux the sockets live in the abstract namespace (no path-length
 limit, nothing left on disk); elsewhere, and as a safety net for a lost datagram, the
-listener also checks SQLite's data_version every half second.
+listener also checks SQLite's data_version every half second. A process that cannot list
+itself (the directory is read-only or its disk full) checks data_version often instead.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ class Notifier:
     def start(self) -> None:
         """Bind, register, and listen in a daemon thread."""
         if self._abstract:
-            self._dir.mkdir(exist_ok=True)
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.bind(self._prefix + self._name)
             self._sock.settimeout(SAFETY_NET_S)
             self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sender.setblocking(False)
-            (self._dir / self._name).touch()
+            try:  # listed only once bound: a peer drops a name that refuses its datagram
+                self._dir.mkdir(exist_ok=True)
+                (self._dir / self._name).touch()
+            except OSError:  # a read-only directory or a full disk
+                self._sock.close()
+                self._sender.close()
+                self._sock = self._sender = None
         self._thread = threading.Thread(target=self._listen, name="tidings-notify", daemon=True)
         self._thread.start()
 
@@ -123,6 +129,6 @@ class Notifier:
         for s in (self._sock, self._sender):
             if s is not None:
                 s.close()
-        if self._abstract:
+        if self._sock is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self._dir / self._name).unlink()

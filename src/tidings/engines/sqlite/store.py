@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -28,9 +29,9 @@ from tidings.core.errors import (
     ConfigurationError,
     NotATidingsStoreError,
     PartitionNotFoundError,
-    StoreCorruptError,
     StoreError,
     StoreNotFoundError,
+    StoreReadOnlyError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -39,6 +40,7 @@ from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.sqlite.failures import store_error
 from tidings.engines.sqlite.notify import Notifier
 
 APPLICATION_ID = 0x54444753  # "TDGS": marks a file as a tidings store
@@ -131,6 +133,9 @@ class SQLiteStore(LogStore):
         self.url = url or f"sqlite://{path}"
         self._sync = SYNC_MODES[fsync]
         self._create = create == "true"
+        self._read_only = False
+        self._uri = ""
+        """What connections open: the file, read-only where it cannot be written."""
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         """Every thread's connection, to close with the store; one whose thread ended is
@@ -149,15 +154,29 @@ class SQLiteStore(LogStore):
     # -- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> None:
-        """Open or create the store file; refuse files that are not tidings stores."""
+        """Open or create the store file; refuse files that are not tidings stores.
+
+        A store that cannot be written (a read-only mount or file) opens for reading, and
+        every write to it raises StoreReadOnlyError.
+        """
         if not self._create and not self.path.exists():
             raise StoreNotFoundError(str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._identify()
-        conn = self._conn()
-        if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            self._create_schema(conn)
-        conn.execute(SHARES_TABLE)
+        self._read_only, immutable = _access(self.path)
+        if self._read_only and not self.path.exists():
+            raise StoreReadOnlyError(str(self.path), "create the store")
+        # SQLite reads a WAL store through its -shm file, which it must be able to create
+        # unless told the file cannot change: true of a read-only mount.
+        query = "?mode=ro&immutable=1" if immutable else "?mode=ro" if self._read_only else ""
+        self._uri = self.path.resolve().as_uri() + query
+        try:
+            self._identify()
+            conn = self._conn()
+            if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                self._create_schema(conn)
+            conn.execute(SHARES_TABLE)
+        except sqlite3.Error as e:
+            raise store_error(e, self.path, "open the store") from e
         self._writer = threading.Thread(
             target=self._write_forever, name="tidings-writer", daemon=True
         )
@@ -166,7 +185,8 @@ class SQLiteStore(LogStore):
             target=self._checkpoint_forever, name="tidings-checkpoint", daemon=True
         )
         self._checkpointer.start()
-        self._notifier.start()
+        if not immutable:  # nothing can change a store on a read-only mount
+            self._notifier.start()
 
     def _identify(self) -> None:
         """Refuse a file that is not a tidings store of this version, without changing it."""
@@ -179,22 +199,15 @@ class SQLiteStore(LogStore):
                     f"it was left untouched; choose another path"
                 )
         # Read-only: a connection for use would switch the file to WAL mode at once.
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(self._uri if self._read_only else f"{self._uri}?mode=ro", uri=True)
         try:
-            conn = sqlite3.connect(uri, uri=True)
-            try:
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                ours = tables and app_id == APPLICATION_ID
-                query = "SELECT value FROM meta WHERE key = 'schema'"
-                version = conn.execute(query).fetchone() if ours else None
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as e:
-            raise StoreCorruptError(
-                f"{self.path} cannot be read as a tidings store ({e}); it was left untouched; "
-                f"restore it from a backup or choose another path"
-            ) from e
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            ours = tables and app_id == APPLICATION_ID
+            query = "SELECT value FROM meta WHERE key = 'schema'"
+            version = conn.execute(query).fetchone() if ours else None
+        finally:
+            conn.close()
         if tables and app_id != APPLICATION_ID:
             raise NotATidingsStoreError(
                 f"{self.path} is an SQLite database of another application; "
@@ -238,14 +251,16 @@ class SQLiteStore(LogStore):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path,
+                self._uri,
+                uri=True,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=60,
                 factory=_Connection,
             )
             conn.execute(f"PRAGMA synchronous = {self._sync}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            if not self._read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
             self._local.conn = conn
             with self._connections_lock:
@@ -253,22 +268,22 @@ class SQLiteStore(LogStore):
         return conn
 
     @contextmanager
-    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, conn: sqlite3.Connection | None = None, action: str = "write to the store"
+    ) -> Iterator[sqlite3.Connection]:
         conn = conn or self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite has already rolled back after some failures (a full disk, I/O).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as e:
-            raise StoreError(f"cannot start a write transaction on {self.path}: {e}") from e
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"commit to {self.path} failed: {e}") from e
+            raise store_error(e, self.path, action) from e
 
     # -- topics --------------------------------------------------------------------------
 
@@ -365,7 +380,7 @@ class SQLiteStore(LogStore):
     def _write_group(self, conn: sqlite3.Connection, group: list[_Append]) -> None:
         results: list[tuple[_Append, list[AppendResult] | BaseException]] = []
         try:
-            with self._transaction(conn):
+            with self._transaction(conn, "append records"):
                 topics: dict[str, tuple[int, int]] = {}
                 ends: dict[tuple[int, int], list[int]] = {}
                 rows: list[tuple[int, int, int, int, int, int, bytes]] = []
@@ -683,6 +698,14 @@ class SQLiteStore(LogStore):
     def groups(self) -> list[str]:
         """Every group with state."""
         return [r[0] for r in self._conn().execute("SELECT name FROM groups ORDER BY name")]
+
+
+def _access(path: Path) -> tuple[bool, bool]:
+    """Whether the store at `path` is read-only, and whether it is on a read-only mount."""
+    if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+        return True, not path.with_name(path.name + "-wal").exists()
+    writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+    return not writable, False
 
 
 def _spec(name: str, partitions: int, config: str) -> TopicSpec:

@@ -2,8 +2,9 @@
 
 tidings errors map by kind: unknown topic, group or partition 404; a conflict with what
 exists (topic exists, group has members, job settled or its lock expired) 409; a record
-too large 413; an offset outside the log 416; other bad input 422, a body that is not
-JSON 400, and one not sent as JSON 415. The message says what went wrong and what to do.
+too large 413; an offset outside the log 416; a write the store cannot take (its disk is
+full, or it is read-only) 507; other bad input 422, a body that is not JSON 400, and one
+not sent as JSON 415. The message says what went wrong and what to do.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from tidings.core.errors import (
     OffsetOutOfRangeError,
     PartitionNotFoundError,
     RecordTooLargeError,
+    StorageFullError,
     StoreError,
+    StoreReadOnlyError,
     TidingsError,
     TopicExistsError,
     TopicNotFoundError,
@@ -41,6 +44,8 @@ STATUS: tuple[tuple[type[TidingsError], int], ...] = (
     (AcknowledgeError, 409),
     (RecordTooLargeError, 413),
     (OffsetOutOfRangeError, 416),
+    (StorageFullError, 507),
+    (StoreReadOnlyError, 507),
     (StoreError, 500),
     (CapabilityError, 501),
     (ClosedError, 503),

@@ -24,7 +24,9 @@ from tidings.core import batch as codec
 from tidings.core import kafka_batch
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import (
+    DiskError,
     InvalidTopicError,
+    StoreReadOnlyError,
     TopicNotFoundError,
 )
 from tidings.core.kafka_batch import BatchHeader, InvalidBatchError
@@ -256,14 +258,20 @@ class KafkaApis:
         if to_store:
             try:
                 stored = await self._append(to_store)
-            except BaseException:
+            except BaseException as e:
                 for (where, header, _), offset in zip(to_store, offsets, strict=True):
                     self._forget(where, header, offset)
                     offset.cancel()  # a retry waiting on it fails too: its client sends it again
-                raise
-            for (where, _, _), result, offset in zip(to_store, stored, offsets, strict=True):
-                offset.set_result(result.base_offset)
-                results.setdefault(where, {"base_offset": result.base_offset})
+                if not isinstance(e, DiskError | StoreReadOnlyError):
+                    raise
+                # The disk, not the request: the client may retry on this connection.
+                log.warning("refused a produce request: %s", e)
+                refused = error(ErrorCode.kafka_storage_error, str(e))
+                results.update((where, refused) for where, _, _ in to_store)
+            else:
+                for (where, _, _), result, offset in zip(to_store, stored, offsets, strict=True):
+                    offset.set_result(result.base_offset)
+                    results.setdefault(where, {"base_offset": result.base_offset})
         if request.acks == 0:
             return None
         answers = {
