@@ -24,6 +24,7 @@ from tidings.core.records import (
     TopicConfig,
     TopicPartition,
     TopicSpec,
+    validate_partition,
     validate_partitions,
 )
 from tidings.engines import redrive
@@ -303,6 +304,9 @@ class LogEngine(Engine):
 
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
         """Store batches durably."""
+        for batch in batches:  # refused here, before it could join others' group commit
+            if type(batch.partition) is not int:
+                validate_partition(batch.partition)
         if self.appends_inline:
             return self.store.append(batches)
         return await result_of(self.store.submit(batches))
