@@ -13,7 +13,9 @@ from tidings import (
     ConfigurationError,
     InvalidArgumentError,
     InvalidRecordError,
+    TopicPartition,
 )
+from tidings.engines.base import Capability
 
 from .helpers import read_all
 from .test_bad_input import records, snapshot, unchanged  # noqa: F401 (a fixture)
@@ -114,6 +116,34 @@ def test_a_max_message_bytes_of_zero_is_refused(bus: tidings.Bus) -> None:
     with pytest.raises(ConfigurationError, match="max_message_bytes"):
         bus.alter_topic("orders", max_message_bytes=0)
     unchanged(bus, before)
+
+
+@pytest.mark.needs(Capability.CONSUMER_GROUPS)
+@pytest.mark.usefixtures("records")
+def test_a_commit_of_an_offset_that_is_not_one_is_refused(
+    bus: tidings.Bus, subtests: pytest.Subtests
+) -> None:
+    tp = TopicPartition("orders", 0)
+    committed = committed_offsets(bus, "g")
+    for bad in ["x", -7, 1.5, None, True, 2**63]:
+        with subtests.test(offset=bad):
+            before = snapshot(bus)
+            with bus.consumer("orders", group="g") as consumer:
+                with pytest.raises(InvalidArgumentError) as info:
+                    consumer.commit({tp: bad})  # type: ignore[dict-item]
+                assert info.value.argument == "offset"
+                assert repr(bad) in str(info.value)
+            unchanged(bus, before)
+    with bus.consumer("orders", group="g") as consumer, pytest.raises(InvalidArgumentError):
+        consumer.commit({("orders", "0"): 1})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgumentError):
+        bus.reset_offsets("g", "orders", offset=-7)
+    assert committed_offsets(bus, "g") == committed  # readable, and as it was
+
+
+def committed_offsets(bus: tidings.Bus, group: str) -> dict[int, int | None]:
+    """A group's committed offset per partition, as describe_group reads it."""
+    return {p.partition: p.committed for p in bus.describe_group(group).partitions}
 
 
 def test_bad_publishes_never_fail_other_callers_records(bus: tidings.Bus) -> None:

@@ -1,15 +1,20 @@
-"""The SQLite writer's group commit: one request's bad batch fails that request alone."""
+"""The SQLite writer's group commit: one request's bad batch fails that request alone, and
+a group's stored state holds only offsets a reader can use."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tidings import PartitionNotFoundError, TopicSpec
+from tidings import InvalidArgumentError, PartitionNotFoundError, TopicSpec
 from tidings.core import batch as codec
 from tidings.engines.base import ProduceBatch
+from tidings.engines.log import coordinator
+from tidings.engines.log.coordinator import GroupState
 from tidings.engines.sqlite.store import SQLiteStore
 
 
@@ -53,3 +58,21 @@ def test_a_bad_batch_in_a_group_commit_fails_only_its_own_request(store: SQLiteS
     }
     assert stored == {0: [b"a", b"e"], 1: [b"c"]}
     assert [s.end_offset for s in store.partition_states("t")] == [2, 1]
+
+
+def test_a_group_state_holds_only_offsets_a_reader_can_use(store: SQLiteStore) -> None:
+    store.update_group("g", lambda s: coordinator.commit(s, "g", None, {("t", 0): 4}), True)
+    bads: list[Any] = ["x", -7, 1.5, None]
+    for bad in bads:
+        offsets = {("t", 1): 1, ("t", 0): bad}
+        with pytest.raises(InvalidArgumentError) as info:
+            store.update_group(
+                "g", partial(coordinator.commit, group="g", member_id=None, offsets=offsets), True
+            )
+        assert info.value.argument == "offset"
+        with pytest.raises(InvalidArgumentError):
+            store.update_group(
+                "g", partial(GroupState.set_committed, topic="t", partition=0, offset=bad), True
+            )
+    state = store.read_group("g")
+    assert state is not None and state.offsets == {"t": {"0": 4}}

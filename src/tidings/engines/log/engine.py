@@ -412,9 +412,7 @@ class LogEngine(Engine):
         """Overwrite committed offsets of an empty group."""
 
         def change(state: GroupState) -> None:
-            coordinator.require_empty(group, state, "reset offsets of")
-            for (topic, partition), offset in offsets.items():
-                state.offsets.setdefault(topic, {})[str(partition)] = offset
+            coordinator.set_offsets(state, group, offsets)
 
         await self._update_group(group, change, durable=True, must_exist=False)
 
