@@ -138,3 +138,18 @@ def test_an_idle_consumer_closes_and_leaves_the_group(start: Callable[..., Serve
         # it left, and a group with no members and no committed offsets is gone
         assert_error(http.get("/groups/g"), 404, "group_not_found")
         assert_error(http.post("/groups/g/commit?topic=orders"), 404, "no_consumer")
+
+
+def test_a_commit_of_an_offset_no_reader_can_use_is_refused(http: httpx.Client) -> None:
+    create_topic(http, "orders")
+    produce(http, "orders", *({"value": v} for v in "abc"))
+    assert values(http.post(f"{FETCH}&max_records=2").json()) == ["a", "b"]
+    commit = "/groups/billing/commit?topic=orders"
+    for offset in ["x", -7, 1.5, True, 2**63]:
+        body = {"offsets": [{"partition": 0, "offset": offset}]}
+        assert_error(http.post(commit, json=body), 422, "invalid_request")
+    assert http.post(commit, json={"offsets": [{"partition": 0, "offset": 2}]}).status_code == 200
+    described = http.get("/groups/billing").json()
+    assert [p["committed"] for p in described["partitions"]] == [2]
+    assert http.get("/groups").json() == {"groups": ["billing"]}
+    assert http.get("/metrics").status_code == 200

@@ -11,7 +11,7 @@ import httpx
 import tidings
 from tidings import TopicPartition
 
-from .conftest import assert_error, create_topic, produce
+from .conftest import ServerThread, assert_error, client_of, create_topic, produce
 
 
 def test_produce_then_read_by_offset_keeps_every_field(http: httpx.Client) -> None:
@@ -171,3 +171,84 @@ def test_bad_reads_say_what_is_wrong(http: httpx.Client) -> None:
     assert_error(http.get("/topics/r/partitions/0/records?offset=abc"), 422, "invalid_request")
     assert_error(http.get("/topics/r/partitions/0/records?max_records=0"), 422, "invalid_request")
     assert http.get("/topics/r/partitions/0/records").status_code == 200
+
+
+def test_bad_arguments_are_refused_naming_them_and_store_nothing(
+    http: httpx.Client, bus: tidings.Bus
+) -> None:
+    create_topic(http, "args", partitions=2)
+    good = {"value": "good"}
+    bad_fields: list[tuple[dict[str, object], str]] = [
+        ({"partition": "0"}, "invalid_request"),
+        ({"partition": 1.0}, "invalid_request"),
+        ({"partition": 0.5}, "invalid_request"),
+        ({"partition": True}, "invalid_request"),
+        ({"timestamp": 2**63}, "invalid_request"),
+        ({"timestamp": -5}, "invalid_request"),
+        ({"timestamp": "x"}, "invalid_request"),
+        ({"timestamp": 1.5}, "invalid_request"),
+        ({"headers": {"n" * 70_000: "v"}}, "invalid_record"),
+    ]
+    for fields, error in bad_fields:
+        (name,) = fields
+        response = http.post(
+            "/topics/args/records", json={"records": [good, {"value": "x", **fields}]}
+        )
+        body = assert_error(response, 422, error)
+        assert name.rstrip("s") in body["message"], body
+    assert bus.describe_topic("args").records == 0
+
+
+def test_a_bad_request_never_fails_concurrent_good_ones(
+    server: ServerThread, bus: tidings.Bus
+) -> None:
+    clients, each = 4, 40
+    with client_of(server) as http:
+        create_topic(http, "shared", partitions=2)
+    answers: list[int] = []
+    failures: list[str] = []
+
+    def good(n: int) -> None:
+        with client_of(server) as http:
+            for i in range(each):
+                response = http.post(
+                    "/topics/shared/records", json={"records": [{"value": f"{n}-{i}"}]}
+                )
+                if response.status_code != 200:
+                    failures.append(response.text)
+
+    def bad() -> None:
+        with client_of(server) as http:
+            for i in range(each):
+                for fields in ({"timestamp": 2**63}, {"partition": 0.5}):
+                    record = {"value": f"bad-{i}", **fields}
+                    response = http.post("/topics/shared/records", json={"records": [record]})
+                    answers.append(response.status_code)
+
+    workers = [threading.Thread(target=good, args=(n,)) for n in range(clients)]
+    workers.append(threading.Thread(target=bad))
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert failures == []
+    assert answers == [422] * (2 * each)
+    assert sorted(stored_values(bus, "shared")) == sorted(
+        f"{n}-{i}".encode() for n in range(clients) for i in range(each)
+    )
+
+
+def stored_values(bus: tidings.Bus, topic: str) -> list[bytes]:
+    """The value of every record stored in `topic`, read through the Python API."""
+    partitions = bus.describe_topic(topic).partitions
+    consumer = bus.consumer(auto_offset_reset="earliest")
+    try:
+        consumer.assign(*(TopicPartition(topic, p.partition) for p in partitions))
+        out: list[bytes] = []
+        for _ in range(50):
+            out += [r.value or b"" for r in consumer.poll(max_records=10_000, timeout_ms=100)]
+            if len(out) >= sum(p.end_offset for p in partitions):
+                break
+        return out
+    finally:
+        consumer.close()

@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Producer
+import crc32c
+import httpx
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 from kio.schema.errors import ErrorCode
 
-from tidings import Record
+from tidings import Record, TopicPartition
 from tidings.core import kafka_batch
 
 from . import wire
@@ -218,3 +221,59 @@ def test_a_retried_idempotent_batch_is_not_stored_twice_even_across_a_restart(
     following = kafka_batch.encode(records, 0, producer_id=4242, producer_epoch=0, base_sequence=1)
     assert produce(again, "idem", following) == ErrorCode.none
     assert end_offset(again, "idem") == 2
+
+
+def with_records(section: bytes, count: int) -> bytes:
+    """A batch of `count` records whose header and CRC are valid but whose records section
+    is `section` (garbage, for a test)."""
+    good = bytearray(batch([b"x"] * count))
+    after_crc = good[kafka_batch.CRC_START : kafka_batch.HEADER.size] + section
+    head = struct.pack(
+        ">qiibI",
+        0,
+        len(after_crc) + kafka_batch.CRC_START - kafka_batch.LENGTH_END,
+        0,
+        kafka_batch.MAGIC,
+        crc32c.crc32c(bytes(after_crc)),
+    )
+    return head + bytes(after_crc)
+
+
+def test_a_batch_of_garbage_records_is_refused_and_every_reader_goes_on(broker: Served) -> None:
+    with broker.bus() as bus:
+        bus.create_topic("garbage")
+    assert produce(broker, "garbage", batch([b"before"])) == ErrorCode.none
+    three = batch([b"a", b"b", b"c"])[kafka_batch.HEADER.size :]
+    garbage = [
+        with_records(os.urandom(40), 3),
+        with_records(b"\xff" * 12, 2),  # a varint longer than 10 bytes
+        with_records(three[:-1], 3),  # the last record cut short
+        with_records(three + b"\x00", 3),  # a byte after the last record
+        with_records(three, 2),  # more records than the header says
+        with_records(batch([b"a", b"b"])[kafka_batch.HEADER.size :].replace(b"\x02", b"\x04"), 2),
+    ]
+    for records in garbage:
+        kafka_batch.read_header(records)  # header and CRC hold: only the records are bad
+        assert produce(broker, "garbage", records) == ErrorCode.invalid_record
+        assert produce(broker, "garbage", records, version=7) == ErrorCode.corrupt_message
+    assert produce(broker, "garbage", batch([b"after"])) == ErrorCode.none
+    assert end_offset(broker, "garbage") == 2
+
+    with broker.bus() as bus, bus.consumer(auto_offset_reset="earliest") as reader:
+        reader.assign(TopicPartition("garbage", 0))
+        assert [r.value for r in reader.poll(timeout_ms=5000)] == [b"before", b"after"]
+    http = httpx.get(f"{broker.http}/topics/garbage/partitions/0/records", timeout=10)
+    assert [r["value"] for r in http.json()["records"]] == ["before", "after"]
+    kafka = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "readers"})
+    try:
+        kafka.assign([KafkaTopicPartition("garbage", 0, OFFSET_BEGINNING)])
+        values: list[bytes | None] = []
+        deadline = time.monotonic() + 15
+        while len(values) < 2 and time.monotonic() < deadline:
+            for m in kafka.consume(num_messages=2, timeout=0.5):
+                assert m.error() is None, m.error()
+                values.append(m.value())
+        assert values == [b"before", b"after"]
+    finally:
+        kafka.close()
+    still_serving(broker)

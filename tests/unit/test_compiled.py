@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tidings.api import producer
+from tidings.core import kafka_batch
 from tidings.core.compiled import NO_EXTENSIONS
 from tidings.engines.kafka import consumer
 from tidings.engines.kafka import producer as kafka_producer
@@ -18,6 +19,7 @@ MODULES = [
     "tidings.api._sending",
     "tidings.engines.kafka._producing",
     "tidings.engines.kafka._records",
+    "tidings.core._kafka_check",
 ]
 
 IN_PYTHON = (
@@ -28,6 +30,8 @@ IN_PYTHON = (
     "assert kafka._produced is kafka._produced_in_python\n"
     "assert kafka._Counter is kafka._PythonCounter\n"
     "assert consumer._made is consumer._made_in_python\n"
+    "from tidings.core import kafka_batch\n"
+    "assert kafka_batch._records_problem is kafka_batch._records_problem_in_python\n"
 )
 
 
@@ -39,6 +43,8 @@ def test_the_compiled_modules_are_in_use_where_a_compiler_is_at_hand() -> None:
     assert kafka_producer._produced is kafka_producer._producing.produced
     assert consumer._records is not None, "tidings.engines.kafka._records was not built"
     assert consumer._made is consumer._records.made
+    assert kafka_batch._kafka_check is not None, "tidings.core._kafka_check was not built"
+    assert kafka_batch._records_problem is kafka_batch._kafka_check.records_problem
 
 
 def _run(code: str, **env: str) -> None:

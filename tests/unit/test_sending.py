@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 import tidings
-from tidings import ClosedError, InvalidRecordError, PartitionNotFoundError, RecordTooLargeError
+from tidings import (
+    ClosedError,
+    InvalidArgumentError,
+    InvalidRecordError,
+    PartitionNotFoundError,
+    RecordTooLargeError,
+)
 from tidings.api.producer import AsyncProducer, RecordFuture, _PythonSenderCore, now_ms
 from tidings.core.partitioner import partition_for_key
 
@@ -147,7 +153,7 @@ Call = tuple[tuple[Any, ...], dict[str, Any], type[Exception]]
         (("one", b"v"), {"partition": 3}, PartitionNotFoundError),
         (("one", b"v"), {"partition": -1}, PartitionNotFoundError),
         (("one", b"v"), {"partition": 1 << 70}, PartitionNotFoundError),
-        (("one", b"v"), {"partition": True}, PartitionNotFoundError),  # a bool is 1
+        (("one", b"v"), {"partition": True}, InvalidArgumentError),  # a bool is no partition
         (("one", b"x" * (2 << 20)), {}, RecordTooLargeError),
         (("missing", b"v"), {}, tidings.TopicNotFoundError),
         (("one", b"v"), {"color": "red"}, TypeError),

@@ -22,6 +22,10 @@ from tidings.core.records import (
     TopicConfig,
     TopicPartition,
     TopicSpec,
+    validate_group_name,
+    validate_offset,
+    validate_partition,
+    validate_timestamp,
 )
 from tidings.engines.base import (
     AssignmentStrategy,
@@ -310,7 +314,7 @@ class AsyncBus:
 
     async def delete_share_group(self, group: str) -> None:
         """Forget a share group's progress; its topic keeps every record."""
-        await self.engine.delete_share_group(group)
+        await self.engine.delete_share_group(validate_group_name(group))
 
     # -- groups --------------------------------------------------------------------------
 
@@ -320,11 +324,11 @@ class AsyncBus:
 
     async def describe_group(self, group: str) -> GroupDescription:
         """Members, assignment, committed offsets and lag of a group."""
-        return await self.engine.describe_group(group)
+        return await self.engine.describe_group(validate_group_name(group))
 
     async def delete_group(self, group: str) -> None:
         """Delete a group with no live members, and its committed offsets."""
-        await self.engine.delete_group(group)
+        await self.engine.delete_group(validate_group_name(group))
 
     async def reset_offsets(
         self,
@@ -337,6 +341,7 @@ class AsyncBus:
         partitions: Sequence[int] | None = None,
     ) -> dict[TopicPartition, int]:
         """Set a group's committed offsets on `topic`: to earliest/latest, an offset, or a time."""
+        validate_group_name(group)
         chosen = [to is not None, offset is not None, timestamp_ms is not None]
         if sum(chosen) != 1:
             raise ConfigurationError(
@@ -344,10 +349,14 @@ class AsyncBus:
             )
         if to not in (None, "earliest", "latest"):
             raise ConfigurationError(f"to must be 'earliest' or 'latest', not {to!r}")
+        if offset is not None:
+            validate_offset(offset)
+        if timestamp_ms is not None:
+            validate_timestamp(timestamp_ms)
         spec, states = await self.engine.describe_topic(topic)
         wanted = range(spec.partitions) if partitions is None else partitions
         for p in wanted:
-            if not 0 <= p < spec.partitions:
+            if not 0 <= validate_partition(p) < spec.partitions:
                 raise PartitionNotFoundError(topic, p, spec.partitions)
         targets: dict[TopicPartition, int] = {}
         times: dict[TopicPartition, int] = {}

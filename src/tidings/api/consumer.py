@@ -12,7 +12,7 @@ from typing import Self
 
 from tidings.api.portal import Portal, SyncFace
 from tidings.core.errors import ClosedError, TidingsError
-from tidings.core.records import Record, TopicPartition
+from tidings.core.records import Record, TopicPartition, validate_offsets
 from tidings.engines.base import EngineConsumer, Rebalance
 
 ITER_BATCH = 10_000
@@ -195,7 +195,9 @@ class AsyncConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit the records handed out so far (or explicit next-offsets) to the group."""
-        await self._inner.commit(self._cursor.consumed() if offsets is None else offsets)
+        await self._inner.commit(
+            self._cursor.consumed() if offsets is None else validate_offsets(offsets)
+        )
 
     async def committed(self, *partitions: TopicPartition) -> dict[TopicPartition, int]:
         """The group's committed offsets."""

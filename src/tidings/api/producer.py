@@ -40,6 +40,8 @@ from tidings.core.records import (
     TopicSpec,
     as_bytes,
     normalize_headers,
+    validate_partition,
+    validate_timestamp,
 )
 from tidings.engines.base import ColumnBatch, Engine, ProduceBatch, Stream
 
@@ -422,7 +424,7 @@ class AsyncProducer(_SenderCore):
             p = 0 if spec.partitions == 1 else -1
         else:
             p = self._partition(spec, key, partition)
-        ts = time_ns() // 1_000_000 if timestamp is None else timestamp
+        ts = time_ns() // 1_000_000 if timestamp is None else validate_timestamp(timestamp)
         return value, key, hdrs, size, p, ts
 
     def _wait_for_room(self, size: int) -> None:
@@ -439,6 +441,8 @@ class AsyncProducer(_SenderCore):
 
     def _partition(self, spec: TopicSpec, key: bytes | None, partition: int | None) -> int:
         if partition is not None:
+            if type(partition) is not int:
+                validate_partition(partition)  # checked before it may join a batch
             if not 0 <= partition < spec.partitions:
                 # another process may have added partitions since the cache was read
                 spec = self._engine.lookup_topic(spec.name)

@@ -2,7 +2,9 @@
 
     TidingsError
     ├── ConfigurationError          a URL, option or setting is wrong
-    ├── InvalidRecordError          a value/key/header of the wrong type
+    ├── InvalidArgumentError        an argument of the wrong type or out of range
+    │   │                           (partition, timestamp, offset, group); names it
+    │   └── InvalidRecordError      a value/key/header of the wrong type
     ├── RecordTooLargeError         a record over the topic's max_message_bytes, or
     │                               over the producer's buffer_memory
     ├── TopicError
@@ -47,7 +49,15 @@ class ConfigurationError(TidingsError, ValueError):
     """A URL, option or setting is wrong."""
 
 
-class InvalidRecordError(TidingsError, TypeError):
+class InvalidArgumentError(TidingsError, ValueError):
+    """An argument has the wrong type or is out of its range; `argument` names it."""
+
+    def __init__(self, argument: str, value: object, message: str) -> None:
+        self.argument, self.value = argument, value
+        super().__init__(message)
+
+
+class InvalidRecordError(InvalidArgumentError, TypeError):
     """A key, value or header has a type tidings cannot store."""
 
 

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import cramjam
 import crc32c
 
+from tidings.core.compiled import compiled
 from tidings.core.errors import TidingsError
 from tidings.core.records import NO_HEADERS, Headers, Record
 
@@ -56,6 +57,10 @@ _XERIAL = b"\x82SNAPPY\x00"
 
 class InvalidBatchError(TidingsError):
     """Bytes that are not a valid Kafka record batch (bad CRC, truncated, wrong magic)."""
+
+
+class InvalidRecordsError(InvalidBatchError):
+    """A batch whose header and CRC are valid but whose records do not parse."""
 
 
 class BatchHeader(NamedTuple):
@@ -162,6 +167,72 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     return out
 
 
+def check_records(header: BatchHeader, data: bytes) -> None:
+    """Refuse (InvalidRecordsError) a batch whose records do not parse as every reader
+    parses them: decompressed, each record whole, offsets 0..n-1, nothing after the last."""
+    section = memoryview(data)[HEADER.size : header.length]  # not copied unless compressed
+    body = _decompress(header, bytes(section)) if header.attributes & COMPRESSION_MASK else section
+    problem = _records_problem(body, header.records)
+    if problem is not None:
+        raise InvalidRecordsError(f"a record batch's records are malformed: {problem}")
+
+
+def _records_problem_in_python(body: bytes | memoryview, count: int) -> str | None:
+    """What is wrong with the records section `body` of `count` records; None if nothing."""
+    size = len(body)
+    pos = 0
+    for i in range(count):
+        try:
+            length, pos = _varint(body, pos)
+        except InvalidBatchError:
+            return f"record {i}'s length is cut off or too long"
+        if length < 6 or length > size - pos:  # 6: the fewest bytes a record takes
+            return f"record {i} says it has {length} bytes, {size - pos} are left"
+        end = pos + length
+        try:
+            _, pos = _varint_by(body, pos + 1, end)  # after the attributes: timestamp delta
+            delta, pos = _varint_by(body, pos, end)
+        except InvalidBatchError:
+            return f"record {i} is cut off"
+        if delta != i:
+            return f"record {i} has offset delta {delta}"
+        try:
+            pos = _skip(body, _skip(body, pos, end, nullable=True), end, nullable=True)
+            headers, pos = _varint_by(body, pos, end)
+        except InvalidBatchError:
+            return f"record {i}'s key or value runs past it"
+        if headers < 0:
+            return f"record {i} has {headers} headers"
+        for h in range(headers):
+            try:
+                pos = _skip(body, _skip(body, pos, end, nullable=False), end, nullable=True)
+            except InvalidBatchError:
+                return f"record {i}'s header {h} runs past it"
+        if pos != end:
+            return f"record {i}'s fields end at byte {pos}, its length says {end}"
+    if pos != size:
+        return f"{size - pos} bytes follow the last of its {count} records"
+    return None
+
+
+def _varint_by(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
+    """A varint at `pos` that must end by `end`."""
+    value, pos = _varint(data, pos)
+    if pos > end:
+        raise InvalidBatchError("a varint runs past its record")
+    return value, pos
+
+
+def _skip(data: bytes | memoryview, pos: int, end: int, *, nullable: bool) -> int:
+    """The position after a length-prefixed field (-1: null) that must end by `end`."""
+    n, pos = _varint_by(data, pos, end)
+    if n < 0 and nullable:
+        return pos
+    if n < 0 or n > end - pos:
+        raise InvalidBatchError(f"a field of {n} bytes runs past its record")
+    return pos + n
+
+
 def encode(
     records: Sequence[Record],
     base_offset: int,
@@ -244,7 +315,7 @@ def _xerial(body: bytes) -> bytes:
     return bytes(out)
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """A zigzag varint at `pos`: its value and the position after it."""
     shift = 0
     raw = 0
@@ -286,3 +357,9 @@ def _put_bytes(out: bytearray, value: bytes | None) -> None:
     else:
         _put_varint(out, len(value))
         out += value
+
+
+_kafka_check = compiled("tidings.core._kafka_check")
+_records_problem = (
+    _records_problem_in_python if _kafka_check is None else _kafka_check.records_problem
+)

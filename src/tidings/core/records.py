@@ -11,6 +11,7 @@ from typing import Any, Literal, NamedTuple
 
 from tidings.core.errors import (
     ConfigurationError,
+    InvalidArgumentError,
     InvalidPartitionsError,
     InvalidRecordError,
     InvalidTopicError,
@@ -130,10 +131,15 @@ class TopicConfig:
                 raise ConfigurationError(
                     f"{name} must be None (no limit) or an int >= 0, not {value!r}"
                 )
-        for name in ("max_message_bytes", "min_compaction_lag_ms", "delete_retention_ms"):
+        for name in ("min_compaction_lag_ms", "delete_retention_ms"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigurationError(f"{name} must be an int >= 0, not {value!r}")
+        size = self.max_message_bytes
+        if not _is_int(size) or size < 1:
+            raise ConfigurationError(
+                f"max_message_bytes must be an int >= 1 (the largest record's bytes), not {size!r}"
+            )
 
     @property
     def compact(self) -> bool:
@@ -246,6 +252,85 @@ def validate_partitions(partitions: object) -> int:
     return partitions
 
 
+MAX_TIMESTAMP = (1 << 63) - 1
+"""The largest timestamp a record holds: Kafka's (and the stored batch's) int64."""
+MAX_OFFSET = (1 << 63) - 1
+"""The largest offset a group commits: Kafka's int64."""
+MAX_HEADER_NAME = 0xFFFF
+"""Bytes of a header name (UTF-8) and headers per record that a stored batch can hold."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_partition(partition: object) -> int:
+    """Return `partition` if it is an int (its range is the topic's to check)."""
+    if not _is_int(partition):
+        raise InvalidArgumentError(
+            "partition",
+            partition,
+            f"partition must be an int (0 up to the topic's partition count), "
+            f"not {partition!r}; pass partition=None to let the key or the producer choose",
+        )
+    return partition  # type: ignore[return-value]
+
+
+def validate_timestamp(timestamp: object) -> int:
+    """Return `timestamp` if it is an int of milliseconds in Kafka's range (0 to 2**63-1)."""
+    if not _is_int(timestamp) or not 0 <= timestamp <= MAX_TIMESTAMP:  # type: ignore[operator]
+        raise InvalidArgumentError(
+            "timestamp",
+            timestamp,
+            f"timestamp must be an int of milliseconds since the epoch, from 0 to 2**63-1, "
+            f"not {timestamp!r}; pass timestamp=None to stamp the record now",
+        )
+    return timestamp  # type: ignore[return-value]
+
+
+def validate_offset(offset: object, tp: object = None) -> int:
+    """Return `offset` if it is an offset a group can commit: an int from 0 to 2**63-1."""
+    if not _is_int(offset) or not 0 <= offset <= MAX_OFFSET:  # type: ignore[operator]
+        where = "" if tp is None else f" for {tp}"
+        raise InvalidArgumentError(
+            "offset",
+            offset,
+            f"offset{where} must be an int from 0 to 2**63-1 (the next record to read), "
+            f"not {offset!r}",
+        )
+    return offset  # type: ignore[return-value]
+
+
+def validate_offsets(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """Offsets to commit, checked: TopicPartition keys and offsets from 0 to 2**63-1."""
+    if not isinstance(offsets, Mapping):
+        raise InvalidArgumentError(
+            "offsets",
+            offsets,
+            f"offsets must be a dict of TopicPartition to offset, not {type(offsets).__name__}",
+        )
+    out: dict[TopicPartition, int] = {}
+    for tp, offset in offsets.items():
+        if not (isinstance(tp, tuple) and len(tp) == 2 and isinstance(tp[0], str)):
+            raise InvalidArgumentError(
+                "offsets",
+                tp,
+                f"offsets must be keyed by TopicPartition(topic, partition), not {tp!r}",
+            )
+        key = TopicPartition(tp[0], validate_partition(tp[1]))
+        out[key] = validate_offset(offset, key)
+    return out
+
+
+def validate_group_name(group: object) -> str:
+    """Return `group` if it is a legal group name: a non-empty str."""
+    if not isinstance(group, str) or not group:
+        raise InvalidArgumentError(
+            "group", group, f"group must be a non-empty str, not {group!r}; name the group"
+        )
+    return group
+
+
 def normalize_headers(headers: HeadersInput) -> Headers:
     """Turn a mapping or sequence of pairs into the stored header tuple."""
     if not headers:
@@ -257,25 +342,50 @@ def normalize_headers(headers: HeadersInput) -> Headers:
             name, value = item
         except (TypeError, ValueError):
             raise InvalidRecordError(
-                f"headers must be a mapping or (name, value) pairs, got item {item!r}"
+                "headers",
+                headers,
+                f"headers must be a mapping or (name, value) pairs, got item {item!r}",
             ) from None
         if not isinstance(name, str):
-            raise InvalidRecordError(f"header name must be str, not {type(name).__name__}")
+            raise InvalidRecordError(
+                "headers", headers, f"header name must be str, not {type(name).__name__}"
+            )
+        try:
+            size = len(name.encode())
+        except UnicodeEncodeError:
+            size = -1
+        if not 0 <= size <= MAX_HEADER_NAME:
+            raise InvalidRecordError(
+                "headers",
+                headers,
+                f"header name {name[:40]!r} must be UTF-8 text of at most {MAX_HEADER_NAME} bytes",
+            )
         if isinstance(value, str):
-            value = value.encode()
+            try:
+                value = value.encode()
+            except UnicodeEncodeError:
+                raise InvalidRecordError(
+                    "headers", headers, f"header {name!r} is not UTF-8 text; pass bytes"
+                ) from None
         elif value is not None and not isinstance(value, bytes):
-            value = as_bytes(value, f"header {name!r}")
+            value = as_bytes(value, f"header {name!r}", "headers")
         out.append((name, value))
+    if len(out) > MAX_HEADER_NAME:
+        raise InvalidRecordError(
+            "headers", headers, f"a record holds at most {MAX_HEADER_NAME} headers, not {len(out)}"
+        )
     return tuple(out)
 
 
-def as_bytes(value: object, what: str) -> bytes:
+def as_bytes(value: object, what: str, argument: str | None = None) -> bytes:
     """Return `value` as bytes, accepting bytes-like objects, or raise InvalidRecordError."""
     if type(value) is bytes:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     raise InvalidRecordError(
+        argument or what,
+        value,
         f"{what} must be bytes, not {type(value).__name__}; encode it first "
-        f"(e.g. json.dumps(obj).encode()) or pass bytes"
+        f"(e.g. json.dumps(obj).encode()) or pass bytes",
     )

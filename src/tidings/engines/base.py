@@ -12,7 +12,14 @@ from typing import Literal, NamedTuple
 from tidings.core import batch as codec
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import CapabilityError, ConfigurationError
-from tidings.core.records import Headers, Record, TopicConfig, TopicPartition, TopicSpec
+from tidings.core.records import (
+    Headers,
+    Record,
+    TopicConfig,
+    TopicPartition,
+    TopicSpec,
+    validate_group_name,
+)
 
 OffsetReset = Literal["earliest", "latest", "none"]
 AssignmentStrategy = Literal["range", "roundrobin", "cooperative-sticky"]
@@ -185,6 +192,8 @@ class ConsumerConfig:
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.group is not None:
+            validate_group_name(self.group)
         if self.auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigurationError(
                 f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
@@ -298,6 +307,7 @@ class ShareConfig:
     """Records one partition may have locked at once, over all consumers."""
 
     def __post_init__(self) -> None:
+        validate_group_name(self.group)
         if not isinstance(self.max_deliveries, int) or self.max_deliveries < 1:
             raise ConfigurationError(
                 f"max_deliveries must be an int >= 1, not {self.max_deliveries!r}"

@@ -22,7 +22,7 @@ from tidings.core.errors import (
     GroupNotEmptyError,
     GroupNotFoundError,
 )
-from tidings.core.records import TopicPartition, TopicSpec
+from tidings.core.records import TopicPartition, TopicSpec, validate_offset, validate_partition
 from tidings.engines.base import (
     GroupDescription,
     MemberDescription,
@@ -106,6 +106,14 @@ class GroupState:
     def committed(self, topic: str, partition: int) -> int | None:
         """The committed offset of a partition, if any."""
         return self.offsets.get(topic, {}).get(str(partition))
+
+    def set_committed(self, topic: str, partition: int, offset: int) -> None:
+        """Store a partition's committed offset; one a reader could not use is refused."""
+        # The store's boundary: whatever path a commit took, the state holds only offsets.
+        validate_partition(partition)
+        self.offsets.setdefault(topic, {})[str(partition)] = validate_offset(
+            offset, TopicPartition(topic, partition)
+        )
 
     def owner(self, tp: Partition) -> str | None:
         """The member that owns `tp` now."""
@@ -248,11 +256,22 @@ def commit(
     refusal = commit_refusal(state, group, member_id, offsets)
     if refusal is not None:
         raise CommitFailedError(group, refusal.message)
+    for (topic, partition), offset in offsets.items():  # checked first: a bad one stores none
+        validate_offset(offset, TopicPartition(topic, validate_partition(partition)))
     for (topic, partition), offset in offsets.items():
-        state.offsets.setdefault(topic, {})[str(partition)] = offset
+        state.set_committed(topic, partition, offset)
 
 
 # -- administration ------------------------------------------------------------------------
+
+
+def set_offsets(state: GroupState, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+    """Overwrite committed offsets of a group with no live members (all checked first)."""
+    require_empty(group, state, "reset offsets of")
+    for (topic, partition), offset in offsets.items():
+        validate_offset(offset, TopicPartition(topic, validate_partition(partition)))
+    for (topic, partition), offset in offsets.items():
+        state.set_committed(topic, partition, offset)
 
 
 def administered(

@@ -24,6 +24,7 @@ from tidings.core.records import (
     TopicConfig,
     TopicPartition,
     TopicSpec,
+    validate_partition,
     validate_partitions,
 )
 from tidings.engines import redrive
@@ -303,6 +304,9 @@ class LogEngine(Engine):
 
     async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
         """Store batches durably."""
+        for batch in batches:  # refused here, before it could join others' group commit
+            if type(batch.partition) is not int:
+                validate_partition(batch.partition)
         if self.appends_inline:
             return self.store.append(batches)
         return await result_of(self.store.submit(batches))
@@ -408,9 +412,7 @@ class LogEngine(Engine):
         """Overwrite committed offsets of an empty group."""
 
         def change(state: GroupState) -> None:
-            coordinator.require_empty(group, state, "reset offsets of")
-            for (topic, partition), offset in offsets.items():
-                state.offsets.setdefault(topic, {})[str(partition)] = offset
+            coordinator.set_offsets(state, group, offsets)
 
         await self._update_group(group, change, durable=True, must_exist=False)
 

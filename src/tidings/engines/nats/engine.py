@@ -562,9 +562,7 @@ class NatsEngine(Engine):
         """Overwrite committed offsets of an empty group."""
 
         def change(state: GroupState) -> None:
-            coordinator.require_empty(group, state, "reset offsets of")
-            for (topic, partition), offset in offsets.items():
-                state.offsets.setdefault(topic, {})[str(partition)] = offset
+            coordinator.set_offsets(state, group, offsets)
 
         await self.update_group(
             group, coordinator.administered(group, change, self._specs, must_exist=False)

@@ -32,6 +32,7 @@ from tidings.core.errors import (
     StoreError,
     StoreNotFoundError,
     StoreReadOnlyError,
+    TidingsError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -387,8 +388,10 @@ class SQLiteStore(LogStore):
                 for item in group:
                     try:
                         done = self._place(conn, item.batches, topics, ends, rows)
-                    except (TopicNotFoundError, PartitionNotFoundError) as e:
-                        results.append((item, e))
+                    except sqlite3.Error:
+                        raise  # the store's own failure: the whole group's
+                    except Exception as e:  # one request's bad batch fails only that request
+                        results.append((item, _append_error(e, self.path)))
                     else:
                         results.append((item, done))
                 conn.executemany(
@@ -441,7 +444,9 @@ class SQLiteStore(LogStore):
         rows: list[tuple[int, int, int, int, int, int, bytes]],
     ) -> list[AppendResult]:
         """Assign offsets to one request's batches (all or none of them)."""
+        # Everything that can fail is read and checked before `ends` and `rows` change.
         planned: list[tuple[tuple[int, int], EncodedBatch]] = []
+        fresh: dict[tuple[int, int], list[int]] = {}
         for topic, partition, batch in batches:
             if topic not in topics:
                 row = conn.execute(
@@ -451,16 +456,18 @@ class SQLiteStore(LogStore):
                     raise TopicNotFoundError(topic)
                 topics[topic] = (row[0], row[1])
             topic_id, count = topics[topic]
-            if not 0 <= partition < count:
+            if type(partition) is not int or not 0 <= partition < count:
                 raise PartitionNotFoundError(topic, partition, count)
-            planned.append(((topic_id, partition), batch))
-        out: list[AppendResult] = []
-        for (key, batch), (topic, partition, _) in zip(planned, batches, strict=True):
-            if key not in ends:
+            key = (topic_id, partition)
+            if key not in ends and key not in fresh:
                 (end,) = conn.execute(
                     "SELECT end_offset FROM partitions WHERE topic_id = ? AND partition = ?", key
                 ).fetchone()
-                ends[key] = [end, 0]
+                fresh[key] = [end, 0]
+            planned.append((key, batch))
+        ends.update(fresh)
+        out: list[AppendResult] = []
+        for (key, batch), (topic, partition, _) in zip(planned, batches, strict=True):
             state = ends[key]
             base = state[0]
             rows.append(
@@ -706,6 +713,13 @@ def _access(path: Path) -> tuple[bool, bool]:
         return True, not path.with_name(path.name + "-wal").exists()
     writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
     return not writable, False
+
+
+def _append_error(error: BaseException, path: object) -> BaseException:
+    """What an append's caller is told: a tidings error as it is, else a StoreError."""
+    if isinstance(error, TidingsError):
+        return error
+    return StoreError(f"append to {path} failed: {error}")
 
 
 def _spec(name: str, partitions: int, config: str) -> TopicSpec:

@@ -15,6 +15,8 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr
 from pydantic.json_schema import WithJsonSchema
 
+from tidings.core.records import MAX_TIMESTAMP
+
 BYTES_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "description": "UTF-8 text"},
@@ -55,7 +57,8 @@ def bytes_from_json(value: object) -> bytes | None:
 
 
 JsonBytes = Annotated[bytes | None, PlainValidator(bytes_from_json), WithJsonSchema(BYTES_SCHEMA)]
-NonNegative = Annotated[int, Field(ge=0)]
+NonNegative = Annotated[StrictInt, Field(ge=0, le=MAX_TIMESTAMP)]
+"""A partition, offset or timestamp: a JSON integer (not "0", 1.0 or true) in int64's range."""
 MaxRecords = Annotated[int, Query(ge=1, le=10_000, description="most records to return")]
 TimeoutMs = Annotated[
     int,

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from tidings.api.consumer import AsyncConsumer
 from tidings.api.jsonform import json_line, metadata_to_json, record_to_json
 from tidings.core.errors import PartitionNotFoundError, RecordTooLargeError
-from tidings.core.records import TopicPartition
+from tidings.core.records import TopicPartition, normalize_headers
 from tidings.server.http.models import (
     MaxRecords,
     Produced,
@@ -54,6 +54,7 @@ async def produce(name: str, body: ProduceRequest, state: State) -> dict[str, An
     for record in body.records:
         if record.partition is not None and record.partition >= spec.partitions:
             raise PartitionNotFoundError(name, record.partition, spec.partitions)
+        normalize_headers(record.headers)  # refused here, not once earlier records are sent
         size = record_size(record)
         if size > spec.config.max_message_bytes:
             raise RecordTooLargeError(name, size, spec.config.max_message_bytes)

@@ -29,7 +29,7 @@ from tidings.core.errors import (
     StoreReadOnlyError,
     TopicNotFoundError,
 )
-from tidings.core.kafka_batch import BatchHeader, InvalidBatchError
+from tidings.core.kafka_batch import BatchHeader, InvalidBatchError, InvalidRecordsError
 from tidings.core.records import TopicPartition, TopicSpec, validate_topic_name
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.engine import LogEngine
@@ -225,7 +225,7 @@ class KafkaApis:
                         f"topic {topic.name!r} partition {part.index} does not exist",
                     )
                     continue
-                checked = _check_batches(part.records, spec)
+                checked = _check_batches(part.records, spec, version)
                 if isinstance(checked, dict):
                     results[where] = checked
                 else:
@@ -433,7 +433,7 @@ def _topic_metadata(name: str, spec: TopicSpec | None, error: ErrorCode) -> Fiel
 
 
 def _check_batches(
-    records: bytes | None, spec: TopicSpec
+    records: bytes | None, spec: TopicSpec, version: int
 ) -> list[tuple[BatchHeader, bytes]] | Fields:
     """The partition's batches, checked; or the error that refuses them all."""
     if not records:
@@ -458,6 +458,16 @@ def _check_batches(
                 f"a batch of {len(data)} bytes is over the topic's max.message.bytes "
                 f"({spec.config.max_message_bytes})",
             )
+        # As Kafka's broker: records that do not parse are never stored, or every reader
+        # of the partition would stop at them.
+        try:
+            kafka_batch.check_records(header, data)
+        except InvalidRecordsError as e:
+            # INVALID_RECORD came with Produce v8 (KIP-467); older clients know CORRUPT_MESSAGE
+            code = ErrorCode.invalid_record if version >= 8 else ErrorCode.corrupt_message
+            return error(code, str(e))
+        except InvalidBatchError as e:
+            return error(ErrorCode.corrupt_message, str(e))
     return batches
 
 

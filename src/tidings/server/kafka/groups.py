@@ -204,9 +204,11 @@ class GroupApis:
         }
         counts = await self._counts()
         unknown = {tp for tp in offsets if not 0 <= tp[1] < counts.get(tp[0], 0)}
+        # Kafka's int64 allows a negative offset; no reader could resume from one.
+        invalid = {tp for tp, o in offsets.items() if o < 0 and tp not in unknown}
 
         def change(state: GroupState) -> ErrorCode:
-            known = {tp: o for tp, o in offsets.items() if tp not in unknown}
+            known = {tp: o for tp, o in offsets.items() if tp not in unknown | invalid}
             refusal = coordinator.commit_refusal(state, group, member_id, known)
             if refusal is not None:
                 return (
@@ -217,7 +219,7 @@ class GroupApis:
             coordinator.commit(state, group, member_id, known)
             return ErrorCode.none
 
-        code = await self._update(group, change, True)
+        code = await self._update(group, change, True) if group else ErrorCode.invalid_group_id
         return {
             "topics": [
                 {
@@ -225,9 +227,9 @@ class GroupApis:
                     "partitions": [
                         {
                             "partition_index": p.partition_index,
-                            "error_code": ErrorCode.unknown_topic_or_partition
-                            if (t.name, p.partition_index) in unknown
-                            else code,
+                            "error_code": _commit_error(
+                                (t.name, p.partition_index), unknown, invalid, code
+                            ),
                         }
                         for p in t.partitions
                     ],
@@ -362,3 +364,14 @@ def _join_error(code: ErrorCode, message: str) -> Fields:
     """JoinGroup has no error message field: the reason goes to the broker's log."""
     log.warning("JoinGroup refused (%s): %s", code.name, message)
     return {"error_code": code, "generation_id": -1, "member_id": "", "leader": ""}
+
+
+def _commit_error(
+    tp: Partition, unknown: set[Partition], invalid: set[Partition], code: ErrorCode
+) -> ErrorCode:
+    """The answer to one partition of an OffsetCommit."""
+    if tp in unknown:
+        return ErrorCode.unknown_topic_or_partition
+    if tp in invalid and code == ErrorCode.none:
+        return ErrorCode.invalid_commit_offset_size
+    return code
