@@ -164,7 +164,7 @@ def serve(
     assert options is not None, "commands run under the tidings group"
     url = options.url
     if data is not None:
-        Path(data).mkdir(parents=True, exist_ok=True)
+        Path(data).mkdir(mode=0o700, parents=True, exist_ok=True)
         url = f"sqlite://{Path(data) / 'tidings.db'}"
     config = ServeConfig(
         url,

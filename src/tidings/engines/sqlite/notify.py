@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from tidings.engines.sqlite.modes import directory_mode
+
 SAFETY_NET_S = 0.5
 POLL_S = 0.05
 
@@ -27,8 +29,9 @@ POLL_S = 0.05
 class Notifier:
     """Cross-process commit notifications for one store file."""
 
-    def __init__(self, db_path: Path, on_change: Callable[[], None]) -> None:
+    def __init__(self, db_path: Path, on_change: Callable[[], None], mode: int) -> None:
         self._on_change = on_change
+        self._mode = mode
         self._dir = db_path.with_name(db_path.name + "-notify")
         digest = hashlib.sha1(str(db_path.resolve()).encode()).hexdigest()[:16]
         self._prefix = f"\0tidings/{digest}/"
@@ -45,13 +48,13 @@ class Notifier:
     def start(self) -> None:
         """Bind, register, and listen in a daemon thread."""
         if self._abstract:
-            self._dir.mkdir(exist_ok=True)
+            self._dir.mkdir(mode=directory_mode(self._mode), exist_ok=True)
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.bind(self._prefix + self._name)
             self._sock.settimeout(SAFETY_NET_S)
             self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sender.setblocking(False)
-            (self._dir / self._name).touch()
+            (self._dir / self._name).touch(mode=self._mode)
         self._thread = threading.Thread(target=self._listen, name="tidings-notify", daemon=True)
         self._thread.start()
 
