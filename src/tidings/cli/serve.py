@@ -33,6 +33,7 @@ CONFIG_KEYS = (
     "http_allowed_hosts",
     "http_tokens",
     "allow_anonymous_http",
+    "advertise",
 )
 
 
@@ -162,6 +163,14 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     show_envvar=True,
     help="Serve the HTTP API without users on an address other than the loopback.",
 )
+@click.option(
+    "--advertise",
+    metavar="HOST:PORT",
+    envvar="TIDINGS_ADVERTISE",
+    show_envvar=True,
+    help="The address Kafka clients are told to connect to (default: --kafka's; "
+    "port 0: the port bound).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -179,6 +188,7 @@ def serve(
     http_allowed_hosts: str,
     http_tokens: str | None,
     allow_anonymous_http: bool,
+    advertise: str | None,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
     with require_extra("server", "tidings serve"), _without_hypothesis():
@@ -208,6 +218,7 @@ def serve(
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        advertise=None if advertise is None else parse_address(advertise, "--advertise"),
         http_allowed_hosts=tuple(h.strip() for h in http_allowed_hosts.split(",") if h.strip()),
         http_tokens={}
         if http_tokens is None
@@ -247,11 +258,12 @@ def _without_hypothesis() -> Iterator[None]:
 
 
 def _banner(broker: Broker) -> None:
-    assert broker.kafka is not None
+    assert broker.kafka is not None and broker.advertised is not None
+    host, port = broker.advertised
     lines = [
         "tidings serve",
         f"  kafka  {broker.kafka.host}:{broker.kafka.port}   (any Kafka client: "
-        f"bootstrap.servers={broker.kafka.host}:{broker.kafka.port})",
+        f"bootstrap.servers={host}:{port})",
         *(
             [f"  http   {broker.http.url}   (REST, Server-Sent Events, /metrics, /docs)"]
             if broker.http is not None

@@ -14,7 +14,7 @@ from tidings.api.bus import AsyncBus
 from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
 from tidings.engines.log.engine import LogEngine
-from tidings.server.http.access import HttpAccess, is_loopback
+from tidings.server.http.access import HttpAccess, is_loopback, is_unspecified
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import PLAIN, SaslConfig
 from tidings.server.kafka.server import KafkaServer
@@ -44,6 +44,9 @@ class ServeConfig:
     tls_key: str | None = None
     """A certificate chain and its key (PEM): the Kafka listener speaks TLS, the HTTP API
     HTTPS."""
+    advertise: tuple[str, int] | None = None
+    """The address Metadata gives Kafka clients (default: the one listened on; port 0:
+    the port bound)."""
     http_allowed_hosts: tuple[str, ...] = ()
     """Host names the HTTP API answers to, besides the loopback's and its listener's."""
     http_tokens: Mapping[str, str] = field(default_factory=dict)
@@ -83,6 +86,22 @@ def parse_optional_address(text: str, what: str) -> tuple[str, int] | None:
     return None if text.strip().lower() in ("off", "none", "") else _address(text, what)
 
 
+def advertised(host: str, port: int, advertise: tuple[str, int] | None) -> tuple[str, int]:
+    """The address Kafka clients are sent to: never an unspecified one such as 0.0.0.0."""
+    if advertise is not None:
+        return advertise[0], advertise[1] or port
+    if is_unspecified(host):
+        log.warning(
+            "the Kafka listener is on %s, which no client can connect to: Metadata "
+            "advertises 127.0.0.1:%d, so clients on other hosts cannot reach it; set "
+            "--advertise HOST:PORT to the name they use",
+            host,
+            port,
+        )
+        return "127.0.0.1", port
+    return host, port
+
+
 def _address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -97,6 +116,8 @@ class Broker:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
+        self.advertised: tuple[str, int] | None = None
+        """The address Kafka clients are sent to, once started."""
         self.bus: AsyncBus | None = None
         self.kafka: KafkaServer | None = None
         self.http: HttpServer | None = None
@@ -133,9 +154,10 @@ class Broker:
                 f"cannot listen for Kafka clients on {host}:{port}: {e.strerror or e}; "
                 f"choose another address with --kafka HOST:PORT (port 0 picks a free one)"
             ) from e
-        # clients connect where metadata says: the port actually bound
+        # clients connect where metadata says: the port actually bound, or --advertise
+        self.advertised = advertised(bound_host, bound_port, self.config.advertise)
         self.kafka.apis.settings = BrokerSettings(
-            bound_host, bound_port, settings.auto_create_topics, settings.num_partitions
+            *self.advertised, settings.auto_create_topics, settings.num_partitions
         )
         if self.config.http is not None:
             from tidings.server.http import serve_http
