@@ -22,7 +22,7 @@ import secrets
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,15 +78,21 @@ class FailedLogins:
     first bucket, so a client stuck with a wrong password does not lock out its neighbours.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._buckets: dict[tuple[str, str | None], tuple[float, float]] = {}
         """(address, user or None for any) -> (tokens left, when counted)."""
         self._lock = threading.Lock()
 
+    @property
+    def tracked(self) -> int:
+        """How many buckets are remembered now."""
+        return len(self._buckets)
+
     def check(self, address: str, user: str | None = None) -> None:
         """Refuse an attempt from `address` (as `user`, if known) while failures are spent."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             waits = [self._wait(key, now) for key in _keys(address, user)]
         if max(waits) > 0:
             raise TooManyFailures(address, max(waits))
@@ -94,7 +100,7 @@ class FailedLogins:
     def failed(self, address: str, user: str | None = None) -> None:
         """Count one failed authentication from `address` (as `user`, if known)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if len(self._buckets) >= TRACKED:
                 self._forget_refilled(now)
             for key in _keys(address, user):
@@ -111,9 +117,17 @@ class FailedLogins:
         return min(float(allowed), tokens + (now - since) / refill_s)
 
     def _forget_refilled(self, now: float) -> None:
+        """Drop the buckets that have refilled; if too many are left, the oldest half.
+
+        Memory stays bounded whatever the number of addresses and user names tried, and
+        the scan runs once per TRACKED / 2 new buckets at most.
+        """
         full = [k for k in self._buckets if self._tokens(k, now) >= _limit(k)[0]]
         for key in full:
             del self._buckets[key]
+        if len(self._buckets) >= TRACKED // 2:
+            for key in list(self._buckets)[: len(self._buckets) // 2]:
+                del self._buckets[key]
 
 
 def _keys(address: str, user: str | None) -> list[tuple[str, str | None]]:
