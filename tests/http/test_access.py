@@ -197,3 +197,8 @@ def test_a_web_page_cannot_commit_offsets_or_change_anything(
     own = http.post(commit, headers={"origin": str(http.base_url).rstrip("/")})
     assert own.status_code == 200, own.text
     assert bus.describe_group("billing").partitions[0].committed == 2
+
+
+def test_an_empty_bearer_token_is_refused_at_start() -> None:
+    with pytest.raises(ConfigurationError, match="bearer tokens of ci, ops are empty"):
+        HttpAccess.for_listener("127.0.0.1", tokens={"ci": "", "ops": " ", "ok": "x" * 32})

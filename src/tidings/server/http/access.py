@@ -75,6 +75,14 @@ class HttpAccess:
     failures: FailedLogins = field(default_factory=FailedLogins, compare=False, repr=False)
     """Failed credentials per client address (the Kafka listener's, when SASL is on)."""
 
+    def __post_init__(self) -> None:
+        empty = sorted(user for user, token in self.tokens.items() if not token.strip())
+        if empty:
+            raise ConfigurationError(
+                f"the bearer tokens of {', '.join(empty)} are empty, so any request would "
+                f"pass as them; give each a long random token (e.g. from `openssl rand -hex 32`)"
+            )
+
     @classmethod
     def for_listener(
         cls,
