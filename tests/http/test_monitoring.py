@@ -21,7 +21,8 @@ def samples(http: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 
 def test_health_names_the_store(http: httpx.Client, bus_url: str) -> None:
-    assert http.get("/health").json() == {"status": "ok", "url": bus_url}
+    health = http.get("/health").json()
+    assert health == {"status": "ok", "url": bus_url, "auth": "none (loopback only)"}
 
 
 def test_metrics_show_the_log_groups_queues_and_requests(http: httpx.Client) -> None:

@@ -20,7 +20,7 @@ import tidings
 TIDINGS = str(Path(sys.executable).parent / "tidings")
 START_TIMEOUT_S = 30.0
 BANNER = re.compile(r"kafka\s+(\S+):(\d+)")
-HTTP_BANNER = re.compile(r"http\s+(http://\S+)")
+HTTP_BANNER = re.compile(r"http\s+(https?://\S+)")
 
 
 @dataclass

@@ -30,6 +30,10 @@ CONFIG_KEYS = (
     "sasl_mechanisms",
     "tls_cert",
     "tls_key",
+    "http_allowed_hosts",
+    "http_tokens",
+    "allow_anonymous_http",
+    "advertise",
 )
 
 
@@ -136,6 +140,37 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     help="The certificate's private key (PEM), if not in --tls-cert.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+@click.option(
+    "--http-allowed-hosts",
+    metavar="LIST",
+    envvar="TIDINGS_HTTP_ALLOWED_HOSTS",
+    show_envvar=True,
+    default="",
+    help="Host names the HTTP API answers to besides localhost and its own address, "
+    "comma-separated (others get 421, against DNS rebinding).",
+)
+@click.option(
+    "--http-tokens",
+    metavar="FILE",
+    envvar="TIDINGS_HTTP_TOKENS",
+    show_envvar=True,
+    help='Bearer tokens for the HTTP API: a TOML file of name = "token" lines.',
+)
+@click.option(
+    "--allow-anonymous-http",
+    is_flag=True,
+    envvar="TIDINGS_ALLOW_ANONYMOUS_HTTP",
+    show_envvar=True,
+    help="Serve the HTTP API without users on an address other than the loopback.",
+)
+@click.option(
+    "--advertise",
+    metavar="HOST:PORT",
+    envvar="TIDINGS_ADVERTISE",
+    show_envvar=True,
+    help="The address Kafka clients are told to connect to (default: --kafka's; "
+    "port 0: the port bound).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -150,6 +185,10 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     verbose: bool,
+    http_allowed_hosts: str,
+    http_tokens: str | None,
+    allow_anonymous_http: bool,
+    advertise: str | None,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
     with require_extra("server", "tidings serve"), _without_hypothesis():
@@ -159,12 +198,12 @@ def serve(
             parse_address,
             parse_optional_address,
         )
-        from tidings.server.kafka.sasl import SaslConfig
+        from tidings.server.kafka.sasl import SaslConfig, read_secrets
     options = ctx.find_object(Options)
     assert options is not None, "commands run under the tidings group"
     url = options.url
     if data is not None:
-        Path(data).mkdir(parents=True, exist_ok=True)
+        Path(data).mkdir(mode=0o700, parents=True, exist_ok=True)
         url = f"sqlite://{Path(data) / 'tidings.db'}"
     config = ServeConfig(
         url,
@@ -179,6 +218,12 @@ def serve(
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        advertise=None if advertise is None else parse_address(advertise, "--advertise"),
+        http_allowed_hosts=tuple(h.strip() for h in http_allowed_hosts.split(",") if h.strip()),
+        http_tokens={}
+        if http_tokens is None
+        else read_secrets(http_tokens, "HTTP tokens", "token"),
+        allow_anonymous_http=allow_anonymous_http,
     )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -213,11 +258,12 @@ def _without_hypothesis() -> Iterator[None]:
 
 
 def _banner(broker: Broker) -> None:
-    assert broker.kafka is not None
+    assert broker.kafka is not None and broker.advertised is not None
+    host, port = broker.advertised
     lines = [
         "tidings serve",
         f"  kafka  {broker.kafka.host}:{broker.kafka.port}   (any Kafka client: "
-        f"bootstrap.servers={broker.kafka.host}:{broker.kafka.port})",
+        f"bootstrap.servers={host}:{port})",
         *(
             [f"  http   {broker.http.url}   (REST, Server-Sent Events, /metrics, /docs)"]
             if broker.http is not None
@@ -225,7 +271,8 @@ def _banner(broker: Broker) -> None:
         ),
         f"  data   {broker.config.url}",
         f"  auth   security.protocol={broker.config.security_protocol}"
-        + (f" ({', '.join(broker.config.sasl.mechanisms)})" if broker.config.sasl else ""),
+        + (f" ({', '.join(broker.config.sasl.mechanisms)})" if broker.config.sasl else "")
+        + (f"; http: {broker.http.app.state.access.mode}" if broker.http is not None else ""),
         "  stop   Ctrl-C or SIGTERM",
     ]
     click.echo("\n".join(lines), err=False)

@@ -6,16 +6,17 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tidings.api.bus import AsyncBus
 from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
 from tidings.engines.log.engine import LogEngine
+from tidings.server.http.access import HttpAccess, is_loopback, is_unspecified
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
-from tidings.server.kafka.sasl import SaslConfig
+from tidings.server.kafka.sasl import PLAIN, SaslConfig
 from tidings.server.kafka.server import KafkaServer
 
 if TYPE_CHECKING:
@@ -41,7 +42,17 @@ class ServeConfig:
     """Users and mechanisms: clients must authenticate (off when None)."""
     tls_cert: str | None = None
     tls_key: str | None = None
-    """A certificate chain and its key (PEM): the Kafka listener speaks TLS."""
+    """A certificate chain and its key (PEM): the Kafka listener speaks TLS, the HTTP API
+    HTTPS."""
+    advertise: tuple[str, int] | None = None
+    """The address Metadata gives Kafka clients (default: the one listened on; port 0:
+    the port bound)."""
+    http_allowed_hosts: tuple[str, ...] = ()
+    """Host names the HTTP API answers to, besides the loopback's and its listener's."""
+    http_tokens: Mapping[str, str] = field(default_factory=dict)
+    """user -> bearer token for the HTTP API."""
+    allow_anonymous_http: bool = False
+    """Serve the HTTP API without users on an address beyond the loopback."""
 
     @property
     def security_protocol(self) -> str:
@@ -75,6 +86,22 @@ def parse_optional_address(text: str, what: str) -> tuple[str, int] | None:
     return None if text.strip().lower() in ("off", "none", "") else _address(text, what)
 
 
+def advertised(host: str, port: int, advertise: tuple[str, int] | None) -> tuple[str, int]:
+    """The address Kafka clients are sent to: never an unspecified one such as 0.0.0.0."""
+    if advertise is not None:
+        return advertise[0], advertise[1] or port
+    if is_unspecified(host):
+        log.warning(
+            "the Kafka listener is on %s, which no client can connect to: Metadata "
+            "advertises 127.0.0.1:%d, so clients on other hosts cannot reach it; set "
+            "--advertise HOST:PORT to the name they use",
+            host,
+            port,
+        )
+        return "127.0.0.1", port
+    return host, port
+
+
 def _address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -89,12 +116,16 @@ class Broker:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
+        self.advertised: tuple[str, int] | None = None
+        """The address Kafka clients are sent to, once started."""
         self.bus: AsyncBus | None = None
         self.kafka: KafkaServer | None = None
         self.http: HttpServer | None = None
 
     async def start(self) -> None:
         """Open the bus and start listening."""
+        access = self._http_access()
+        self._warn_about_exposure()
         self.bus = await connect_async(self.config.url)
         engine = self.bus.engine
         if not isinstance(engine, LogEngine):
@@ -123,18 +154,71 @@ class Broker:
                 f"cannot listen for Kafka clients on {host}:{port}: {e.strerror or e}; "
                 f"choose another address with --kafka HOST:PORT (port 0 picks a free one)"
             ) from e
-        # clients connect where metadata says: the port actually bound
+        # clients connect where metadata says: the port actually bound, or --advertise
+        self.advertised = advertised(bound_host, bound_port, self.config.advertise)
         self.kafka.apis.settings = BrokerSettings(
-            bound_host, bound_port, settings.auto_create_topics, settings.num_partitions
+            *self.advertised, settings.auto_create_topics, settings.num_partitions
         )
         if self.config.http is not None:
             from tidings.server.http import serve_http
 
             try:
-                self.http = await serve_http(self.bus, *self.config.http)
+                self.http = await serve_http(
+                    self.bus,
+                    *self.config.http,
+                    access=access,
+                    tls_cert=self.config.tls_cert,
+                    tls_key=self.config.tls_key,
+                )
             except ConfigurationError:
                 await self.close()
                 raise
+
+    def _http_access(self) -> HttpAccess | None:
+        """Who may call the HTTP API; refuses an open API beyond the loopback."""
+        if self.config.http is None:
+            return None
+        return HttpAccess.for_listener(
+            self.config.http[0],
+            sasl=self.config.sasl,
+            tokens=self.config.http_tokens,
+            allowed_hosts=self.config.http_allowed_hosts,
+            tls=self.config.tls_cert is not None,
+            allow_anonymous=self.config.allow_anonymous_http,
+        )
+
+    def _warn_about_exposure(self) -> None:
+        """Log what leaves passwords or data open to others on the network."""
+        config = self.config
+        kafka_host = config.kafka[0]
+        if config.sasl is None and not is_loopback(kafka_host):
+            log.warning(
+                "the Kafka listener on %s takes clients without authentication: anyone who "
+                "reaches it reads, writes and deletes every topic; set --sasl-users",
+                kafka_host,
+            )
+        if config.sasl is not None and PLAIN in config.sasl.mechanisms and not config.tls_cert:
+            log.warning(
+                "SASL PLAIN without TLS sends passwords in clear text on the network; "
+                "set --tls-cert, or offer only --sasl-mechanisms SCRAM-SHA-256"
+            )
+        if config.http is None:
+            return
+        http_host = config.http[0]
+        if is_loopback(http_host):
+            return
+        if config.sasl is None and not config.http_tokens:
+            log.warning(
+                "the HTTP API on %s is open to anyone who reaches it (--allow-anonymous-http); "
+                "set --sasl-users or --http-tokens",
+                http_host,
+            )
+        elif config.sasl is not None and not config.tls_cert:
+            log.warning(
+                "the HTTP API on %s refuses Basic credentials over plain HTTP from other "
+                "hosts; set --tls-cert to serve HTTPS, or give clients --http-tokens",
+                http_host,
+            )
 
     async def close(self) -> None:
         """Answer what is in progress, stop listening, close the bus."""

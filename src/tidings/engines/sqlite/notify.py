@@ -21,6 +21,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from tidings.engines.sqlite.modes import directory_mode
+
 SAFETY_NET_S = 0.5
 POLL_S = 0.05
 
@@ -28,8 +30,9 @@ POLL_S = 0.05
 class Notifier:
     """Cross-process commit notifications for one store file."""
 
-    def __init__(self, db_path: Path, on_change: Callable[[], None]) -> None:
+    def __init__(self, db_path: Path, on_change: Callable[[], None], mode: int) -> None:
         self._on_change = on_change
+        self._mode = mode
         self._dir = db_path.with_name(db_path.name + "-notify")
         digest = hashlib.sha1(str(db_path.resolve()).encode()).hexdigest()[:16]
         self._prefix = f"\0tidings/{digest}/"
@@ -52,8 +55,8 @@ class Notifier:
             self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sender.setblocking(False)
             try:  # listed only once bound: a peer drops a name that refuses its datagram
-                self._dir.mkdir(exist_ok=True)
-                (self._dir / self._name).touch()
+                self._dir.mkdir(mode=directory_mode(self._mode), exist_ok=True)
+                (self._dir / self._name).touch(mode=self._mode)
             except OSError:  # a read-only directory or a full disk
                 self._sock.close()
                 self._sender.close()

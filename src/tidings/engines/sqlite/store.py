@@ -42,6 +42,7 @@ from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
 from tidings.engines.sqlite.failures import store_error
+from tidings.engines.sqlite.modes import DEFAULT_MODE, directory_mode, file_mode
 from tidings.engines.sqlite.notify import Notifier
 
 APPLICATION_ID = 0x54444753  # "TDGS": marks a file as a tidings store
@@ -114,7 +115,12 @@ class SQLiteStore(LogStore):
     multi_process = True
 
     def __init__(
-        self, path: str | Path, url: str | None = None, fsync: str = "full", create: str = "true"
+        self,
+        path: str | Path,
+        url: str | None = None,
+        fsync: str = "full",
+        create: str = "true",
+        mode: str = DEFAULT_MODE,
     ) -> None:
         if fsync not in SYNC_MODES:
             raise ConfigurationError(
@@ -127,6 +133,7 @@ class SQLiteStore(LogStore):
                 f"create must be true (make the store if it is missing) or false "
                 f"(open only an existing store), not {create!r}"
             )
+        self._mode = file_mode(mode)
         path = Path(path)
         if path.is_dir() or str(path).endswith("/"):
             path = path / "tidings.db"
@@ -147,7 +154,7 @@ class SQLiteStore(LogStore):
         self._closing = False
         self._writer: threading.Thread | None = None
         self._listeners: list[Callable[[Sequence[Appended]], None]] = []
-        self._notifier = Notifier(self.path, partial(self._changed, ()))
+        self._notifier = Notifier(self.path, partial(self._changed, ()), self._mode)
         self._unchecked_bytes = 0
         self._checkpoint_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -162,10 +169,14 @@ class SQLiteStore(LogStore):
         """
         if not self._create and not self.path.exists():
             raise StoreNotFoundError(str(self.path))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=directory_mode(self._mode), parents=True, exist_ok=True)
         self._read_only, immutable = _access(self.path)
         if self._read_only and not self.path.exists():
             raise StoreReadOnlyError(str(self.path), "create the store")
+        if not self.path.exists():
+            # created here, so that SQLite gives its journal and WAL files the same mode
+            with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, self._mode))
         # SQLite reads a WAL store through its -shm file, which it must be able to create
         # unless told the file cannot change: true of a read-only mount.
         query = "?mode=ro&immutable=1" if immutable else "?mode=ro" if self._read_only else ""

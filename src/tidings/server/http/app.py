@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from tidings.api.bus import AsyncBus
 from tidings.core.errors import ConfigurationError
 from tidings.server.http import docs, errors, groups, monitoring, queues, records, topics
+from tidings.server.http.access import AccessGuard, HttpAccess
 from tidings.server.http.models import ErrorOut
 from tidings.server.http.state import HttpState
 
@@ -30,8 +31,15 @@ for other bytes. Every error is `{"error": "...", "message": "..."}`.
 """
 
 
-def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> FastAPI:
-    """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus."""
+def create_app(
+    bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S, access: HttpAccess | None = None
+) -> FastAPI:
+    """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus.
+
+    `access` says who may call it and under which host names (default: anyone, on the
+    loopback names only).
+    """
+    access = access or HttpAccess()
     state = HttpState(bus, idle_timeout_s)
 
     @contextlib.asynccontextmanager
@@ -55,11 +63,13 @@ def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> Fast
         responses={"default": {"model": ErrorOut, "description": "what went wrong, what to do"}},
     )
     app.state.tidings = state
+    app.state.access = access
     errors.install(app)
     monitoring.install(app)
     docs.install(app)
     for module in (topics, records, groups, queues):
         app.include_router(module.router)
+    app.add_middleware(AccessGuard, access=access)  # the outermost: before anything runs
     return app
 
 
@@ -91,9 +101,18 @@ def bind(host: str, port: int) -> socket.socket:
 class HttpServer:
     """The HTTP API served by uvicorn on the running event loop, until `close()`."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        *,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
         self.app = app
         self._address = (host, port)
+        self.tls = tls_cert is not None
         self._bound: tuple[str, int] | None = None
         self._server = _EmbeddedServer(
             uvicorn.Config(
@@ -103,6 +122,8 @@ class HttpServer:
                 ws="none",
                 lifespan="on",
                 timeout_graceful_shutdown=GRACEFUL_S,
+                ssl_certfile=tls_cert,
+                ssl_keyfile=tls_key,
             )
         )
         self._task: asyncio.Task[None] | None = None
@@ -135,7 +156,7 @@ class HttpServer:
     def url(self) -> str:
         """The base URL of the API."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def close(self) -> None:
         """End tails and long polls, finish requests under way, close what clients held."""
@@ -148,6 +169,18 @@ class HttpServer:
         self._task = None
 
 
-async def serve_http(bus: AsyncBus, host: str, port: int) -> HttpServer:
-    """Serve the HTTP API of `bus` on host:port (port 0 picks a free one) until close()."""
-    return await HttpServer(create_app(bus), host, port).start()
+async def serve_http(
+    bus: AsyncBus,
+    host: str,
+    port: int,
+    *,
+    access: HttpAccess | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> HttpServer:
+    """Serve the HTTP API of `bus` on host:port (port 0 picks a free one) until close().
+
+    Over HTTPS when given a PEM certificate chain (and its key, if not in the chain).
+    """
+    app = create_app(bus, access=access or HttpAccess.for_listener(host))
+    return await HttpServer(app, host, port, tls_cert=tls_cert, tls_key=tls_key).start()

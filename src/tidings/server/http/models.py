@@ -334,6 +334,8 @@ class Health(BaseModel):
 
     status: Literal["ok"]
     url: str
+    auth: str
+    """How the API is protected: "basic", "bearer", or "none (loopback only)"."""
 
 
 class ErrorOut(BaseModel):

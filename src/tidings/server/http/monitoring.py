@@ -30,10 +30,11 @@ def redacted(url: str) -> str:
 
 
 @router.get("/health", response_model=Health)
-async def health(state: State) -> dict[str, Any]:
-    """The server is up and its store answers."""
+async def health(request: Request, state: State) -> dict[str, Any]:
+    """The server is up and its store answers; how the API is protected."""
     await state.bus.list_topics()
-    return {"status": "ok", "url": redacted(state.bus.engine.url)}
+    url = redacted(state.bus.engine.url)
+    return {"status": "ok", "url": url, "auth": request.app.state.access.mode}
 
 
 class Snapshot(Collector):

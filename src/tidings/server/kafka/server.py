@@ -127,7 +127,7 @@ class KafkaServer:
         self, task: asyncio.Task[None], reader: asyncio.StreamReader, answers: _Answers, peer: Any
     ) -> None:
         host = peer[0] if isinstance(peer, tuple) else str(peer)
-        auth = self.sasl.session() if self.sasl is not None else None
+        auth = self.sasl.session(host) if self.sasl is not None else None
         while not self._closing:
             if len(answers) >= MAX_IN_FLIGHT:
                 await answers.written()
