@@ -1,0 +1,52 @@
+"""A length in a request that asks for more than its frame holds: that connection is
+closed, and the broker goes on serving everyone else. kio's reader used to abort the
+whole process on such a length (docs/kio-bug-unbounded-length.md)."""
+
+from __future__ import annotations
+
+import random
+
+from tidings.server.kafka.apis import SUPPORTED
+
+from ..fuzz.frames import FrameMaker
+from . import wire
+from .conftest import Served
+from .test_bad_input import API_VERSIONS, closed_after, still_serving
+
+REPORTED = bytes.fromhex("0000001a0002000600000001000570726f626500ffffffff00ffffffff0f")
+"""The issue's frame: ListOffsets v6 whose topics array has the length 0xFFFFFFFF."""
+
+
+def planted_frames(api_key: int, version: int) -> list[bytes]:
+    """One frame per length a request of this API and version holds (arrays of one item,
+    every tagged field), each with that one length at its largest and the rest true."""
+    honest = FrameMaker(random.Random(api_key * 100 + version), plant=-1)
+    honest.frame(api_key, version, 1)
+    return [
+        FrameMaker(random.Random(api_key * 100 + version), plant=i).frame(api_key, version, i)
+        for i in range(honest.lengths)
+    ]
+
+
+def test_the_reported_frame_closes_only_its_connection(broker: Served) -> None:
+    with wire.connect(broker.bootstrap) as bystander:
+        assert closed_after(broker, REPORTED)
+        still_serving(broker)
+        bystander.sendall(wire.request_frame(API_VERSIONS, 3, {}))
+        assert wire.read_frame(bystander) is not None, "a connection open before was dropped"
+    assert broker.process.poll() is None, broker.log()
+
+
+def test_no_length_of_any_served_request_can_exceed_its_frame(broker: Served) -> None:
+    with wire.connect(broker.bootstrap) as bystander:
+        refused = 0
+        for api_key, (low, high) in sorted(SUPPORTED.items()):
+            for version in range(low, high + 1):
+                for frame in planted_frames(api_key, version):
+                    assert closed_after(broker, frame), (api_key, version, frame.hex())
+                    refused += 1
+                still_serving(broker)
+        bystander.sendall(wire.request_frame(API_VERSIONS, 3, {}))
+        assert wire.read_frame(bystander) is not None, "a connection open before was dropped"
+    assert refused > 600  # every array, string, bytes and tagged field of ~180 versions
+    assert broker.process.poll() is None, broker.log()
