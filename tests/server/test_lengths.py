@@ -5,6 +5,8 @@ whole process on such a length (docs/kio-bug-unbounded-length.md)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from pathlib import Path
 
 from tidings.server.kafka.apis import SUPPORTED
 
@@ -12,6 +14,7 @@ from ..fuzz.frames import FrameMaker
 from . import wire
 from .conftest import Served
 from .test_bad_input import API_VERSIONS, closed_after, still_serving
+from .test_security import users_file
 
 REPORTED = bytes.fromhex("0000001a0002000600000001000570726f626500ffffffff00ffffffff0f")
 """The issue's frame: ListOffsets v6 whose topics array has the length 0xFFFFFFFF."""
@@ -37,6 +40,15 @@ def test_the_reported_frame_closes_only_its_connection(broker: Served) -> None:
     assert broker.process.poll() is None, broker.log()
 
 
+def test_the_reported_frame_is_refused_before_authentication(
+    start: Callable[..., Served], tmp_path: Path
+) -> None:
+    broker = start("--sasl-users", users_file(tmp_path))
+    assert closed_after(broker, REPORTED)
+    still_serving(broker)
+    assert broker.process.poll() is None, broker.log()
+
+
 def test_no_length_of_any_served_request_can_exceed_its_frame(broker: Served) -> None:
     with wire.connect(broker.bootstrap) as bystander:
         refused = 0
@@ -48,5 +60,5 @@ def test_no_length_of_any_served_request_can_exceed_its_frame(broker: Served) ->
                 still_serving(broker)
         bystander.sendall(wire.request_frame(API_VERSIONS, 3, {}))
         assert wire.read_frame(bystander) is not None, "a connection open before was dropped"
-    assert refused > 600  # every array, string, bytes and tagged field of ~180 versions
+    assert refused > 600  # every array, string, bytes and tagged field of 131 versions
     assert broker.process.poll() is None, broker.log()
