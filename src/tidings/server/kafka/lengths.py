@@ -84,7 +84,7 @@ class _Code:
         self.width = 0  # fixed-width bytes not yet added to pos
         self.names: dict[str, Any] = {
             "too_long": _too_long,
-            "compact": _compact,
+            "uvarint": _uvarint,
             "legacy": _legacy,
             "tagged": _tagged,
             "LengthError": LengthError,
@@ -165,7 +165,7 @@ class _Code:
             return
         # a compact length is an unsigned varint of length + 1: almost always one byte
         self.line("if pos < end and frame[pos] < 0x80: n = frame[pos] - 1; pos += 1")
-        self.line("else: n, pos = compact(frame, pos, end)")
+        self.line("else: n, pos = uvarint(frame, pos, end); n -= 1")
         self.line(f"if n * {smallest} > end - pos: too_long(n, pos, end)")
 
 
@@ -186,12 +186,6 @@ def _without_none(tp: Any) -> Any:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
     return tp
-
-
-def _compact(frame: bytes, pos: int, end: int) -> tuple[int, int]:
-    """A compact length of more than one byte (-1 is null), and the position after it."""
-    value, pos = _uvarint(frame, pos, end)
-    return value - 1, pos
 
 
 def _legacy(
@@ -238,10 +232,11 @@ def _tagged(frame: bytes, pos: int, end: int, known: dict[int, Walk]) -> int:
 def _uvarint(frame: bytes, pos: int, end: int) -> tuple[int, int]:
     """An unsigned varint and the position after it."""
     value = shift = 0
-    for i in range(pos, min(end, pos + MAX_VARINT_BYTES)):
-        byte = frame[i]
+    while pos < end and shift < 7 * MAX_VARINT_BYTES:
+        byte = frame[pos]
+        pos += 1
         value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i + 1
+        if byte < 0x80:
+            return value, pos
         shift += 7
-    raise LengthError(f"the varint at byte {pos} is unterminated or longer than 32 bits")
+    raise LengthError(f"a varint before byte {pos} is unterminated or longer than 32 bits")
