@@ -76,6 +76,14 @@ class FrameMaker:
         body = bytes(out) if self.plant is not None else self._mangled(bytes(out))
         return struct.pack(">i", len(body)) + body
 
+    def entity(self, schema: Any) -> bytes:
+        """One value of the kio entity `schema`, as found inside a request (such as a
+        group member's subscription), never mangled."""
+        self.lengths = 0
+        out = bytearray()
+        self._entity(out, schema, compact=schema.__flexible__)
+        return bytes(out)
+
     def _mangled(self, frame: bytes) -> bytes:
         """The frame, sometimes cut short, with bytes flipped, or padded with junk; never
         its first 8 bytes (API key, version, correlation id), so it reaches its decoder."""

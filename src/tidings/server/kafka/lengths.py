@@ -10,7 +10,7 @@ passes holds every item it announces, and kio allocates no more than the frame w
 
 The walk runs on every request, Produce and Fetch included, so it is compiled once per
 schema (one per API and version) into one plain function: fixed-width fields in a row
-become one addition, arrays become loops, and a length costs one call. Records and
+become one addition, arrays become loops, and a one-byte length is read inline. Records and
 other bytes are skipped by their length, never read, so the cost does not grow with
 the data a request carries.
 """
@@ -64,6 +64,12 @@ def check(schema: Any, frame: bytes) -> None:
     _request_walk(schema)(frame, 0, len(frame))
 
 
+def check_entity(schema: Any, data: bytes, pos: int) -> None:
+    """Refuse `data` if a length in the kio entity `schema` at `pos` exceeds what it holds
+    (for entities inside a request, such as a consumer group member's subscription)."""
+    _entity_walk(schema)(data, pos, len(data))
+
+
 @cache
 def _request_walk(schema: Any) -> Walk:
     """The walk of a request of `schema`: its header, then its body."""
@@ -71,6 +77,14 @@ def _request_walk(schema: Any) -> Walk:
     # The header's client id is a legacy string in every version, as Kafka's
     # RequestHeader schema says, even where the header has tagged fields.
     code.entity(schema.__header_schema__, compact=False)
+    code.entity(schema, compact=schema.__flexible__)
+    return code.compile(f"walk_{schema.__name__}_v{schema.__version__}")
+
+
+@cache
+def _entity_walk(schema: Any) -> Walk:
+    """The walk of one entity of `schema`."""
+    code = _Code()
     code.entity(schema, compact=schema.__flexible__)
     return code.compile(f"walk_{schema.__name__}_v{schema.__version__}")
 
