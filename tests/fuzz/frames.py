@@ -18,7 +18,8 @@ import types
 import typing
 from typing import Any
 
-from kio.index import load_request_schema
+from kio.index import load_entity_schema, load_request_schema
+from kio.static.constants import EntityType
 
 from tidings.server.kafka.lengths import FIXED, SIZED
 
@@ -32,12 +33,16 @@ HUGE_VARINTS = [
 ]
 PLANTED_COMPACT = HUGE_VARINTS[0]
 LEGACY_LIES = [-2, -(2**31), 2**31 - 1, 2**15 - 1, -(2**15)]
-NAMES = ["fuzz", "fuzz-2", "", "t", "__consumer_offsets", "a" * 249, "bad/name", "é"]
+NAMES = ["fuzz", "fuzz-2", "", "t", "consumer", "__consumer_offsets", "a" * 249, "bad/name", "é"]
 INT_EDGES = [0, 1, -1, 2, 3, 7, 100]
 PARTITION_COUNTS = {"num_partitions", "count"}
 """CreateTopics' and CreatePartitions' partition counts: drawn from INT_EDGES only. A
 count the broker accepts makes that many partitions, and making millions is a question
 of resource limits (tested where they are set), not of reading requests."""
+EMBEDDED = {("JoinGroupRequestProtocol", "metadata"): ("consumer_protocol_subscription", 3)}
+"""Bytes fields holding an entity the broker decodes too: (entity, field) -> its schema
+and newest version. Mostly generated as that entity (a 2-byte version, then its fields),
+lies included, so the decoder behind them is fuzzed as well."""
 
 
 class FrameMaker:
@@ -110,10 +115,27 @@ class FrameMaker:
                 out += given[f.name].to_bytes(FIXED[f.metadata["kafka_type"]], "big", signed=True)
             elif f.name in PARTITION_COUNTS:
                 out += self.rng.choice(INT_EDGES).to_bytes(4, "big", signed=True)
+            elif (cls.__name__, f.name) in EMBEDDED and self._embeds():
+                value = self._embedded(*EMBEDDED[cls.__name__, f.name])
+                self._length(out, len(value), compact, ">i", nullable=False)
+                out += value
             else:
                 self._field(out, f.type, f.metadata.get("kafka_type"), compact)
         if cls.__flexible__:
             self._tagged_fields(out, tagged, compact)
+
+    def _embeds(self) -> bool:
+        """Whether to write an embedded entity as itself (not when planting: a length
+        planted in it is refused in an answer, not by closing the connection)."""
+        return self.plant is None and self.rng.random() < 0.8
+
+    def _embedded(self, name: str, newest: int) -> bytes:
+        """An entity as the bytes of a field: its version, then its fields."""
+        version = self.rng.randrange(newest + 1)
+        schema = load_entity_schema(name, version, EntityType.data)
+        out = bytearray(struct.pack(">h", version))
+        self._entity(out, schema, compact=schema.__flexible__)
+        return bytes(out)
 
     def _field(self, out: bytearray, tp: Any, kafka_type: str | None, compact: bool) -> None:
         nullable, tp = _optional(tp)

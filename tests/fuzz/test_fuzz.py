@@ -25,6 +25,7 @@ from tidings.server.kafka.apis import SUPPORTED
 from ..server import wire
 from ..server.conftest import Served, start_broker
 from ..server.test_bad_input import METADATA, still_serving
+from ..server.test_lengths import limit_memory
 from .frames import FrameMaker
 
 BUDGET_S = float(os.environ.get("FUZZ_SECONDS", "60"))
@@ -42,6 +43,7 @@ SERVED = [(key, v) for key, (low, high) in sorted(SUPPORTED.items()) for v in ra
 def broker(tmp_path: Path) -> Iterator[Served]:
     """A broker of its own, stopped (and checked to stop) after the run."""
     served = start_broker(tmp_path / "data")
+    limit_memory(served)  # a reservation of many GiB fails, as on a smaller host
     try:
         yield served
     finally:
