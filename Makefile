@@ -12,7 +12,7 @@ LOCK := requirements.lock
 # what the lock covers: every extra and every dependency group, for Python 3.11 and newer
 LOCK_INPUTS := pyproject.toml --all-extras --group dev --group bench --group build \
 	--universal --python-version 3.11 --generate-hashes
-.PHONY: setup tools lock lockcheck vendor run test lint bench clean
+.PHONY: setup tools lock lockcheck vendor run test fuzz lint bench clean
 
 setup: lockcheck $(STAMP) tools
 
@@ -59,6 +59,12 @@ run: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10
+
+# the structure-aware fuzz of every Kafka API and version against one broker, for an hour
+# (make test runs it for a minute); FUZZ_SEED=n replays a run whose seed a failure named
+FUZZ_SECONDS ?= 3600
+fuzz: setup
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest tests/fuzz -s -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check .

@@ -28,6 +28,7 @@ from tidings.engines.log import coordinator
 from tidings.engines.log.assignors import Partition
 from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
 from tidings.engines.log.engine import LogEngine, now_ms
+from tidings.server.kafka import lengths
 from tidings.server.kafka.protocol import CALLER, UNKNOWN_CALLER, build
 
 log = logging.getLogger("tidings.server.kafka")
@@ -338,6 +339,7 @@ def _subscription(metadata: bytes) -> Any:
         "consumer_protocol_subscription", min(max(version, 0), 3), EntityType.data
     )
     try:
+        lengths.check_entity(schema, metadata, VERSION.size)  # kio aborts on a huge length
         subscription, _ = entity_reader(schema)(metadata, VERSION.size)
     except Exception as e:
         raise ValueError(f"a member's subscription metadata is malformed: {e}") from e

@@ -4,6 +4,8 @@ Every request is a frame: a 4-byte big-endian size, then a request header (API k
 API version, correlation id, client id; tagged fields in flexible versions), then the
 body of that API at that version. kio, generated from Kafka's own JSON schemas, reads
 and writes every header and body; this module picks the schema and builds responses.
+Every length in a request is checked against its frame first (lengths.py), because
+kio's reader trusts them.
 
 Handlers return plain mappings of field names; `build` turns one into the response
 entity of the version the client asked for. Fields that version lacks are dropped, and
@@ -29,6 +31,8 @@ from kio.index import UnknownAPIKey, UnknownEntity, load_request_schema, load_re
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i32Timedelta, i64Timedelta
+
+from . import lengths
 
 SIZE = struct.Struct(">i")
 API_KEY_VERSION = struct.Struct(">hhi")
@@ -88,6 +92,7 @@ def read_request(frame: bytes, supported: Mapping[int, tuple[int, int]]) -> Requ
         raise UnsupportedVersion(key, version, correlation_id)
     schema = _request_schema(key, version)
     try:
+        lengths.check(schema, frame)  # kio aborts the process on a length it cannot hold
         header, offset = entity_reader(schema.__header_schema__)(frame, 0)
         body, _ = entity_reader(schema)(frame, offset)
     except Exception as e:  # kio raises many kinds on bad bytes; all mean one thing
