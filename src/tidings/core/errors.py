@@ -2,6 +2,8 @@
 
     TidingsError
     ├── ConfigurationError          a URL, option or setting is wrong
+    │   └── InvalidPartitionsError  partitions < 1, over the bus's max_partitions, or
+    │                               fewer than the topic has
     ├── InvalidRecordError          a value/key/header of the wrong type
     ├── RecordTooLargeError         a record over the topic's max_message_bytes, or
     │                               over the producer's buffer_memory
@@ -9,7 +11,6 @@
     │   ├── InvalidTopicError       a name that breaks Kafka's naming rule
     │   ├── TopicNotFoundError
     │   └── TopicExistsError
-    ├── InvalidPartitionsError      partitions < 1, or fewer than the topic has
     ├── PartitionNotFoundError
     ├── OffsetOutOfRangeError       a position before the log start or past the end
     ├── GroupError
@@ -100,7 +101,7 @@ class TopicExistsError(TopicError):
         super().__init__(topic, f"topic {topic!r} already exists")
 
 
-class InvalidPartitionsError(TidingsError, ValueError):
+class InvalidPartitionsError(ConfigurationError):
     """A partition count that is not allowed."""
 
 
