@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tidings.api.bus import AsyncBus
 from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
+from tidings.core.records import MAX_PARTITIONS
 from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import SaslConfig
 from tidings.server.kafka.server import KafkaServer
+from tidings.server.limits import Limits
 
 if TYPE_CHECKING:
     from tidings.server.http import HttpServer
@@ -42,6 +45,17 @@ class ServeConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     """A certificate chain and its key (PEM): the Kafka listener speaks TLS."""
+    limits: Limits = field(default_factory=Limits)
+    """Request sizes, connections and timeouts of the Kafka listener."""
+    max_partitions: int = MAX_PARTITIONS
+    """The most partitions a topic may have."""
+
+    def __post_init__(self) -> None:
+        if self.num_partitions > self.max_partitions:
+            raise ConfigurationError(
+                f"num_partitions={self.num_partitions} is over max_partitions="
+                f"{self.max_partitions}; lower --num-partitions or raise --max-partitions"
+            )
 
     @property
     def security_protocol(self) -> str:
@@ -103,9 +117,13 @@ class Broker:
                 f"tidings serve runs on the embedded log (sqlite:// or memory://), "
                 f"not {self.config.url!r}"
             )
+        engine.max_partitions = self.config.max_partitions
         host, port = self.config.kafka
         settings = BrokerSettings(
-            host, port, self.config.auto_create_topics, self.config.num_partitions
+            host,
+            port,
+            self.config.auto_create_topics,
+            self.config.num_partitions,
         )
         try:
             tls = self.config.tls_context()
@@ -113,7 +131,12 @@ class Broker:
             await self.bus.close()
             raise
         self.kafka = KafkaServer(
-            KafkaApis(engine, settings), host, port, sasl=self.config.sasl, tls=tls
+            KafkaApis(engine, settings),
+            host,
+            port,
+            limits=self.config.limits,
+            sasl=self.config.sasl,
+            tls=tls,
         )
         try:
             bound_host, bound_port = await self.kafka.start()
@@ -124,9 +147,7 @@ class Broker:
                 f"choose another address with --kafka HOST:PORT (port 0 picks a free one)"
             ) from e
         # clients connect where metadata says: the port actually bound
-        self.kafka.apis.settings = BrokerSettings(
-            bound_host, bound_port, settings.auto_create_topics, settings.num_partitions
-        )
+        self.kafka.apis.settings = dataclasses.replace(settings, host=bound_host, port=bound_port)
         if self.config.http is not None:
             from tidings.server.http import serve_http
 
