@@ -1,6 +1,6 @@
 """Bounded resources on the Kafka listener: frame sizes before and after authentication,
-connections in total and per address, idle and stalled connections, and partition counts.
-Each limit closes or refuses only the client that passes it."""
+connections in total and per address, idle and stalled connections, partition counts and
+decompressed batches. Each limit closes or refuses only the client that passes it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 
 from kio.schema.errors import ErrorCode
 
+from tests.compressed import compressed_batch
 from tidings import Record
 from tidings.core import kafka_batch
 
 from . import wire
 from .conftest import TIDINGS, Served
-from .test_bad_input import API_VERSIONS, produce, still_serving
+from .test_bad_input import API_VERSIONS, end_offset, produce, still_serving
 from .test_security import users_file
 
 CREATE_TOPICS, CREATE_PARTITIONS = 19, 37
@@ -193,6 +194,30 @@ def test_the_partition_limit_is_a_setting_and_holds_for_create_partitions(
 def record(value: bytes) -> Record:
     """A record for a batch at offset 0."""
     return Record("t", 0, 0, 1_700_000_000_000, None, value)
+
+
+def test_a_batch_that_decompresses_past_the_limit_is_refused_and_nothing_stored(
+    start: Callable[..., Served],
+) -> None:
+    broker = start("--max-request-bytes", str(1 << 20))
+    bomb = b"\0" * (8 << 20)  # 8 MiB of zeros: a few KiB compressed
+    with broker.bus() as bus:
+        bus.create_topic("bombs")
+    for codec in (1, 2, 3, 4):
+        batch = compressed_batch(bomb, codec)
+        assert len(batch) < 1 << 20
+        assert produce(broker, "bombs", batch) == ErrorCode.message_too_large, codec
+        assert produce(broker, "bombs", compressed_batch(b"x" * 1000, codec)) == ErrorCode.none
+    assert end_offset(broker, "bombs") == 4  # the four small ones
+    with broker.bus() as bus:  # what was stored reads back whole
+        consumer = bus.consumer("bombs", group="check", from_beginning=True)
+        values: list[bytes | None] = []
+        for _ in range(10):
+            values += [r.value for r in consumer.poll(max_records=10, timeout_ms=1000)]
+            if len(values) >= 4:
+                break
+        consumer.close()
+    assert values == [b"x" * 1000] * 4
 
 
 def answered(broker: Served) -> bool:

@@ -124,6 +124,7 @@ class Broker:
             port,
             self.config.auto_create_topics,
             self.config.num_partitions,
+            self.config.limits.max_request_bytes,
         )
         try:
             tls = self.config.tls_context()

@@ -34,6 +34,7 @@ from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.admin import AdminApis, error, topic_id
 from tidings.server.kafka.fetch import FetchApi, partition_states
 from tidings.server.kafka.groups import GroupApis
+from tidings.server.limits import MAX_REQUEST_BYTES
 
 log = logging.getLogger("tidings.server.kafka")
 
@@ -94,6 +95,8 @@ class BrokerSettings:
     auto_create_topics: bool = True
     num_partitions: int = 1
     """Partitions of a topic created automatically or with num_partitions -1."""
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    """The largest request; a produced batch may not decompress to more either."""
 
 
 @dataclass
@@ -223,7 +226,7 @@ class KafkaApis:
                         f"topic {topic.name!r} partition {part.index} does not exist",
                     )
                     continue
-                checked = _check_batches(part.records, spec)
+                checked = _check_batches(part.records, spec, self.settings.max_request_bytes)
                 if isinstance(checked, dict):
                     results[where] = checked
                 else:
@@ -425,9 +428,13 @@ def _topic_metadata(name: str, spec: TopicSpec | None, error: ErrorCode) -> Fiel
 
 
 def _check_batches(
-    records: bytes | None, spec: TopicSpec
+    records: bytes | None, spec: TopicSpec, max_expanded: int
 ) -> list[tuple[BatchHeader, bytes]] | Fields:
-    """The partition's batches, checked; or the error that refuses them all."""
+    """The partition's batches, checked; or the error that refuses them all.
+
+    A compressed batch may not expand past `max_expanded` bytes: what a request could not
+    carry uncompressed is not taken compressed either.
+    """
     if not records:
         return error(
             ErrorCode.corrupt_message, "a produce request for a partition carried no records"
@@ -450,6 +457,13 @@ def _check_batches(
                 f"a batch of {len(data)} bytes is over the topic's max.message.bytes "
                 f"({spec.config.max_message_bytes})",
             )
+        if header.attributes & kafka_batch.COMPRESSION_MASK:
+            try:
+                kafka_batch.records_section(header, data, max_expanded)
+            except kafka_batch.BatchTooLargeError as e:
+                return error(ErrorCode.message_too_large, str(e))
+            except InvalidBatchError as e:
+                return error(ErrorCode.corrupt_message, str(e))
     return batches
 
 
