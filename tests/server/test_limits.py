@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 from kio.schema.errors import ErrorCode
 
 from tests.compressed import compressed_batch
@@ -245,11 +246,14 @@ def wait_for(condition: Callable[[], bool]) -> None:
 
 def test_limits_come_from_the_config_file(start: Callable[..., Served], tmp_path: Path) -> None:
     config = tmp_path / "serve.toml"
-    config.write_text("max_partitions = 4\nmax_connections = 1\n")
+    config.write_text("max_partitions = 4\nmax_http_body_bytes = 4096\n")
     broker = start("--config", str(config))
     assert create_topic(broker, "five", 5)[0] == ErrorCode.invalid_partitions
-    with wire.connect(broker.bootstrap), wire.connect(broker.bootstrap) as extra:
-        assert closed(extra)
+    response = httpx.post(
+        f"{broker.http}/topics/web/records", json={"records": [{"value": "x" * 5000}]}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "request_too_large"
 
 
 def test_num_partitions_over_max_partitions_is_refused_at_start(tmp_path: Path) -> None:

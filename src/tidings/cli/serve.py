@@ -38,6 +38,7 @@ CONFIG_KEYS = (
     "idle_timeout",
     "request_timeout",
     "max_partitions",
+    "max_http_body_bytes",
 )
 
 
@@ -200,6 +201,15 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     show_default=True,
     help="The most partitions a topic may have.",
 )
+@click.option(
+    "--max-http-body-bytes",
+    type=click.IntRange(min=1024),
+    envvar="TIDINGS_MAX_HTTP_BODY_BYTES",
+    show_envvar=True,
+    default=limits.MAX_HTTP_BODY_BYTES,
+    show_default=True,
+    help="The largest HTTP request body; larger ones are answered 413.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.pass_context
 def serve(
@@ -220,6 +230,7 @@ def serve(
     idle_timeout: float,
     request_timeout: float,
     max_partitions: int,
+    max_http_body_bytes: int,
     verbose: bool,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
@@ -258,6 +269,7 @@ def serve(
             request_timeout_s=request_timeout,
         ),
         max_partitions=max_partitions,
+        max_http_body_bytes=max_http_body_bytes,
     )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

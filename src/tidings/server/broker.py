@@ -19,7 +19,7 @@ from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import SaslConfig
 from tidings.server.kafka.server import KafkaServer
-from tidings.server.limits import Limits
+from tidings.server.limits import MAX_HTTP_BODY_BYTES, Limits
 
 if TYPE_CHECKING:
     from tidings.server.http import HttpServer
@@ -49,6 +49,8 @@ class ServeConfig:
     """Request sizes, connections and timeouts of the Kafka listener."""
     max_partitions: int = MAX_PARTITIONS
     """The most partitions a topic may have."""
+    max_http_body_bytes: int = MAX_HTTP_BODY_BYTES
+    """The largest HTTP request body."""
 
     def __post_init__(self) -> None:
         if self.num_partitions > self.max_partitions:
@@ -153,7 +155,9 @@ class Broker:
             from tidings.server.http import serve_http
 
             try:
-                self.http = await serve_http(self.bus, *self.config.http)
+                self.http = await serve_http(
+                    self.bus, *self.config.http, max_body_bytes=self.config.max_http_body_bytes
+                )
             except ConfigurationError:
                 await self.close()
                 raise

@@ -1,7 +1,7 @@
 """What `tidings serve` allows one client, and its defaults (Kafka's, where Kafka has one).
 
 Every bound holds before the work it bounds: a frame's size is checked on its prefix, a
-partition count before anything is created.
+body's as it arrives, a partition count before anything is created.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ IDLE_TIMEOUT_S = 600.0
 """connections.max.idle.ms: a connection that sends nothing for this long is closed."""
 REQUEST_TIMEOUT_S = 30.0
 """How long the rest of a frame may take once its first byte has come."""
+MAX_HTTP_BODY_BYTES = 16 << 20
+"""The largest request body the HTTP API reads."""
 
 
 @dataclass(frozen=True)

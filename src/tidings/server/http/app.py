@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from tidings.api.bus import AsyncBus
 from tidings.core.errors import ConfigurationError
 from tidings.server.http import docs, errors, groups, monitoring, queues, records, topics
+from tidings.server.http.bodies import BodyLimit
 from tidings.server.http.models import ErrorOut
 from tidings.server.http.state import HttpState
+from tidings.server.limits import MAX_HTTP_BODY_BYTES
 
 IDLE_TIMEOUT_S = 60.0
 """A group consumer or queue held for clients closes after this long without requests."""
@@ -30,7 +32,12 @@ for other bytes. Every error is `{"error": "...", "message": "..."}`.
 """
 
 
-def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> FastAPI:
+def create_app(
+    bus: AsyncBus,
+    *,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
+    max_body_bytes: int = MAX_HTTP_BODY_BYTES,
+) -> FastAPI:
     """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus."""
     state = HttpState(bus, idle_timeout_s)
 
@@ -56,6 +63,7 @@ def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> Fast
     )
     app.state.tidings = state
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     monitoring.install(app)
     docs.install(app)
     for module in (topics, records, groups, queues):
@@ -148,6 +156,8 @@ class HttpServer:
         self._task = None
 
 
-async def serve_http(bus: AsyncBus, host: str, port: int) -> HttpServer:
+async def serve_http(
+    bus: AsyncBus, host: str, port: int, *, max_body_bytes: int = MAX_HTTP_BODY_BYTES
+) -> HttpServer:
     """Serve the HTTP API of `bus` on host:port (port 0 picks a free one) until close()."""
-    return await HttpServer(create_app(bus), host, port).start()
+    return await HttpServer(create_app(bus, max_body_bytes=max_body_bytes), host, port).start()
