@@ -297,6 +297,9 @@ BAD_INPUT = [
     (["topics", "alter", "kept", "--config", "retention.ms=soon"], "retention.ms takes an"),
     (["topics", "alter", "kept", "--partitions", "1"], "the new count must be larger"),
     (["groups", "describe", "nope"], "consumer group 'nope' does not exist"),
+    (["topics", "create", "huge", "--partitions", str(10**20)], "an int from 1 to 2147483647"),
+    (["topics", "create", "huge", "--partitions", str(2**31 - 1)], "max_partitions=10000"),
+    (["topics", "alter", "kept", "--partitions", "10001"], "max_partitions=10000"),
 ]
 
 

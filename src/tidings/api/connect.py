@@ -32,10 +32,11 @@ def engine_for(url: str) -> Engine:
         )
     parts = urlsplit(url)
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    limits = _log_limits(options)
     if scheme == "memory":
         from tidings.engines.memory import MemoryStore
 
-        return LogEngine(MemoryStore(url))
+        return LogEngine(MemoryStore(url), **limits)
     if scheme == "sqlite":
         from tidings.engines.sqlite.store import SQLiteStore
 
@@ -44,7 +45,7 @@ def engine_for(url: str) -> Engine:
             raise ConfigurationError(
                 "sqlite:// needs a path, e.g. sqlite://./bus.db or sqlite:///var/lib/bus.db"
             )
-        return LogEngine(SQLiteStore(path, url=url, **options))
+        return LogEngine(SQLiteStore(path, url=url, **options), **limits)
     if scheme in ("nats", "tls"):
         with require_extra("nats", f"{scheme}://"):
             from tidings.engines.nats.engine import NatsEngine
@@ -58,6 +59,19 @@ def engine_for(url: str) -> Engine:
     raise ConfigurationError(
         f"unknown engine {scheme!r} in {url!r}; this build knows memory://, sqlite://, kafka:// and nats://"
     )
+
+
+def _log_limits(options: dict[str, str]) -> dict[str, int]:
+    """The embedded log's own options, taken out of a URL's query (max_partitions=N)."""
+    if "max_partitions" not in options:
+        return {}
+    text = options.pop("max_partitions")
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(
+            f"max_partitions={text!r} in the URL is not a count; give a positive integer, "
+            f"e.g. sqlite://./bus.db?max_partitions=20000"
+        )
+    return {"max_partitions": int(text)}
 
 
 def connect(url: str | None = None) -> Bus:

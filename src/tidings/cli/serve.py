@@ -16,6 +16,8 @@ import click
 from tidings.cli.common import Options
 from tidings.core.errors import ConfigurationError
 from tidings.core.extras import require_extra
+from tidings.core.records import MAX_PARTITIONS
+from tidings.server import limits
 
 if TYPE_CHECKING:
     from tidings.server.broker import Broker
@@ -34,6 +36,13 @@ CONFIG_KEYS = (
     "http_tokens",
     "allow_anonymous_http",
     "advertise",
+    "max_request_bytes",
+    "max_connections",
+    "max_connections_per_ip",
+    "idle_timeout",
+    "request_timeout",
+    "max_partitions",
+    "max_http_body_bytes",
 )
 
 
@@ -65,7 +74,7 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     is_eager=True,
     expose_value=False,
     callback=_load_config,
-    help="A TOML file with any of: data, kafka, auto_create_topics, num_partitions.",
+    help="A TOML file of settings named as the flags, e.g. data, kafka, max_partitions.",
 )
 @click.option(
     "--data",
@@ -139,6 +148,72 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     show_envvar=True,
     help="The certificate's private key (PEM), if not in --tls-cert.",
 )
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1024),
+    envvar="TIDINGS_MAX_REQUEST_BYTES",
+    show_envvar=True,
+    default=limits.MAX_REQUEST_BYTES,
+    show_default=True,
+    help="The largest Kafka request (socket.request.max.bytes), and the most a produced "
+    "batch may decompress to.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    envvar="TIDINGS_MAX_CONNECTIONS",
+    show_envvar=True,
+    default=limits.MAX_CONNECTIONS,
+    show_default=True,
+    help="Open Kafka connections at most; more are closed at once.",
+)
+@click.option(
+    "--max-connections-per-ip",
+    type=click.IntRange(min=1),
+    envvar="TIDINGS_MAX_CONNECTIONS_PER_IP",
+    show_envvar=True,
+    default=limits.MAX_CONNECTIONS_PER_IP,
+    show_default=True,
+    help="Open Kafka connections from one client address at most.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="TIDINGS_IDLE_TIMEOUT",
+    show_envvar=True,
+    default=limits.IDLE_TIMEOUT_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close a Kafka connection that sends nothing for this long.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="TIDINGS_REQUEST_TIMEOUT",
+    show_envvar=True,
+    default=limits.REQUEST_TIMEOUT_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close a Kafka connection whose request is not complete this long after it began.",
+)
+@click.option(
+    "--max-partitions",
+    type=click.IntRange(min=1),
+    envvar="TIDINGS_MAX_PARTITIONS",
+    show_envvar=True,
+    default=MAX_PARTITIONS,
+    show_default=True,
+    help="The most partitions a topic may have.",
+)
+@click.option(
+    "--max-http-body-bytes",
+    type=click.IntRange(min=1024),
+    envvar="TIDINGS_MAX_HTTP_BODY_BYTES",
+    show_envvar=True,
+    default=limits.MAX_HTTP_BODY_BYTES,
+    show_default=True,
+    help="The largest HTTP request body; larger ones are answered 413.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.option(
     "--http-allowed-hosts",
@@ -184,6 +259,13 @@ def serve(
     sasl_mechanisms: str,
     tls_cert: str | None,
     tls_key: str | None,
+    max_request_bytes: int,
+    max_connections: int,
+    max_connections_per_ip: int,
+    idle_timeout: float,
+    request_timeout: float,
+    max_partitions: int,
+    max_http_body_bytes: int,
     verbose: bool,
     http_allowed_hosts: str,
     http_tokens: str | None,
@@ -224,6 +306,15 @@ def serve(
         if http_tokens is None
         else read_secrets(http_tokens, "HTTP tokens", "token"),
         allow_anonymous_http=allow_anonymous_http,
+        limits=limits.Limits(
+            max_request_bytes=max_request_bytes,
+            max_connections=max_connections,
+            max_connections_per_ip=max_connections_per_ip,
+            idle_timeout_s=idle_timeout,
+            request_timeout_s=request_timeout,
+        ),
+        max_partitions=max_partitions,
+        max_http_body_bytes=max_http_body_bytes,
     )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

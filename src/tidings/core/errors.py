@@ -2,6 +2,8 @@
 
     TidingsError
     ├── ConfigurationError          a URL, option or setting is wrong
+    │   └── InvalidPartitionsError  partitions < 1, over the bus's max_partitions, or
+    │                               fewer than the topic has
     ├── InvalidArgumentError        an argument of the wrong type or out of range
     │   │                           (partition, timestamp, offset, group); names it
     │   └── InvalidRecordError      a value/key/header of the wrong type
@@ -11,7 +13,6 @@
     │   ├── InvalidTopicError       a name that breaks Kafka's naming rule
     │   ├── TopicNotFoundError
     │   └── TopicExistsError
-    ├── InvalidPartitionsError      partitions < 1, or fewer than the topic has
     ├── PartitionNotFoundError
     ├── OffsetOutOfRangeError       a position before the log start or past the end
     ├── GroupError
@@ -113,7 +114,7 @@ class TopicExistsError(TopicError):
         super().__init__(topic, f"topic {topic!r} already exists")
 
 
-class InvalidPartitionsError(TidingsError, ValueError):
+class InvalidPartitionsError(ConfigurationError):
     """A partition count that is not allowed."""
 
 

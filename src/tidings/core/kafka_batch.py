@@ -23,10 +23,11 @@ the log needs milliseconds, so the records are read here.
 
 from __future__ import annotations
 
-import gzip
+import mmap
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cramjam
 import crc32c
@@ -52,6 +53,8 @@ TRANSACTIONAL = 0x10
 CONTROL = 0x20
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 _XERIAL = b"\x82SNAPPY\x00"
+READ_LIMIT = 1 << 30
+"""The most a stored batch may decompress to when read (produce checks a tighter limit)."""
 """Java clients frame snappy data in xerial blocks; librdkafka sends it raw."""
 
 
@@ -137,7 +140,7 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     header = read_header(data)
     if header.control:
         return []
-    body = _decompress(header, data[HEADER.size : header.length])
+    body = records_section(header, data)
     out: list[Record] = []
     pos = 0
     append_time = header.attributes & LOG_APPEND_TIME
@@ -167,11 +170,15 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
     return out
 
 
-def check_records(header: BatchHeader, data: bytes) -> None:
+def check_records(header: BatchHeader, data: bytes, limit: int = READ_LIMIT) -> None:
     """Refuse (InvalidRecordsError) a batch whose records do not parse as every reader
-    parses them: decompressed, each record whole, offsets 0..n-1, nothing after the last."""
-    section = memoryview(data)[HEADER.size : header.length]  # not copied unless compressed
-    body = _decompress(header, bytes(section)) if header.attributes & COMPRESSION_MASK else section
+    parses them: decompressed, each record whole, offsets 0..n-1, nothing after the last.
+    A batch that decompresses past `limit` bytes is refused with BatchTooLargeError."""
+    body: bytes | memoryview
+    if header.attributes & COMPRESSION_MASK:
+        body = records_section(header, data, limit)
+    else:
+        body = memoryview(data)[HEADER.size : header.length]  # not copied
     problem = _records_problem(body, header.records)
     if problem is not None:
         raise InvalidRecordsError(f"a record batch's records are malformed: {problem}")
@@ -281,38 +288,86 @@ def encode(
     return head + bytes(after_crc)
 
 
-def _decompress(header: BatchHeader, body: bytes) -> bytes:
+def records_section(header: BatchHeader, data: bytes, limit: int = READ_LIMIT) -> bytes:
+    """The records of a batch as bytes, decompressed; BatchTooLargeError past `limit` bytes.
+
+    Decompression stops at the limit, so a small batch that would expand to gigabytes
+    costs no more memory than the limit.
+    """
+    body = data[HEADER.size : header.length]
     codec = header.attributes & COMPRESSION_MASK
     try:
         if codec == 0:
             return body
         if codec == 1:
-            return gzip.decompress(body)
+            return _gunzip(body, limit)
         if codec == 2:
-            if body.startswith(_XERIAL):
-                return _xerial(body)
-            return bytes(cramjam.snappy.decompress_raw(body))
-        if codec == 3:
-            return bytes(cramjam.lz4.decompress(body))
-        if codec == 4:
-            return bytes(cramjam.zstd.decompress(body))
-    except (OSError, ValueError, cramjam.DecompressionError) as e:
+            return _unsnappy(body, limit)
+        if codec in (3, 4):
+            return _into_buffer(cramjam.lz4 if codec == 3 else cramjam.zstd, body, limit)
+    except (OSError, ValueError, zlib.error, cramjam.DecompressionError) as e:
         raise InvalidBatchError(
             f"a {header.compression} record batch does not decompress: {e}"
         ) from e
     raise InvalidBatchError(f"record batch compression {codec} is unknown (attributes {header})")
 
 
-def _xerial(body: bytes) -> bytes:
-    """Snappy data in xerial framing: a 16-byte header, then (length i32, block)*."""
+class BatchTooLargeError(InvalidBatchError):
+    """A batch whose records decompress to more bytes than allowed."""
+
+    def __init__(self, codec: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"a {codec} record batch decompresses to more than {limit} bytes, the limit; "
+            f"send smaller batches (a lower batch.size or linger.ms)"
+        )
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
     out = bytearray()
-    pos = 16
-    while pos < len(body):
-        (n,) = struct.unpack_from(">i", body, pos)
-        pos += 4
-        out += cramjam.snappy.decompress_raw(body[pos : pos + n])
-        pos += n
+    rest = body
+    while rest:  # a gzip stream may hold several members
+        stream = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        out += stream.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit or stream.unconsumed_tail:
+            raise BatchTooLargeError("gzip", limit)
+        if not stream.eof:
+            raise InvalidBatchError("a gzip record batch is truncated")
+        rest = stream.unused_data
     return bytes(out)
+
+
+def _unsnappy(body: bytes, limit: int) -> bytes:
+    """Raw snappy, or snappy in xerial framing (a 16-byte header, then (length i32, block)*)
+    as Java clients send it; every block states its size before it is expanded."""
+    blocks = []
+    if body.startswith(_XERIAL):
+        pos = 16
+        while pos < len(body):
+            (n,) = struct.unpack_from(">i", body, pos)
+            blocks.append(body[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+    else:
+        blocks.append(body)
+    total = sum(cramjam.snappy.decompress_raw_len(b) for b in blocks)
+    if total > limit:
+        raise BatchTooLargeError("snappy", limit)
+    return b"".join(bytes(cramjam.snappy.decompress_raw(b)) for b in blocks)
+
+
+def _into_buffer(codec: Any, body: bytes, limit: int) -> bytes:
+    """lz4 or zstd, decompressed into a buffer one byte over the limit: its pages take
+    memory only once written, and a frame that does not fit fails."""
+    with mmap.mmap(-1, limit + 1) as buffer:
+        try:
+            size = codec.decompress_into(body, buffer)
+        except cramjam.DecompressionError as e:
+            if "whole buffer" in str(e):  # cramjam's word for an output that does not fit
+                raise BatchTooLargeError(codec.__name__, limit) from None
+            raise
+        if size > limit:
+            raise BatchTooLargeError(codec.__name__, limit)
+        return buffer[:size]
 
 
 def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:

@@ -245,10 +245,28 @@ class TopicSpec:
         validate_partitions(self.partitions)
 
 
-def validate_partitions(partitions: object) -> int:
-    """Return `partitions` if it is a legal partition count."""
-    if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
-        raise InvalidPartitionsError(f"partitions must be an int >= 1, not {partitions!r}")
+MAX_PARTITIONS = 10_000
+"""The most partitions a topic of the embedded log may have, unless configured otherwise."""
+PARTITIONS_CEILING = 0x7FFFFFFF
+"""The most partitions of any topic: Kafka counts them in an int32."""
+
+
+def validate_partitions(partitions: object, limit: int = PARTITIONS_CEILING) -> int:
+    """Return `partitions` if it is a legal partition count: an int from 1 to `limit`."""
+    if (
+        not isinstance(partitions, int)
+        or isinstance(partitions, bool)
+        or not 1 <= partitions <= limit
+    ):
+        hint = (
+            ""
+            if limit == PARTITIONS_CEILING
+            else f"; this bus allows at most max_partitions={limit}: ask for fewer, or raise "
+            f"it (tidings serve --max-partitions, or ?max_partitions= in the bus URL)"
+        )
+        raise InvalidPartitionsError(
+            f"partitions must be an int from 1 to {limit}, not {partitions!r}{hint}"
+        )
     return partitions
 
 

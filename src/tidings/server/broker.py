@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import ssl
@@ -13,11 +14,13 @@ from typing import TYPE_CHECKING
 from tidings.api.bus import AsyncBus
 from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
+from tidings.core.records import MAX_PARTITIONS
 from tidings.engines.log.engine import LogEngine
 from tidings.server.http.access import HttpAccess, is_loopback, is_unspecified
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import PLAIN, SaslConfig
 from tidings.server.kafka.server import KafkaServer
+from tidings.server.limits import MAX_HTTP_BODY_BYTES, Limits
 
 if TYPE_CHECKING:
     from tidings.server.http import HttpServer
@@ -53,6 +56,19 @@ class ServeConfig:
     """user -> bearer token for the HTTP API."""
     allow_anonymous_http: bool = False
     """Serve the HTTP API without users on an address beyond the loopback."""
+    limits: Limits = field(default_factory=Limits)
+    """Request sizes, connections and timeouts of the Kafka listener."""
+    max_partitions: int = MAX_PARTITIONS
+    """The most partitions a topic may have."""
+    max_http_body_bytes: int = MAX_HTTP_BODY_BYTES
+    """The largest HTTP request body."""
+
+    def __post_init__(self) -> None:
+        if self.num_partitions > self.max_partitions:
+            raise ConfigurationError(
+                f"num_partitions={self.num_partitions} is over max_partitions="
+                f"{self.max_partitions}; lower --num-partitions or raise --max-partitions"
+            )
 
     @property
     def security_protocol(self) -> str:
@@ -134,9 +150,14 @@ class Broker:
                 f"tidings serve runs on the embedded log (sqlite:// or memory://), "
                 f"not {self.config.url!r}"
             )
+        engine.max_partitions = self.config.max_partitions
         host, port = self.config.kafka
         settings = BrokerSettings(
-            host, port, self.config.auto_create_topics, self.config.num_partitions
+            host,
+            port,
+            self.config.auto_create_topics,
+            self.config.num_partitions,
+            self.config.limits.max_request_bytes,
         )
         try:
             tls = self.config.tls_context()
@@ -144,7 +165,12 @@ class Broker:
             await self.bus.close()
             raise
         self.kafka = KafkaServer(
-            KafkaApis(engine, settings), host, port, sasl=self.config.sasl, tls=tls
+            KafkaApis(engine, settings),
+            host,
+            port,
+            limits=self.config.limits,
+            sasl=self.config.sasl,
+            tls=tls,
         )
         try:
             bound_host, bound_port = await self.kafka.start()
@@ -156,9 +182,8 @@ class Broker:
             ) from e
         # clients connect where metadata says: the port actually bound, or --advertise
         self.advertised = advertised(bound_host, bound_port, self.config.advertise)
-        self.kafka.apis.settings = BrokerSettings(
-            *self.advertised, settings.auto_create_topics, settings.num_partitions
-        )
+        host, port = self.advertised
+        self.kafka.apis.settings = dataclasses.replace(settings, host=host, port=port)
         if self.config.http is not None:
             from tidings.server.http import serve_http
 
@@ -169,6 +194,7 @@ class Broker:
                     access=access,
                     tls_cert=self.config.tls_cert,
                     tls_key=self.config.tls_key,
+                    max_body_bytes=self.config.max_http_body_bytes,
                 )
             except ConfigurationError:
                 await self.close()

@@ -20,6 +20,7 @@ from tidings.core.errors import (
 )
 from tidings.core.handoff import call_on, result_of
 from tidings.core.records import (
+    MAX_PARTITIONS,
     Record,
     TopicConfig,
     TopicPartition,
@@ -76,9 +77,15 @@ class LogEngine(Engine):
     """Producing, consuming, groups and cleaning, written once over any LogStore."""
 
     def __init__(
-        self, store: LogStore, maintenance_interval_s: float = MAINTENANCE_INTERVAL_S
+        self,
+        store: LogStore,
+        maintenance_interval_s: float = MAINTENANCE_INTERVAL_S,
+        *,
+        max_partitions: int = MAX_PARTITIONS,
     ) -> None:
         self.store = store
+        self.max_partitions = max_partitions
+        """The most partitions a topic may have: a bound on what one request can cost."""
         self.appends_inline = not store.reads_block
         self.url = store.url
         caps = set(LOG_CAPABILITIES) - {Capability.DURABLE, Capability.MULTI_PROCESS}
@@ -219,6 +226,7 @@ class LogEngine(Engine):
 
     async def create_topic(self, spec: TopicSpec, exist_ok: bool = False) -> bool:
         """Create a topic (with exist_ok, a topic this engine already knows costs nothing)."""
+        validate_partitions(spec.partitions, self.max_partitions)
         if exist_ok and spec.name in self._specs:
             return False
         try:
@@ -286,7 +294,7 @@ class LogEngine(Engine):
 
     async def add_partitions(self, name: str, total: int) -> TopicSpec:
         """Grow a topic."""
-        validate_partitions(total)
+        validate_partitions(total, self.max_partitions)
         spec = (await self.refresh_topics()).get(name)
         if spec is None:
             raise TopicNotFoundError(name)

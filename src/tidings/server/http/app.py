@@ -16,8 +16,10 @@ from tidings.api.bus import AsyncBus
 from tidings.core.errors import ConfigurationError
 from tidings.server.http import docs, errors, groups, monitoring, queues, records, topics
 from tidings.server.http.access import AccessGuard, HttpAccess
+from tidings.server.http.bodies import BodyLimit
 from tidings.server.http.models import ErrorOut
 from tidings.server.http.state import HttpState
+from tidings.server.limits import MAX_HTTP_BODY_BYTES
 
 IDLE_TIMEOUT_S = 60.0
 """A group consumer or queue held for clients closes after this long without requests."""
@@ -32,12 +34,16 @@ for other bytes. Every error is `{"error": "...", "message": "..."}`.
 
 
 def create_app(
-    bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S, access: HttpAccess | None = None
+    bus: AsyncBus,
+    *,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
+    access: HttpAccess | None = None,
+    max_body_bytes: int = MAX_HTTP_BODY_BYTES,
 ) -> FastAPI:
     """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus.
 
     `access` says who may call it and under which host names (default: anyone, on the
-    loopback names only).
+    loopback names only); a request body over `max_body_bytes` is refused with 413.
     """
     access = access or HttpAccess()
     state = HttpState(bus, idle_timeout_s)
@@ -65,6 +71,7 @@ def create_app(
     app.state.tidings = state
     app.state.access = access
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     monitoring.install(app)
     docs.install(app)
     for module in (topics, records, groups, queues):
@@ -177,10 +184,12 @@ async def serve_http(
     access: HttpAccess | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    max_body_bytes: int = MAX_HTTP_BODY_BYTES,
 ) -> HttpServer:
     """Serve the HTTP API of `bus` on host:port (port 0 picks a free one) until close().
 
     Over HTTPS when given a PEM certificate chain (and its key, if not in the chain).
     """
-    app = create_app(bus, access=access or HttpAccess.for_listener(host))
+    access = access or HttpAccess.for_listener(host)
+    app = create_app(bus, access=access, max_body_bytes=max_body_bytes)
     return await HttpServer(app, host, port, tls_cert=tls_cert, tls_key=tls_key).start()

@@ -83,6 +83,12 @@ def tidings_error(_: Request, error: Exception) -> JSONResponse:
             f"topic {error.topic!r} does not exist; create it with "
             f'POST /topics {{"name": "{error.topic}"}}'
         )
+    elif isinstance(error, RecordTooLargeError) and error.setting == "max_message_bytes":
+        message = (  # the library's hint names the Python API
+            f"a record of {error.size} bytes is over max.message.bytes={error.limit} of topic "
+            f"{error.topic!r}; send a smaller record or raise the limit with PATCH "
+            f'/topics/{error.topic} {{"config": {{"max.message.bytes": ...}}}}'
+        )
     return error_response(status, error_code(error), message)
 
 

@@ -20,7 +20,12 @@ from tidings.core.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
-from tidings.core.records import TopicConfig, TopicSpec, validate_topic_name
+from tidings.core.records import (
+    TopicConfig,
+    TopicSpec,
+    validate_partitions,
+    validate_topic_name,
+)
 from tidings.engines.log.engine import LogEngine
 
 Fields = dict[str, Any]
@@ -88,8 +93,10 @@ class AdminApis:
                 ErrorCode.invalid_replica_assignment,
                 "manual replica assignment is not supported: one broker holds every partition",
             )
-        if partitions < 1:
-            return out | error(ErrorCode.invalid_partitions, "num_partitions must be >= 1")
+        try:
+            validate_partitions(partitions, self.engine.max_partitions)
+        except InvalidPartitionsError as e:
+            return out | error(ErrorCode.invalid_partitions, f"num_partitions: {e}")
         try:
             config = _config(TopicConfig(), [(c.name, c.value) for c in topic.configs])
         except ConfigurationError as e:
@@ -142,9 +149,10 @@ class AdminApis:
                     )
                 elif request.validate_only:
                     spec = await self.engine.topic(topic.name)
+                    validate_partitions(topic.count, self.engine.max_partitions)
                     if topic.count <= spec.partitions:
                         raise InvalidPartitionsError(
-                            topic.name, f"topic {topic.name!r} already has {spec.partitions}"
+                            f"topic {topic.name!r} already has {spec.partitions} partitions"
                         )
                 else:
                     await self.engine.add_partitions(topic.name, topic.count)

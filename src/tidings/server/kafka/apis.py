@@ -36,6 +36,7 @@ from tidings.engines.log.engine import LogEngine
 from tidings.server.kafka.admin import AdminApis, error, topic_id
 from tidings.server.kafka.fetch import FetchApi, partition_states
 from tidings.server.kafka.groups import GroupApis
+from tidings.server.limits import MAX_REQUEST_BYTES
 
 log = logging.getLogger("tidings.server.kafka")
 
@@ -96,6 +97,8 @@ class BrokerSettings:
     auto_create_topics: bool = True
     num_partitions: int = 1
     """Partitions of a topic created automatically or with num_partitions -1."""
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    """The largest request; a produced batch may not decompress to more either."""
 
 
 @dataclass
@@ -225,7 +228,9 @@ class KafkaApis:
                         f"topic {topic.name!r} partition {part.index} does not exist",
                     )
                     continue
-                checked = _check_batches(part.records, spec, version)
+                checked = _check_batches(
+                    part.records, spec, version, self.settings.max_request_bytes
+                )
                 if isinstance(checked, dict):
                     results[where] = checked
                 else:
@@ -433,9 +438,13 @@ def _topic_metadata(name: str, spec: TopicSpec | None, error: ErrorCode) -> Fiel
 
 
 def _check_batches(
-    records: bytes | None, spec: TopicSpec, version: int
+    records: bytes | None, spec: TopicSpec, version: int, max_expanded: int
 ) -> list[tuple[BatchHeader, bytes]] | Fields:
-    """The partition's batches, checked; or the error that refuses them all."""
+    """The partition's batches, checked; or the error that refuses them all.
+
+    A compressed batch may not expand past `max_expanded` bytes: what a request could not
+    carry uncompressed is not taken compressed either.
+    """
     if not records:
         return error(
             ErrorCode.corrupt_message, "a produce request for a partition carried no records"
@@ -461,11 +470,13 @@ def _check_batches(
         # As Kafka's broker: records that do not parse are never stored, or every reader
         # of the partition would stop at them.
         try:
-            kafka_batch.check_records(header, data)
+            kafka_batch.check_records(header, data, max_expanded)
         except InvalidRecordsError as e:
             # INVALID_RECORD came with Produce v8 (KIP-467); older clients know CORRUPT_MESSAGE
             code = ErrorCode.invalid_record if version >= 8 else ErrorCode.corrupt_message
             return error(code, str(e))
+        except kafka_batch.BatchTooLargeError as e:
+            return error(ErrorCode.message_too_large, str(e))
         except InvalidBatchError as e:
             return error(ErrorCode.corrupt_message, str(e))
     return batches

@@ -7,6 +7,12 @@ commit: consecutive produce requests are taken without waiting for the one befor
 durable, so that one commit stores them all; their answers still go out in order, each
 once its records are durable. A frame the broker cannot read closes that connection only;
 every other connection goes on.
+
+Resources are bounded before a frame is read (see Limits): a frame's size is checked on
+its 4-byte prefix, so a connection never makes the broker hold more than the limit; one
+that has not authenticated yet may send only small frames; connections are counted in
+total and per client address; and a connection that is idle, or stalls in the middle of a
+frame, is closed after a timeout.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -38,11 +44,10 @@ from tidings.server.kafka.sasl import (
     SaslConfig,
     SaslSession,
 )
+from tidings.server.limits import Limits
 
 log = logging.getLogger("tidings.server.kafka")
 
-MAX_REQUEST_BYTES = 100 << 20
-"""socket.request.max.bytes: a larger frame closes the connection."""
 READ_BUFFER = 4 << 20
 """Bytes a connection buffers before it stops reading: a 1 MiB produce in a few reads."""
 SHUTDOWN_GRACE_S = 10.0
@@ -60,19 +65,24 @@ class KafkaServer:
         host: str = "127.0.0.1",
         port: int = 9092,
         *,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
+        limits: Limits | None = None,
         sasl: SaslConfig | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.apis = apis
         self.host = host
         self.port = port
-        self.max_request_bytes = max_request_bytes
+        self.limits = limits or Limits()
+        """Request sizes, connections and timeouts (Limits' defaults when None)."""
         self.sasl = sasl
         self.tls = tls
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], bool] = {}
         """Every open connection's task, and whether it is answering a request now."""
+        self._per_host: Counter[str] = Counter()
+        """Open connections by client address."""
+        self._states: dict[asyncio.Task[None], _Connection] = {}
+        self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
         self.requests = 0
         """Requests answered since start (for metrics)."""
@@ -84,6 +94,7 @@ class KafkaServer:
         )
         host, port = self._server.sockets[0].getsockname()[:2]
         self.port = port
+        self._watchdog = asyncio.create_task(self._watch_forever())
         return host, port
 
     async def close(self) -> None:
@@ -91,6 +102,8 @@ class KafkaServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task, busy in list(self._connections.items()):
             if not busy:
                 task.cancel()
@@ -108,36 +121,61 @@ class KafkaServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = False
         peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else str(peer)
+        refused = self._refusal(host)
+        if refused is not None:
+            log.warning("refusing a connection from %s: %s", _peer(peer), refused)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        self._connections[task] = False
+        self._per_host[host] += 1
+        self._states[task] = _Connection(
+            writer, peer, self.sasl.session(host) if self.sasl is not None else None
+        )
         answers = _Answers(writer, peer)
         try:
-            await self._serve(task, reader, answers, peer)
+            await self._serve(task, reader, answers, host)
         except (Exception, asyncio.CancelledError) as e:
             _report(peer, e)
         finally:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(answers.written(), SHUTDOWN_GRACE_S)
             self._connections.pop(task, None)
+            self._states.pop(task, None)
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    def _refusal(self, host: str) -> str | None:
+        """Why a new connection from `host` is refused (None: it is served)."""
+        limits = self.limits
+        if len(self._connections) >= limits.max_connections:
+            return (
+                f"the listener has {len(self._connections)} connections, its limit "
+                f"(max_connections={limits.max_connections})"
+            )
+        if self._per_host[host] >= limits.max_connections_per_ip:
+            return (
+                f"{host} has {self._per_host[host]} connections, the limit per address "
+                f"(max_connections_per_ip={limits.max_connections_per_ip})"
+            )
+        return None
+
     async def _serve(
-        self, task: asyncio.Task[None], reader: asyncio.StreamReader, answers: _Answers, peer: Any
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, answers: _Answers, host: str
     ) -> None:
-        host = peer[0] if isinstance(peer, tuple) else str(peer)
-        auth = self.sasl.session(host) if self.sasl is not None else None
+        conn = self._states[task]
+        auth = conn.auth
         while not self._closing:
             if len(answers) >= MAX_IN_FLIGHT:
                 await answers.written()
-            (size,) = protocol.SIZE.unpack(await reader.readexactly(4))
-            if not 0 < size <= self.max_request_bytes:
-                raise protocol.ProtocolError(
-                    f"a request of {size} bytes is outside 1..{self.max_request_bytes} "
-                    f"(socket.request.max.bytes)"
-                )
-            frame = await reader.readexactly(size)
+            frame = await self._read_frame(reader, conn)
             self._connections[task] = True
             try:
                 if protocol.peek_header(frame)[0] not in PIPELINED:
@@ -152,6 +190,56 @@ class KafkaServer:
                     raise protocol.ProtocolError(refused)
             finally:
                 self._connections[task] = False
+
+    async def _read_frame(self, reader: asyncio.StreamReader, conn: _Connection) -> bytes:
+        """The next frame, without its size. The size is checked before the frame is read,
+        against the connection's limit (a small one before authentication); the watchdog
+        closes the connection if no frame begins, or one begun does not end, in time."""
+        limits = self.limits
+        clock = asyncio.get_running_loop().time
+        conn.idle_since = clock()
+        first = await reader.readexactly(1)
+        conn.idle_since, conn.frame_since = None, clock()
+        (size,) = protocol.SIZE.unpack(first + await reader.readexactly(3))
+        if conn.auth is not None and not conn.auth.authenticated:
+            if not 0 < size <= limits.max_unauthenticated_bytes:
+                raise protocol.ProtocolError(
+                    f"a request of {size} bytes before authentication is outside "
+                    f"1..{limits.max_unauthenticated_bytes}; authenticate first: "
+                    f"until then only ApiVersions and SASL requests are read"
+                )
+        elif not 0 < size <= limits.max_request_bytes:
+            raise protocol.ProtocolError(
+                f"a request of {size} bytes is outside 1..{limits.max_request_bytes} "
+                f"(max_request_bytes, Kafka's socket.request.max.bytes); send smaller "
+                f"requests or raise the broker's limit"
+            )
+        frame = await reader.readexactly(size)
+        conn.frame_since = None
+        return frame
+
+    async def _watch_forever(self) -> None:
+        """Close connections idle for too long, or stuck in the middle of a frame."""
+        limits = self.limits
+        loop = asyncio.get_running_loop()
+        interval = min(1.0, limits.idle_timeout_s / 4, limits.request_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(self._states.values()):
+                if conn.idle_since is not None and now - conn.idle_since > limits.idle_timeout_s:
+                    conn.close()  # idle: closed without a word, as Kafka does
+                elif (
+                    conn.frame_since is not None
+                    and now - conn.frame_since > limits.request_timeout_s
+                ):
+                    log.warning(
+                        "closing the connection from %s: a request was not complete %g s "
+                        "after it began (request_timeout_s)",
+                        _peer(conn.peer),
+                        limits.request_timeout_s,
+                    )
+                    conn.close()
 
     async def _answer(
         self, frame: bytes, host: str, auth: SaslSession | None
@@ -194,6 +282,26 @@ class KafkaServer:
         if isinstance(fields, asyncio.Future):
             return (request, fields), refused
         return _response_frame(request, fields), refused
+
+
+class _Connection:
+    """One open connection: its writer, its SASL state, and since when it has waited for a
+    frame or been receiving one (loop time; None when neither), which the watchdog reads."""
+
+    __slots__ = ("auth", "frame_since", "idle_since", "peer", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: Any, auth: SaslSession | None) -> None:
+        self.writer = writer
+        self.peer = peer
+        self.auth = auth
+        """The connection's SASL state (None: no authentication on this listener)."""
+        self.idle_since: float | None = None
+        self.frame_since: float | None = None
+
+    def close(self) -> None:
+        """Close the connection: its reader ends, and so does its task."""
+        self.idle_since = self.frame_since = None
+        self.writer.close()
 
 
 class _Answers:
