@@ -30,6 +30,7 @@ CONFIG_KEYS = (
     "sasl_mechanisms",
     "tls_cert",
     "tls_key",
+    "super_users",
 )
 
 
@@ -135,6 +136,14 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     show_envvar=True,
     help="The certificate's private key (PEM), if not in --tls-cert.",
 )
+@click.option(
+    "--super-users",
+    metavar="LIST",
+    envvar="TIDINGS_SUPER_USERS",
+    show_envvar=True,
+    default="",
+    help="Principals that ACLs never refuse, comma-separated: User:admin,User:ops.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.pass_context
 def serve(
@@ -149,6 +158,7 @@ def serve(
     sasl_mechanisms: str,
     tls_cert: str | None,
     tls_key: str | None,
+    super_users: str,
     verbose: bool,
 ) -> None:
     """Serve the bus to Kafka clients (the Kafka wire protocol) until Ctrl-C or SIGTERM."""
@@ -179,6 +189,7 @@ def serve(
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        super_users=tuple(u.strip() for u in super_users.split(",") if u.strip()),
     )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

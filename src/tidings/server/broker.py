@@ -14,6 +14,7 @@ from tidings.api.bus import AsyncBus
 from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
 from tidings.engines.log.engine import LogEngine
+from tidings.server.acls import AclStore, Authorizer, acl_file
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import SaslConfig
 from tidings.server.kafka.server import KafkaServer
@@ -42,6 +43,8 @@ class ServeConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     """A certificate chain and its key (PEM): the Kafka listener speaks TLS."""
+    super_users: tuple[str, ...] = ()
+    """Principals (`User:admin`) that ACLs never refuse."""
 
     @property
     def security_protocol(self) -> str:
@@ -92,6 +95,7 @@ class Broker:
         self.bus: AsyncBus | None = None
         self.kafka: KafkaServer | None = None
         self.http: HttpServer | None = None
+        self.authorizer: Authorizer | None = None
 
     async def start(self) -> None:
         """Open the bus and start listening."""
@@ -109,11 +113,18 @@ class Broker:
         )
         try:
             tls = self.config.tls_context()
+            self.authorizer = Authorizer(
+                AclStore(acl_file(self.config.url)), self.config.super_users
+            )
         except ConfigurationError:
             await self.bus.close()
             raise
         self.kafka = KafkaServer(
-            KafkaApis(engine, settings), host, port, sasl=self.config.sasl, tls=tls
+            KafkaApis(engine, settings, self.authorizer),
+            host,
+            port,
+            sasl=self.config.sasl,
+            tls=tls,
         )
         try:
             bound_host, bound_port = await self.kafka.start()
