@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from .conftest import Served
+from .conftest import TIDINGS, Served
 
 USERS = 'admin = "root"\nalice = "wonderland"\nbob = "builder"\n'
 PASSWORDS = {"admin": "root", "alice": "wonderland", "bob": "builder"}
@@ -107,6 +108,17 @@ def consume(broker: Served, user: str, topic: str, count: int) -> list[bytes] | 
     finally:
         consumer.close()
     return values
+
+
+def acls_command(broker: Served, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `tidings acls ARGS --data DIR` on the broker's data directory."""
+    return subprocess.run(
+        [TIDINGS, "acls", *args, "--data", str(broker.data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def acls_of(kind: ResourceType) -> AclBindingFilter:
@@ -297,6 +309,31 @@ def test_kafka_python_admin_manages_acls(secured: Served) -> None:
         client.close()
 
 
+def test_tidings_acls_cli_changes_what_a_running_broker_enforces(secured: Served) -> None:
+    create_topic(secured, "orders")
+    create(secured, allow("admin", AclOperation.ALL, ResourceType.BROKER, "kafka-cluster"))
+    assert produce(secured, "bob", "orders", b"early") == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+
+    def cli(*args: str) -> str:
+        done = acls_command(secured, *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    out = cli("add", "--allow", "User:bob", "--operation", "Write", "--topic", "orders")
+    assert "added    User:bob Allow Write from * on Topic 'orders'" in out
+    rows = [line.split() for line in cli("list", "--topic", "orders").splitlines()]
+    assert rows == [
+        ["PRINCIPAL", "PERMISSION", "OPERATION", "HOST", "RESOURCE", "NAME", "PATTERN"],
+        ["User:bob", "Allow", "Write", "*", "Topic", "orders", "Literal"],
+    ]
+    deadline = time.monotonic() + TIMEOUT_S
+    while produce(secured, "bob", "orders", b"later")[0] is not None:  # seen within a second
+        assert time.monotonic() < deadline, "the broker never saw the new ACL"
+        time.sleep(0.2)
+    assert "removed  User:bob Allow Write" in cli("remove", "--topic", "orders", "--yes")
+    assert "User:bob" not in cli("list")
+
+
 def test_a_malformed_acl_is_refused_with_the_reason_and_the_others_stored(
     secured: Served,
 ) -> None:
@@ -316,3 +353,10 @@ def test_a_malformed_acl_is_refused_with_the_reason_and_the_others_stored(
     results[good].result(TIMEOUT_S)
     stored = admin(secured).describe_acls(acls_of(ResourceType.ANY)).result(TIMEOUT_S)
     assert list(map(str, stored)) == [str(good)]
+
+
+def test_tidings_acls_refuses_an_unknown_operation_and_stores_nothing(secured: Served) -> None:
+    done = acls_command(secured, "add", "--allow", "User:bob", "--operation", "Fly", "--topic", "t")
+    assert done.returncode != 0
+    assert "'Fly' is not an ACL operation; choose from All, Read" in done.stderr
+    assert not (secured.data / "tidings.db.acls.json").exists()
