@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -360,3 +361,14 @@ def test_tidings_acls_refuses_an_unknown_operation_and_stores_nothing(secured: S
     assert done.returncode != 0
     assert "'Fly' is not an ACL operation; choose from All, Read" in done.stderr
     assert not (secured.data / "tidings.db.acls.json").exists()
+
+
+def test_the_brokers_http_api_asks_the_same_acls(secured: Served) -> None:
+    create_topic(secured, "orders")
+    assert httpx.get(f"{secured.http}/topics/orders", timeout=TIMEOUT_S).status_code == 200
+    create(secured, allow("alice", AclOperation.READ, ResourceType.TOPIC, "orders"))
+    refused = httpx.get(f"{secured.http}/topics/orders", timeout=TIMEOUT_S)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "forbidden"
+    assert "User:ANONYMOUS may not Describe topic 'orders'" in refused.json()["message"]
+    assert httpx.get(f"{secured.http}/health", timeout=TIMEOUT_S).status_code == 200

@@ -142,7 +142,7 @@ class Broker:
             from tidings.server.http import serve_http
 
             try:
-                self.http = await serve_http(self.bus, *self.config.http)
+                self.http = await serve_http(self.bus, *self.config.http, self.authorizer)
             except ConfigurationError:
                 await self.close()
                 raise

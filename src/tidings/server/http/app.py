@@ -10,11 +10,13 @@ from importlib.metadata import version
 from typing import Self
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tidings.api.bus import AsyncBus
 from tidings.core.errors import ConfigurationError
+from tidings.server.acls import Authorizer
 from tidings.server.http import docs, errors, groups, monitoring, queues, records, topics
+from tidings.server.http.acls import authorize
 from tidings.server.http.models import ErrorOut
 from tidings.server.http.state import HttpState
 
@@ -30,8 +32,16 @@ for other bytes. Every error is `{"error": "...", "message": "..."}`.
 """
 
 
-def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> FastAPI:
-    """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus."""
+def create_app(
+    bus: AsyncBus,
+    *,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
+    authorizer: Authorizer | None = None,
+) -> FastAPI:
+    """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus.
+
+    With an `authorizer`, every route is checked against its ACLs (see http.acls).
+    """
     state = HttpState(bus, idle_timeout_s)
 
     @contextlib.asynccontextmanager
@@ -53,8 +63,10 @@ def create_app(bus: AsyncBus, *, idle_timeout_s: float = IDLE_TIMEOUT_S) -> Fast
         docs_url=None,  # served by docs.install, from the package
         redoc_url=None,
         responses={"default": {"model": ErrorOut, "description": "what went wrong, what to do"}},
+        dependencies=[Depends(authorize)],
     )
     app.state.tidings = state
+    app.state.authorizer = authorizer
     errors.install(app)
     monitoring.install(app)
     docs.install(app)
@@ -148,6 +160,8 @@ class HttpServer:
         self._task = None
 
 
-async def serve_http(bus: AsyncBus, host: str, port: int) -> HttpServer:
+async def serve_http(
+    bus: AsyncBus, host: str, port: int, authorizer: Authorizer | None = None
+) -> HttpServer:
     """Serve the HTTP API of `bus` on host:port (port 0 picks a free one) until close()."""
-    return await HttpServer(create_app(bus), host, port).start()
+    return await HttpServer(create_app(bus, authorizer=authorizer), host, port).start()
