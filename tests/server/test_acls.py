@@ -248,6 +248,7 @@ def test_confluent_admin_creates_describes_and_deletes_acls_that_survive_a_resta
     with pytest.raises(KafkaException) as refused:
         admin(secured, "alice").create_acls([grab])[grab].result(TIMEOUT_S)
     assert refused.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert "needs Alter on the cluster" in refused.value.args[0].str()
 
     assert secured.stop() == 0
     again = start("--sasl-users", str(tmp_path / "users.toml"), "--super-users", "User:admin")

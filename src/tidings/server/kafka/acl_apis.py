@@ -61,7 +61,7 @@ class AclApis:
     async def create_acls(self, request: Any, version: int) -> Fields:
         """Store new ACLs (Alter on the cluster)."""
         if not self.allows_on_cluster(Operation.ALTER):
-            return {"results": [_denied() for _ in request.creations]}
+            return {"results": [_denied(Operation.ALTER) for _ in request.creations]}
         results: list[Fields] = []
         acls: list[Acl] = []
         for c in request.creations:
@@ -86,7 +86,7 @@ class AclApis:
     async def describe_acls(self, request: Any, version: int) -> Fields:
         """The ACLs a filter matches, grouped by resource pattern (Describe on the cluster)."""
         if not self.allows_on_cluster(Operation.DESCRIBE):
-            return _denied() | {"resources": []}
+            return _denied(Operation.DESCRIBE) | {"resources": []}
         try:
             wanted = _filter(request)
         except ValueError as e:
@@ -113,7 +113,7 @@ class AclApis:
     async def delete_acls(self, request: Any, version: int) -> Fields:
         """Delete the ACLs each filter matches (Alter on the cluster)."""
         if not self.allows_on_cluster(Operation.ALTER):
-            return {"filter_results": [_denied() for _ in request.filters]}
+            return {"filter_results": [_denied(Operation.ALTER) for _ in request.filters]}
         filters: list[AclFilter | None] = []
         for f in request.filters:
             try:
@@ -155,11 +155,11 @@ def _matching(acl: Acl) -> Fields:
     }
 
 
-def _denied() -> Fields:
+def _denied(operation: Operation) -> Fields:
     return {
         "error_code": CLUSTER_DENIED,
-        "error_message": "managing ACLs needs Alter on the cluster (describing them, Describe); "
-        "ask a super user to grant it",
+        "error_message": f"this needs {operation.title} on the cluster (kafka-cluster); ask a "
+        f"super user for an ACL that allows it",
     }
 
 
