@@ -161,6 +161,19 @@ def test_an_allowed_read_works_and_a_denied_one_gets_topic_authorization_failed(
     assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
+def test_a_consumer_without_read_on_its_group_gets_group_authorization_failed(
+    secured: Served,
+) -> None:
+    create_topic(secured, "orders")
+    assert produce(secured, "admin", "orders", b"one") == [None]
+    create(secured, allow("alice", AclOperation.READ, ResourceType.TOPIC, "orders"))
+    refused = consume(secured, "alice", "orders", 1)
+    assert isinstance(refused, KafkaError), refused
+    assert refused.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    create(secured, allow("alice", AclOperation.READ, ResourceType.GROUP, "readers"))
+    assert consume(secured, "alice", "orders", 1) == [b"one"]
+
+
 def test_a_denied_produce_fails_and_stores_nothing(secured: Served) -> None:
     create_topic(secured, "orders")
     create(secured, allow("alice", AclOperation.WRITE, ResourceType.TOPIC, "orders"))
