@@ -14,6 +14,10 @@ from tidings.cli.output import echo_error
 from tidings.core.errors import TidingsError
 
 COMMANDS = {
+    "acls": (
+        "tidings.cli.acls:acls",
+        "Add, list and remove ACLs: who may do what on which topics, groups and the cluster.",
+    ),
     "bench": (
         "tidings.cli.bench:bench",
         "Run the benchmark suite: tidings beside Tansu, Redis, NATS and others, one table.",

@@ -43,6 +43,7 @@ CONFIG_KEYS = (
     "request_timeout",
     "max_partitions",
     "max_http_body_bytes",
+    "super_users",
 )
 
 
@@ -214,6 +215,14 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     show_default=True,
     help="The largest HTTP request body; larger ones are answered 413.",
 )
+@click.option(
+    "--super-users",
+    metavar="LIST",
+    envvar="TIDINGS_SUPER_USERS",
+    show_envvar=True,
+    default="",
+    help="Principals that ACLs never refuse, comma-separated: User:admin,User:ops.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.option(
     "--http-allowed-hosts",
@@ -266,6 +275,7 @@ def serve(
     request_timeout: float,
     max_partitions: int,
     max_http_body_bytes: int,
+    super_users: str,
     verbose: bool,
     http_allowed_hosts: str,
     http_tokens: str | None,
@@ -315,6 +325,7 @@ def serve(
         ),
         max_partitions=max_partitions,
         max_http_body_bytes=max_http_body_bytes,
+        super_users=tuple(u.strip() for u in super_users.split(",") if u.strip()),
     )
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

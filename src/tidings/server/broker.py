@@ -16,6 +16,7 @@ from tidings.api.connect import connect_async
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import MAX_PARTITIONS
 from tidings.engines.log.engine import LogEngine
+from tidings.server.acls import AclStore, Authorizer, acl_file
 from tidings.server.http.access import HttpAccess, is_loopback, is_unspecified
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
 from tidings.server.kafka.sasl import PLAIN, SaslConfig
@@ -69,6 +70,9 @@ class ServeConfig:
                 f"num_partitions={self.num_partitions} is over max_partitions="
                 f"{self.max_partitions}; lower --num-partitions or raise --max-partitions"
             )
+
+    super_users: tuple[str, ...] = ()
+    """Principals (`User:admin`) that ACLs never refuse."""
 
     @property
     def security_protocol(self) -> str:
@@ -137,6 +141,7 @@ class Broker:
         self.bus: AsyncBus | None = None
         self.kafka: KafkaServer | None = None
         self.http: HttpServer | None = None
+        self.authorizer: Authorizer | None = None
 
     async def start(self) -> None:
         """Open the bus and start listening."""
@@ -161,11 +166,14 @@ class Broker:
         )
         try:
             tls = self.config.tls_context()
+            self.authorizer = Authorizer(
+                AclStore(acl_file(self.config.url)), self.config.super_users
+            )
         except ConfigurationError:
             await self.bus.close()
             raise
         self.kafka = KafkaServer(
-            KafkaApis(engine, settings),
+            KafkaApis(engine, settings, self.authorizer),
             host,
             port,
             limits=self.config.limits,
@@ -192,6 +200,7 @@ class Broker:
                     self.bus,
                     *self.config.http,
                     access=access,
+                    authorizer=self.authorizer,
                     tls_cert=self.config.tls_cert,
                     tls_key=self.config.tls_key,
                     max_body_bytes=self.config.max_http_body_bytes,

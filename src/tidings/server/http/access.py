@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.core.errors import ConfigurationError
+from tidings.server.http.acls import PRINCIPAL_KEY
 from tidings.server.http.errors import error_response
 from tidings.server.kafka.sasl import FailedLogins, SaslConfig, TooManyFailures
 
@@ -248,7 +249,8 @@ class AccessGuard:
         if scope["method"] in CHANGES:
             self._check_body(headers)
         if self.access.required:
-            self.access.user(headers.get("authorization"), _client(scope))
+            user = self.access.user(headers.get("authorization"), _client(scope))
+            scope[PRINCIPAL_KEY] = f"User:{user}"  # whom the ACLs of each route judge
 
     def _check_body(self, headers: Headers) -> None:
         has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers

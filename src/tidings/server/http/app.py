@@ -10,12 +10,14 @@ from importlib.metadata import version
 from typing import Self
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tidings.api.bus import AsyncBus
 from tidings.core.errors import ConfigurationError
+from tidings.server.acls import Authorizer
 from tidings.server.http import docs, errors, groups, monitoring, queues, records, topics
 from tidings.server.http.access import AccessGuard, HttpAccess
+from tidings.server.http.acls import authorize
 from tidings.server.http.bodies import BodyLimit
 from tidings.server.http.models import ErrorOut
 from tidings.server.http.state import HttpState
@@ -39,11 +41,13 @@ def create_app(
     idle_timeout_s: float = IDLE_TIMEOUT_S,
     access: HttpAccess | None = None,
     max_body_bytes: int = MAX_HTTP_BODY_BYTES,
+    authorizer: Authorizer | None = None,
 ) -> FastAPI:
     """The HTTP API of an open `bus` as an ASGI app; the caller keeps and closes the bus.
 
     `access` says who may call it and under which host names (default: anyone, on the
-    loopback names only); a request body over `max_body_bytes` is refused with 413.
+    loopback names only); a request body over `max_body_bytes` is refused with 413. With an
+    `authorizer`, every route is checked against its ACLs (see http.acls).
     """
     access = access or HttpAccess()
     state = HttpState(bus, idle_timeout_s)
@@ -67,9 +71,11 @@ def create_app(
         docs_url=None,  # served by docs.install, from the package
         redoc_url=None,
         responses={"default": {"model": ErrorOut, "description": "what went wrong, what to do"}},
+        dependencies=[Depends(authorize)],
     )
     app.state.tidings = state
     app.state.access = access
+    app.state.authorizer = authorizer
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     monitoring.install(app)
@@ -185,11 +191,12 @@ async def serve_http(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     max_body_bytes: int = MAX_HTTP_BODY_BYTES,
+    authorizer: Authorizer | None = None,
 ) -> HttpServer:
     """Serve the HTTP API of `bus` on host:port (port 0 picks a free one) until close().
 
     Over HTTPS when given a PEM certificate chain (and its key, if not in the chain).
     """
     access = access or HttpAccess.for_listener(host)
-    app = create_app(bus, access=access, max_body_bytes=max_body_bytes)
+    app = create_app(bus, access=access, max_body_bytes=max_body_bytes, authorizer=authorizer)
     return await HttpServer(app, host, port, tls_cert=tls_cert, tls_key=tls_key).start()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from tidings.api.consumer import AsyncConsumer
 from tidings.api.jsonform import record_to_json
 from tidings.core.records import TopicPartition
+from tidings.server.acls import ResourceType
+from tidings.server.http.acls import visible
 from tidings.server.http.errors import HttpError
 from tidings.server.http.models import (
     CommitRequest,
@@ -95,9 +97,9 @@ async def commit(
 
 
 @router.get("/groups", response_model=GroupList)
-async def list_groups(state: State) -> dict[str, Any]:
-    """Every consumer group."""
-    return {"groups": await state.bus.list_groups()}
+async def list_groups(request: Request, state: State) -> dict[str, Any]:
+    """Every consumer group (the caller may describe)."""
+    return {"groups": visible(request, ResourceType.GROUP, await state.bus.list_groups())}
 
 
 @router.get("/groups/{group}", response_model=GroupDetail)

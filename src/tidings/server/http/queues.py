@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from tidings.api.jsonform import queue_to_json, record_to_json
 from tidings.api.queue import Job
 from tidings.core.records import DLQ_SUFFIX
 from tidings.engines.base import AckKind, ShareConfig
+from tidings.server.acls import ResourceType
+from tidings.server.http.acls import visible
 from tidings.server.http.errors import HttpError
 from tidings.server.http.jobs import HeldQueue, job_id
 from tidings.server.http.models import (
@@ -159,10 +161,15 @@ async def queue_json(state: HttpState, topic: str, group: str, names: set[str]) 
 
 
 @router.get("/queues", response_model=QueueList)
-async def list_queues(state: State) -> dict[str, Any]:
+async def list_queues(request: Request, state: State) -> dict[str, Any]:
     """Every queue (share group over a topic), with its totals."""
     names = {t.name for t in await state.bus.list_topics()}
-    pairs = await state.bus.list_queues()
+    topics = set(visible(request, ResourceType.TOPIC, names))
+    pairs = [
+        (group, topic)
+        for group, topic in await state.bus.list_queues()
+        if topic in topics and visible(request, ResourceType.GROUP, [group])
+    ]
     return {"queues": [await queue_json(state, topic, group, names) for group, topic in pairs]}
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from tidings.api.bus import TopicDescription
 from tidings.core.records import TopicConfig, TopicSpec
+from tidings.server.acls import ResourceType
+from tidings.server.http.acls import visible
 from tidings.server.http.models import (
     SettingValue,
     TopicChange,
@@ -43,9 +45,11 @@ def detail_json(topic: TopicDescription) -> dict[str, Any]:
 
 
 @router.get("/topics", response_model=TopicList)
-async def list_topics(state: State) -> dict[str, Any]:
-    """Every topic."""
-    return {"topics": [topic_json(spec) for spec in await state.bus.list_topics()]}
+async def list_topics(request: Request, state: State) -> dict[str, Any]:
+    """Every topic (the caller may describe)."""
+    specs = {spec.name: spec for spec in await state.bus.list_topics()}
+    shown = visible(request, ResourceType.TOPIC, specs)
+    return {"topics": [topic_json(specs[name]) for name in shown]}
 
 
 @router.post("/topics", status_code=201, response_model=TopicDetail)

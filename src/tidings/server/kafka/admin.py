@@ -27,6 +27,8 @@ from tidings.core.records import (
     validate_topic_name,
 )
 from tidings.engines.log.engine import LogEngine
+from tidings.server.acls import Operation, ResourceType
+from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 
 Fields = dict[str, Any]
 
@@ -63,9 +65,22 @@ def error(code: ErrorCode, message: str) -> Fields:
 class AdminApis:
     """CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, (Incremental)AlterConfigs."""
 
-    def __init__(self, engine: LogEngine, default_partitions: Callable[[], int]) -> None:
+    def __init__(
+        self, engine: LogEngine, default_partitions: Callable[[], int], acls: AclApis
+    ) -> None:
         self.engine = engine
         self._default_partitions = default_partitions
+        self._acls = acls
+
+    def _refusal(self, operation: Operation, resource_type: int, name: str) -> Fields | None:
+        """The error for a caller not allowed `operation` on a topic or the broker; or None."""
+        if resource_type == BROKER:
+            if self._acls.allows_on_cluster(operation):
+                return None
+            return error(CLUSTER_DENIED, f"{operation.title} on the cluster is not allowed")
+        if self._acls.allows(operation, ResourceType.TOPIC, name):
+            return None
+        return error(TOPIC_DENIED, f"{operation.title} on topic {name!r} is not allowed")
 
     async def create_topics(self, request: Any, version: int) -> Fields:
         """Create topics with their settings (replication factor 1: one broker)."""
@@ -78,6 +93,10 @@ class AdminApis:
         partitions = topic.num_partitions
         if partitions == -1:
             partitions = self._default_partitions()
+        if not self._acls.allows_on_cluster(Operation.CREATE):
+            refused = self._refusal(Operation.CREATE, TOPIC, name)
+            if refused is not None:
+                return out | refused
         try:
             validate_topic_name(name)
         except InvalidTopicError as e:
@@ -126,6 +145,10 @@ class AdminApis:
         responses = []
         for name in wanted:
             out: Fields = {"name": name, "topic_id": topic_id(name) if name else None}
+            refused = self._refusal(Operation.DELETE, TOPIC, name) if name else None
+            if refused is not None:
+                responses.append(out | refused)
+                continue
             try:
                 if name is None:
                     raise TopicNotFoundError("(unknown id)")
@@ -140,6 +163,10 @@ class AdminApis:
         results = []
         for topic in request.topics:
             out: Fields = {"name": topic.name}
+            refused = self._refusal(Operation.ALTER, TOPIC, topic.name)
+            if refused is not None:
+                results.append(out | refused)
+                continue
             try:
                 if topic.assignments:
                     out |= error(
@@ -171,6 +198,12 @@ class AdminApis:
                 "resource_type": resource.resource_type,
                 "resource_name": resource.resource_name,
             }
+            refused = self._refusal(
+                Operation.DESCRIBE_CONFIGS, resource.resource_type, resource.resource_name
+            )
+            if refused is not None:
+                results.append(out | refused | {"configs": []})
+                continue
             if resource.resource_type == BROKER:
                 results.append(out | {"configs": []})
                 continue
@@ -221,6 +254,12 @@ class AdminApis:
                 "resource_type": resource.resource_type,
                 "resource_name": resource.resource_name,
             }
+            refused = self._refusal(
+                Operation.ALTER_CONFIGS, resource.resource_type, resource.resource_name
+            )
+            if refused is not None:
+                responses.append(out | refused)
+                continue
             if resource.resource_type != TOPIC:
                 responses.append(out | _unsupported_resource(resource.resource_type))
                 continue

@@ -33,6 +33,8 @@ from tidings.core.kafka_batch import BatchHeader, InvalidBatchError, InvalidReco
 from tidings.core.records import TopicPartition, TopicSpec, validate_topic_name
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.engine import LogEngine
+from tidings.server.acls import AclStore, Authorizer, Operation, ResourceType
+from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.admin import AdminApis, error, topic_id
 from tidings.server.kafka.fetch import FetchApi, partition_states
 from tidings.server.kafka.groups import GroupApis
@@ -69,6 +71,9 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     22: (0, 4),  # InitProducerId
+    29: (1, 3),  # DescribeAcls
+    30: (1, 3),  # CreateAcls
+    31: (1, 3),  # DeleteAcls
     32: (1, 4),  # DescribeConfigs
     36: (0, 2),  # SaslAuthenticate (answered by the connection)
     33: (0, 2),  # AlterConfigs
@@ -115,15 +120,22 @@ class _Sequences:
 class KafkaApis:
     """Request handlers by API key; each takes (request body, version), returns fields."""
 
-    def __init__(self, engine: LogEngine, settings: BrokerSettings) -> None:
+    def __init__(
+        self,
+        engine: LogEngine,
+        settings: BrokerSettings,
+        authorizer: Authorizer | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.acls = AclApis(authorizer or Authorizer(AclStore(None)))
+        allows = self.acls.allows
         self._sequences: dict[tuple[int, str, int], _Sequences] = {}
         self._recovered: set[tuple[str, int]] = set()
         """Partitions whose producers' state was read back from their stored tail."""
-        self.fetches = FetchApi(engine)
-        groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port))
-        admin = AdminApis(engine, lambda: self.settings.num_partitions)
+        self.fetches = FetchApi(engine, allows)
+        groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port), self.acls)
+        admin = AdminApis(engine, lambda: self.settings.num_partitions, self.acls)
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | Later]]] = {
             0: self.produce,
             1: self.fetches.fetch,
@@ -147,6 +159,9 @@ class KafkaApis:
             37: admin.create_partitions,
             44: admin.incremental_alter_configs,
             22: self.init_producer_id,
+            29: self.acls.describe_acls,
+            30: self.acls.create_acls,
+            31: self.acls.delete_acls,
         }
 
     # -- cluster -------------------------------------------------------------------------
@@ -158,8 +173,9 @@ class KafkaApis:
     async def metadata(self, request: Any, version: int) -> Fields:
         """This broker, and the topics asked for (all when none are named)."""
         specs = {s.name: s for s in await self.engine.list_topics()}
-        if request.topics is None:
-            names = sorted(specs)
+        allows = self.acls.allows
+        if request.topics is None:  # every topic the caller may see, as Kafka answers
+            names = [n for n in sorted(specs) if allows(Operation.DESCRIBE, ResourceType.TOPIC, n)]
         else:
             by_id = {topic_id(n): n for n in specs}
             names = [
@@ -171,7 +187,9 @@ class KafkaApis:
         for name in names:
             spec = specs.get(name)
             error = ErrorCode.none
-            if spec is None and name and allow and self.settings.auto_create_topics:
+            if not allows(Operation.DESCRIBE, ResourceType.TOPIC, name):
+                spec, error = None, TOPIC_DENIED
+            elif spec is None and name and allow and self._may_auto_create(name):
                 spec, error = await self._auto_create(name)
             elif spec is None:
                 error = ErrorCode.unknown_topic_or_partition
@@ -184,6 +202,14 @@ class KafkaApis:
             "controller_id": NODE_ID,
             "topics": topics,
         }
+
+    def _may_auto_create(self, name: str) -> bool:
+        """Whether a topic may be created on first use, by this caller (Create on the
+        cluster or the topic, as in Kafka)."""
+        return self.settings.auto_create_topics and (
+            self.acls.allows_on_cluster(Operation.CREATE)
+            or self.acls.allows(Operation.CREATE, ResourceType.TOPIC, name)
+        )
 
     async def _auto_create(self, name: str) -> tuple[TopicSpec | None, ErrorCode]:
         try:
@@ -199,6 +225,11 @@ class KafkaApis:
 
     async def init_producer_id(self, request: Any, version: int) -> Fields:
         """A producer id for an idempotent producer (transactions are not served)."""
+        if not (
+            self.acls.allows_on_cluster(Operation.IDEMPOTENT_WRITE)
+            or self.acls.allows_any(Operation.WRITE, ResourceType.TOPIC)
+        ):
+            return {"error_code": CLUSTER_DENIED, "producer_id": -1, "producer_epoch": -1}
         if request.transactional_id is not None:
             return {
                 "error_code": ErrorCode.transactional_id_authorization_failed,
@@ -219,6 +250,12 @@ class KafkaApis:
         results: dict[Where, Fields | asyncio.Future[int]] = {}
         pending: list[tuple[Where, list[tuple[BatchHeader, bytes]]]] = []
         for topic in request.topic_data:
+            if not self.acls.allows(Operation.WRITE, ResourceType.TOPIC, topic.name):
+                for part in topic.partition_data:
+                    results[(topic.name, part.index)] = error(
+                        TOPIC_DENIED, f"writing to topic {topic.name!r} is not allowed"
+                    )
+                continue
             spec = self.engine.cached_topic(topic.name) or await self._maybe_topic(topic.name)
             for part in topic.partition_data:
                 where = (topic.name, part.index)
@@ -378,11 +415,15 @@ class KafkaApis:
         """Earliest (-2), latest (-1), max timestamp (-3) or first at a time, per partition."""
         topics = []
         for topic in request.topics:
-            states = await partition_states(self.engine, topic.name)
+            described = self.acls.allows(Operation.DESCRIBE, ResourceType.TOPIC, topic.name)
+            states = await partition_states(self.engine, topic.name) if described else None
             partitions = []
             for part in topic.partitions:
                 out: Fields = {"partition_index": part.partition_index}
                 state = states.get(part.partition_index) if states is not None else None
+                if not described:
+                    partitions.append(out | {"error_code": TOPIC_DENIED})
+                    continue
                 if state is None:
                     partitions.append(out | {"error_code": ErrorCode.unknown_topic_or_partition})
                     continue

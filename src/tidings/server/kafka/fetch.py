@@ -31,8 +31,11 @@ from tidings.engines.base import PartitionState
 from tidings.engines.log.engine import LogEngine
 from tidings.engines.log.store import StoredBatch
 from tidings.engines.log.tail import Tail
+from tidings.server.acls import Operation, ResourceType
+from tidings.server.kafka.acl_apis import TOPIC_DENIED, Allows
 
 Fields = dict[str, Any]
+TOPIC = ResourceType.TOPIC
 Where = tuple[str, int]
 
 MAX_SESSIONS = 1000
@@ -64,8 +67,9 @@ class FetchSession:
 class FetchApi:
     """The Fetch request, with the fetch sessions of every connection."""
 
-    def __init__(self, engine: LogEngine) -> None:
+    def __init__(self, engine: LogEngine, allows: Allows) -> None:
         self.engine = engine
+        self._allows = allows
         self._sessions: OrderedDict[int, FetchSession] = OrderedDict()
         self._ids = itertools.count(1)
         self._released = False
@@ -75,11 +79,15 @@ class FetchApi:
 
     async def fetch(self, request: Any, version: int) -> Fields:
         """Records from each position; waits up to max_wait for min_bytes."""
-        asked = {
-            (t.topic, p.partition): _Wanted(p.fetch_offset, p.partition_max_bytes)
-            for t in request.topics
-            for p in t.partitions
-        }
+        denied: dict[Where, Fields] = {}
+        asked: dict[Where, _Wanted] = {}
+        for t in request.topics:
+            readable = self._allows(Operation.READ, TOPIC, t.topic)
+            for p in t.partitions:
+                if readable:
+                    asked[(t.topic, p.partition)] = _Wanted(p.fetch_offset, p.partition_max_bytes)
+                else:  # answered with the error, and never kept in a session
+                    denied[(t.topic, p.partition)] = _denied(p.partition)
         session_id = getattr(request, "session_id", 0)
         epoch = getattr(request, "session_epoch", FINAL_EPOCH)
         session: FetchSession | None = None
@@ -97,6 +105,10 @@ class FetchApi:
             session, incremental = found, True
             self._update(session, asked, request.forgotten_topics_data)
         wanted = session.partitions if session is not None else asked
+        if incremental:  # an ACL removed since the session began applies to it too
+            for where in [w for w in wanted if not self._allows(Operation.READ, TOPIC, w[0])]:
+                del wanted[where]
+                denied[where] = _denied(where[1])
         deadline = time.monotonic() + request.max_wait.total_seconds()
         while True:
             seen = self.engine.version
@@ -113,7 +125,10 @@ class FetchApi:
         for where, result in results.items():
             wanted[where].high_watermark = result.get("high_watermark", -1)
             wanted[where].log_start = result.get("log_start_offset", -1)
-        return {"session_id": session.id if session else 0, "responses": _by_topic(results)}
+        return {
+            "session_id": session.id if session else 0,
+            "responses": _by_topic(results | denied),
+        }
 
     def release(self) -> None:
         """Answer every waiting fetch now with what it has, and every later one at once."""
@@ -278,6 +293,10 @@ def _by_topic(results: dict[Where, Fields]) -> list[Fields]:
     for (topic, _), result in results.items():
         topics.setdefault(topic, []).append(result)
     return [{"topic": t, "partitions": ps} for t, ps in topics.items()]
+
+
+def _denied(partition: int) -> Fields:
+    return {"partition_index": partition, "error_code": TOPIC_DENIED, "records": b""}
 
 
 def _session_error(code: ErrorCode) -> Fields:

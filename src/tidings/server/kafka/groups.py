@@ -28,7 +28,9 @@ from tidings.engines.log import coordinator
 from tidings.engines.log.assignors import Partition
 from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
 from tidings.engines.log.engine import LogEngine, now_ms
+from tidings.server.acls import Operation, ResourceType
 from tidings.server.kafka import lengths
+from tidings.server.kafka.acl_apis import GROUP_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.protocol import CALLER, UNKNOWN_CALLER, build
 
 log = logging.getLogger("tidings.server.kafka")
@@ -39,14 +41,24 @@ Fields = dict[str, Any]
 PROTOCOL_TYPE = "consumer"
 """Groups of Kafka consumers; Kafka Connect and other group protocols are not served."""
 VERSION = struct.Struct(">h")
+GROUP, TOPIC = ResourceType.GROUP, ResourceType.TOPIC
+TRANSACTION_KEY = 1
+"""FindCoordinator's key type of a transactional id (0: a group)."""
 
 
 class GroupApis:
     """FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, offsets, admin."""
 
-    def __init__(self, engine: LogEngine, coordinator_address: Callable[[], tuple[str, int]]):
+    def __init__(
+        self,
+        engine: LogEngine,
+        coordinator_address: Callable[[], tuple[str, int]],
+        acls: AclApis,
+    ) -> None:
         self.engine = engine
         self._address = coordinator_address
+        self._allows = acls.allows
+        self._acls = acls
 
     async def _update(self, group: str, change: Callable[[GroupState], R], durable: bool) -> R:
         return await self.engine.run(self.engine.store.update_group, group, change, durable)
@@ -61,20 +73,30 @@ class GroupApis:
     async def find_coordinator(self, request: Any, version: int) -> Fields:
         """This broker coordinates every group."""
         host, port = self._address()
+        kind = getattr(request, "key_type", 0)
+        resource = ResourceType.TRANSACTIONAL_ID if kind == TRANSACTION_KEY else GROUP
+        denied = (
+            ErrorCode.transactional_id_authorization_failed
+            if kind == TRANSACTION_KEY
+            else GROUP_DENIED
+        )
+
+        def answer(key: str) -> Fields:
+            if not self._allows(Operation.DESCRIBE, resource, key):
+                return {"error_code": denied, "node_id": -1, "host": "", "port": -1}
+            return {"node_id": 0, "host": host, "port": port}
+
         if version >= 4:
-            return {
-                "coordinators": [
-                    {"key": key, "node_id": 0, "host": host, "port": port}
-                    for key in request.coordinator_keys
-                ]
-            }
-        return {"node_id": 0, "host": host, "port": port}
+            return {"coordinators": [{"key": k} | answer(k) for k in request.coordinator_keys]}
+        return answer(request.key)
 
     # -- membership ----------------------------------------------------------------------
 
     async def join_group(self, request: Any, version: int) -> Fields:
         """Add or refresh a member and tell it the group's generation and assignor."""
         group = request.group_id
+        if not self._allows(Operation.READ, GROUP, group):
+            return _join_error(GROUP_DENIED, f"joining group {group!r} is not allowed")
         if request.protocol_type != PROTOCOL_TYPE:
             return _join_error(
                 ErrorCode.inconsistent_group_protocol,
@@ -135,6 +157,8 @@ class GroupApis:
     async def sync_group(self, request: Any, version: int) -> Fields:
         """The member's partitions, as the group assigns them (a leader's plan is not used)."""
         group = request.group_id
+        if not self._allows(Operation.READ, GROUP, group):
+            return {"error_code": GROUP_DENIED, "assignment": b""}
         counts = await self._counts()
         change = partial(
             coordinator.kafka_assignment,
@@ -155,6 +179,8 @@ class GroupApis:
 
     async def heartbeat(self, request: Any, version: int) -> Fields:
         """Keep the member alive; REBALANCE_IN_PROGRESS when it must rejoin."""
+        if not self._allows(Operation.READ, GROUP, request.group_id):
+            return {"error_code": GROUP_DENIED}
         counts = await self._counts()
         try:
             rejoin = await self._update(
@@ -170,6 +196,8 @@ class GroupApis:
 
     async def leave_group(self, request: Any, version: int) -> Fields:
         """Remove members; the group rebalances what they held."""
+        if not self._allows(Operation.READ, GROUP, request.group_id):
+            return {"error_code": GROUP_DENIED, "members": []}
         ids = [m.member_id for m in request.members] if version >= 3 else [request.member_id]
         counts = await self._counts()
 
@@ -205,11 +233,22 @@ class GroupApis:
         }
         counts = await self._counts()
         unknown = {tp for tp in offsets if not 0 <= tp[1] < counts.get(tp[0], 0)}
+        unreadable = {
+            t.name for t in request.topics if not self._allows(Operation.READ, TOPIC, t.name)
+        }
+        refused = {tp: TOPIC_DENIED for tp in offsets if tp[0] in unreadable}
+        if not self._allows(Operation.READ, GROUP, group):
+            refused = dict.fromkeys(offsets, GROUP_DENIED)
+        refused |= {tp: ErrorCode.unknown_topic_or_partition for tp in unknown if tp not in refused}
         # Kafka's int64 allows a negative offset; no reader could resume from one.
-        invalid = {tp for tp, o in offsets.items() if o < 0 and tp not in unknown}
+        refused |= {
+            tp: ErrorCode.invalid_commit_offset_size
+            for tp, o in offsets.items()
+            if o < 0 and tp not in refused
+        }
 
         def change(state: GroupState) -> ErrorCode:
-            known = {tp: o for tp, o in offsets.items() if tp not in unknown | invalid}
+            known = {tp: o for tp, o in offsets.items() if tp not in refused}
             refusal = coordinator.commit_refusal(state, group, member_id, known)
             if refusal is not None:
                 return (
@@ -220,7 +259,11 @@ class GroupApis:
             coordinator.commit(state, group, member_id, known)
             return ErrorCode.none
 
-        code = await self._update(group, change, True) if group else ErrorCode.invalid_group_id
+        code: ErrorCode | None = None  # every partition refused: nothing to commit
+        if not group:
+            code = ErrorCode.invalid_group_id
+        elif len(refused) < len(offsets):
+            code = await self._update(group, change, True)
         return {
             "topics": [
                 {
@@ -228,9 +271,7 @@ class GroupApis:
                     "partitions": [
                         {
                             "partition_index": p.partition_index,
-                            "error_code": _commit_error(
-                                (t.name, p.partition_index), unknown, invalid, code
-                            ),
+                            "error_code": refused.get((t.name, p.partition_index), code),
                         }
                         for p in t.partitions
                     ],
@@ -241,11 +282,25 @@ class GroupApis:
 
     async def offset_fetch(self, request: Any, version: int) -> Fields:
         """Committed offsets (-1 where none), of the partitions asked or of every one."""
+        if not self._allows(Operation.DESCRIBE, GROUP, request.group_id):
+            if version >= 2:
+                return {"error_code": GROUP_DENIED, "topics": []}
+            return {"topics": _each_partition(request.topics or (), GROUP_DENIED)}
         state = await self._update(request.group_id, lambda s: s, False)
-        if request.topics is None:
-            wanted = {t: sorted(int(p) for p in parts) for t, parts in state.offsets.items()}
+        if request.topics is None:  # those of the topics the caller may see
+            wanted = {
+                t: sorted(int(p) for p in parts)
+                for t, parts in state.offsets.items()
+                if self._allows(Operation.DESCRIBE, TOPIC, t)
+            }
+            hidden = []
         else:
-            wanted = {t.name: list(t.partition_indexes) for t in request.topics}
+            wanted = {
+                t.name: list(t.partition_indexes)
+                for t in request.topics
+                if self._allows(Operation.DESCRIBE, TOPIC, t.name)
+            }
+            hidden = [t for t in request.topics if t.name not in wanted]
         return {
             "topics": [
                 {
@@ -262,6 +317,7 @@ class GroupApis:
                 }
                 for topic, partitions in wanted.items()
             ]
+            + _each_partition(hidden, TOPIC_DENIED)
         }
 
     # -- admin ---------------------------------------------------------------------------
@@ -269,8 +325,11 @@ class GroupApis:
     async def list_groups(self, request: Any, version: int) -> Fields:
         """Every group with state (filtered by state from v4)."""
         wanted = {s.lower() for s in getattr(request, "states_filter", ())}
+        every = self._acls.allows_on_cluster(Operation.DESCRIBE)
         groups = []
         for name in await self.engine.list_groups():
+            if not (every or self._allows(Operation.DESCRIBE, GROUP, name)):
+                continue
             state = (await self.engine.describe_group(name)).state
             if not wanted or state.lower() in wanted:
                 groups.append(
@@ -282,6 +341,9 @@ class GroupApis:
         """Members with their subscription and assignment, per group."""
         out = []
         for name in request.groups:
+            if not self._allows(Operation.DESCRIBE, GROUP, name):
+                out.append({"group_id": name, "error_code": GROUP_DENIED, "protocol_type": ""})
+                continue
             try:
                 description = await self.engine.describe_group(name)
             except GroupNotFoundError:
@@ -304,6 +366,9 @@ class GroupApis:
         results = []
         for name in request.groups_names:
             code = ErrorCode.none
+            if not self._allows(Operation.DELETE, GROUP, name):
+                results.append({"group_id": name, "error_code": GROUP_DENIED})
+                continue
             try:
                 await self.engine.delete_group(name)
             except GroupNotEmptyError:
@@ -346,6 +411,20 @@ def _subscription(metadata: bytes) -> Any:
     return subscription
 
 
+def _each_partition(topics: Sequence[Any], code: ErrorCode) -> list[Fields]:
+    """OffsetFetch's answer for topics refused whole: each partition with the error."""
+    return [
+        {
+            "name": t.name,
+            "partitions": [
+                {"partition_index": p, "committed_offset": -1, "error_code": code}
+                for p in t.partition_indexes
+            ],
+        }
+        for t in topics
+    ]
+
+
 def _committed(state: GroupState, topic: str, partition: int) -> int:
     offset = state.committed(topic, partition)
     return -1 if offset is None else offset
@@ -366,14 +445,3 @@ def _join_error(code: ErrorCode, message: str) -> Fields:
     """JoinGroup has no error message field: the reason goes to the broker's log."""
     log.warning("JoinGroup refused (%s): %s", code.name, message)
     return {"error_code": code, "generation_id": -1, "member_id": "", "leader": ""}
-
-
-def _commit_error(
-    tp: Partition, unknown: set[Partition], invalid: set[Partition], code: ErrorCode
-) -> ErrorCode:
-    """The answer to one partition of an OffsetCommit."""
-    if tp in unknown:
-        return ErrorCode.unknown_topic_or_partition
-    if tp in invalid and code == ErrorCode.none:
-        return ErrorCode.invalid_commit_offset_size
-    return code

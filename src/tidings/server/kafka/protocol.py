@@ -54,14 +54,16 @@ class UnsupportedVersion(Exception):
 
 
 class Caller(NamedTuple):
-    """Who sent the request being answered: its client id and address."""
+    """Who sent the request being answered: its client id, address and principal."""
 
     client_id: str
     host: str
+    principal: str = "User:ANONYMOUS"
+    """Who authenticated (SASL), as ACLs name them: `User:alice`."""
 
 
 CALLER: ContextVar[Caller] = ContextVar("CALLER")
-"""Set by the server around each handler, for the few answers that name the client."""
+"""Set by the server around each handler: for answers that name the client, and ACLs."""
 UNKNOWN_CALLER = Caller("unknown", "")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from tidings.server.acls import ANONYMOUS
 from tidings.server.kafka import protocol
 from tidings.server.kafka.apis import (
     API_VERSIONS,
@@ -269,7 +270,8 @@ class KafkaServer:
                 f"needs sasl.mechanism {' or '.join(auth.config.mechanisms)} and a user"
             )
         else:
-            protocol.CALLER.set(protocol.Caller(request.client_id or "unknown", host))
+            principal = f"User:{auth.user}" if auth is not None and auth.user else ANONYMOUS
+            protocol.CALLER.set(protocol.Caller(request.client_id or "unknown", host, principal))
             fields = await self.apis.handlers[request.api_key](request.body, request.version)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
