@@ -377,12 +377,22 @@ def test_tidings_acls_refuses_an_unknown_operation_and_stores_nothing(secured: S
     assert not (secured.data / "tidings.db.acls.json").exists()
 
 
-def test_the_brokers_http_api_asks_the_same_acls(secured: Served) -> None:
+def test_the_brokers_http_api_asks_the_same_acls_of_the_same_users(secured: Served) -> None:
+    # The HTTP API takes the SASL users' credentials; the ACLs judge the user they name.
     create_topic(secured, "orders")
-    assert httpx.get(f"{secured.http}/topics/orders", timeout=TIMEOUT_S).status_code == 200
+
+    def get(path: str, user: str | None) -> httpx.Response:
+        auth = None if user is None else (user, PASSWORDS[user])
+        return httpx.get(f"{secured.http}{path}", auth=auth, timeout=TIMEOUT_S)
+
+    assert get("/topics/orders", "bob").status_code == 200  # no ACL yet: every user
     create(secured, allow("alice", AclOperation.READ, ResourceType.TOPIC, "orders"))
-    refused = httpx.get(f"{secured.http}/topics/orders", timeout=TIMEOUT_S)
+    assert get("/topics/orders", "alice").status_code == 200
+    refused = get("/topics/orders", "bob")
     assert refused.status_code == 403
     assert refused.json()["error"] == "forbidden"
-    assert "User:ANONYMOUS may not Describe topic 'orders'" in refused.json()["message"]
-    assert httpx.get(f"{secured.http}/health", timeout=TIMEOUT_S).status_code == 200
+    assert "User:bob may not Describe topic 'orders'" in refused.json()["message"]
+    assert get("/topics/orders", None).status_code == 401  # no credentials: no user at all
+    assert get("/topics/orders", "admin").status_code == 200  # a super user
+    assert [t["name"] for t in get("/topics", "bob").json()["topics"]] == []
+    assert get("/health", "bob").status_code == 200
