@@ -53,7 +53,7 @@ def run(acls: list[Acl], calls: Callable[[httpx.AsyncClient], Awaitable[None]]) 
             store.add(acls)
             app = create_app(bus, authorizer=Authorizer(store, ["User:admin"]))
             transport = httpx.ASGITransport(app=as_user(app))
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
                 await calls(http)
 
     asyncio.run(main())
