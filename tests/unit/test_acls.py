@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tidings.core.errors import ConfigurationError
+from tests.disks import fill, remount, small_disk
+from tidings.core.errors import ConfigurationError, StorageFullError, StoreReadOnlyError
 from tidings.server.acls import (
     CLUSTER_NAME,
     Acl,
@@ -208,3 +209,31 @@ def test_acls_live_beside_an_embedded_store_only() -> None:
     assert acl_file("memory://") is None
     with pytest.raises(ConfigurationError, match="sqlite://PATH"):
         acl_file("kafka://localhost:9092")
+
+
+def test_acls_on_a_full_disk_raise_storage_full_and_keep_those_in_force(tmp_path: Path) -> None:
+    alice = Acl("User:alice", READ, ALLOW, TOPIC, "orders")
+    bob = Acl("User:bob", READ, ALLOW, TOPIC, "orders")
+    with small_disk(tmp_path / "disk") as disk:
+        store = AclStore(disk / "t.db.acls.json")
+        store.add([alice])
+        ballast = fill(disk)
+        with pytest.raises(StorageFullError, match="free space"):
+            store.add([bob])
+        assert AclStore(store.path).acls() == {alice}
+        assert sorted(p.name for p in disk.iterdir()) == [
+            "ballast",
+            "t.db.acls.json",
+            "t.db.acls.json.lock",
+        ]  # no half-written file left behind
+        ballast.unlink()
+        assert store.add([bob]) == [bob]
+        assert AclStore(store.path).acls() == {alice, bob}
+
+
+def test_acls_on_a_read_only_disk_raise_store_read_only(tmp_path: Path) -> None:
+    alice = Acl("User:alice", READ, ALLOW, TOPIC, "orders")
+    with small_disk(tmp_path / "disk") as disk:
+        remount(disk, "ro")
+        with pytest.raises(StoreReadOnlyError, match="read-only"):
+            AclStore(disk / "t.db.acls.json").add([alice])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import fcntl
 import json
 import logging
@@ -31,7 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Self
 
-from tidings.core.errors import ConfigurationError
+from tidings.core.errors import (
+    ConfigurationError,
+    DiskError,
+    StorageFullError,
+    StoreReadOnlyError,
+)
 
 log = logging.getLogger("tidings.server.acls")
 
@@ -296,8 +302,9 @@ class AclStore:
             yield current
             self._acls = frozenset(current)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        with _refused_writes(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._read()
@@ -312,12 +319,19 @@ class AclStore:
         assert self.path is not None
         text = json.dumps({"acls": [a.to_json() for a in sorted(acls, key=str)]}, indent=1)
         temporary = self.path.with_name(self.path.name + ".new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.path)
+        with _refused_writes(self.path):
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+                with os.fdopen(fd, "w") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, self.path)
+            except OSError:
+                # The ACLs in force stay as they were: the file is replaced whole or not at all.
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                raise
         self._acls, self._seen = acls, self._stamp()
 
     def _stamp(self) -> tuple[int, int] | None:
@@ -345,6 +359,22 @@ class AclStore:
                 f'(it holds {{"acls": [...]}} as `tidings acls list --json` prints)'
             ) from e
         self._acls, self._seen = acls, stamp
+
+
+@contextlib.contextmanager
+def _refused_writes(path: Path) -> Iterator[None]:
+    """Raise a write to the ACL file that the disk refused as the tidings error for it."""
+    try:
+        yield
+    except OSError as e:
+        action = "change the ACLs"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFullError(str(path), action) from e
+        if e.errno == errno.EROFS:
+            raise StoreReadOnlyError(str(path), action) from e
+        if e.errno == errno.EIO:
+            raise DiskError(str(path), action, f"failed ({e.strerror})") from e
+        raise
 
 
 class Authorizer:

@@ -38,6 +38,7 @@ from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.admin import AdminApis, error, topic_id
 from tidings.server.kafka.fetch import FetchApi, partition_states
 from tidings.server.kafka.groups import GroupApis
+from tidings.server.kafka.refusals import refusable, storage_refusal
 from tidings.server.limits import MAX_REQUEST_BYTES
 
 log = logging.getLogger("tidings.server.kafka")
@@ -164,6 +165,17 @@ class KafkaApis:
             31: self.acls.delete_acls,
         }
 
+    async def answer(self, api_key: int, request: Any, version: int) -> Fields | Later | None:
+        """The handler's answer to a request; a refusal if the store cannot take it."""
+        try:
+            return await self.handlers[api_key](request, version)
+        except (DiskError, StoreReadOnlyError) as e:
+            if not refusable(api_key, version):
+                raise
+            # The disk, not the request: the client may retry on this connection.
+            log.warning("refused a %s v%d request: %s", type(request).__name__, version, e)
+            return storage_refusal(api_key, request, version, e)
+
     # -- cluster -------------------------------------------------------------------------
 
     async def api_versions(self, request: Any, version: int) -> Fields:
@@ -217,7 +229,12 @@ class KafkaApis:
         except InvalidTopicError:
             return None, ErrorCode.invalid_topic_exception
         spec = TopicSpec(name, self.settings.num_partitions)
-        await self.engine.create_topic(spec, exist_ok=True)
+        try:
+            await self.engine.create_topic(spec, exist_ok=True)
+        except (DiskError, StoreReadOnlyError) as e:
+            # Metadata has no answer to refuse whole: this topic's entry says why.
+            log.warning("could not create topic %r on first use: %s", name, e)
+            return None, ErrorCode.kafka_storage_error
         log.info("created topic %r (%d partitions) on first use", name, spec.partitions)
         return await self.engine.topic(name), ErrorCode.none
 

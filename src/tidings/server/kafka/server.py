@@ -272,7 +272,7 @@ class KafkaServer:
         else:
             principal = f"User:{auth.user}" if auth is not None and auth.user else ANONYMOUS
             protocol.CALLER.set(protocol.Caller(request.client_id or "unknown", host, principal))
-            fields = await self.apis.handlers[request.api_key](request.body, request.version)
+            fields = await self.apis.answer(request.api_key, request.body, request.version)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s v%d from %s: %.1f ms",

@@ -1,0 +1,206 @@
+"""Answers to requests the store could not take: its disk is full or failing, or it is
+read-only.
+
+The store, not the request, is at fault, so the request is refused and the connection
+stays open: a client's retry succeeds once space is freed. The refusal is made here, in
+one place, for every API (as Kafka's own requests build their error responses): every
+error code of the answer carries it, every error message says why and what to do, and the
+answer names the resources the request named.
+
+Group APIs answer COORDINATOR_NOT_AVAILABLE, as Kafka's group coordinator does when its
+log cannot take a write: clients look the coordinator up again and retry. (Kafka says
+NOT_COORDINATOR when the log directory itself is offline, for another broker takes the
+group over; one broker has no other to send the client to.) Every other API answers
+KAFKA_STORAGE_ERROR, Kafka's error for a log directory that cannot be written.
+Produce refuses its partitions itself, once their append fails (see apis.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from kio.index import load_response_schema
+from kio.schema.errors import ErrorCode
+
+from tidings.core.errors import StoreError
+
+Fields = dict[str, Any]
+Refusal = dict[str, Any]
+"""An error code with its message, as the answer's fields take them."""
+
+GROUP_APIS = frozenset({8, 9, 11, 12, 13, 14, 15, 16, 42})
+"""OffsetCommit, OffsetFetch, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
+DescribeGroups, ListGroups, DeleteGroups: answered by the group coordinator."""
+
+
+def refusable(api_key: int, version: int) -> bool:
+    """Whether the answer of this API and version has a place for the refusal."""
+    return api_key in _MIRRORS or _has_error_code(api_key, version)
+
+
+def storage_refusal(api_key: int, request: Any, version: int, e: StoreError) -> Fields | None:
+    """The answer that refuses `request` because the store cannot take it (see refusable);
+    None when the client expects no answer (a produce with acks=0)."""
+    code = (
+        ErrorCode.coordinator_not_available
+        if api_key in GROUP_APIS
+        else ErrorCode.kafka_storage_error
+    )
+    refused: Refusal = {"error_code": code, "error_message": str(e)}
+    mirror = _MIRRORS.get(api_key)
+    # A top-level error code, in the versions that have one, says it for the whole request.
+    return refused if mirror is None else mirror(request, refused)
+
+
+@cache
+def _has_error_code(api_key: int, version: int) -> bool:
+    schema = load_response_schema(api_key, version)
+    return any(f.name == "error_code" for f in dataclasses.fields(schema))
+
+
+def _produce(request: Any, refused: Refusal) -> Fields | None:
+    if request.acks == 0:
+        return None  # the client expects no answer
+    return {
+        "responses": [
+            {
+                "name": t.name,
+                "partition_responses": [{"index": p.index} | refused for p in t.partition_data],
+            }
+            for t in request.topic_data
+        ]
+    }
+
+
+def _offset_commit(request: Any, refused: Refusal) -> Fields:
+    return {
+        "topics": [
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": p.partition_index} | refused for p in t.partitions
+                ],
+            }
+            for t in request.topics
+        ]
+    }
+
+
+def _offset_fetch(request: Any, refused: Refusal) -> Fields:
+    return refused | {
+        "topics": [
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": p, "committed_offset": -1} | refused
+                    for p in t.partition_indexes
+                ],
+            }
+            for t in request.topics or ()
+        ]
+    }
+
+
+def _fetch(request: Any, refused: Refusal) -> Fields:
+    return refused | {
+        "responses": [
+            {
+                "topic": t.topic,
+                "partitions": [
+                    {"partition_index": p.partition, "high_watermark": -1} | refused
+                    for p in t.partitions
+                ],
+            }
+            for t in request.topics
+        ]
+    }
+
+
+def _list_offsets(request: Any, refused: Refusal) -> Fields:
+    return {
+        "topics": [
+            {
+                "name": t.name,
+                "partitions": [
+                    {"partition_index": p.partition_index, "offset": -1, "timestamp": -1} | refused
+                    for p in t.partitions
+                ],
+            }
+            for t in request.topics
+        ]
+    }
+
+
+def _describe_configs(request: Any, refused: Refusal) -> Fields:
+    return {
+        "results": [
+            {"resource_type": r.resource_type, "resource_name": r.resource_name, "configs": []}
+            | refused
+            for r in request.resources
+        ]
+    }
+
+
+def _describe_groups(request: Any, refused: Refusal) -> Fields:
+    return {"groups": [{"group_id": g, "protocol_type": ""} | refused for g in request.groups]}
+
+
+def _create_topics(request: Any, refused: Refusal) -> Fields:
+    return {"topics": [{"name": t.name} | refused for t in request.topics]}
+
+
+def _delete_topics(request: Any, refused: Refusal) -> Fields:
+    if hasattr(request, "topic_names"):  # before v6
+        return {"responses": [{"name": name} | refused for name in request.topic_names]}
+    return {
+        "responses": [{"name": t.name, "topic_id": t.topic_id} | refused for t in request.topics]
+    }
+
+
+def _alter_configs(request: Any, refused: Refusal) -> Fields:
+    return {
+        "responses": [
+            {"resource_type": r.resource_type, "resource_name": r.resource_name} | refused
+            for r in request.resources
+        ]
+    }
+
+
+def _create_partitions(request: Any, refused: Refusal) -> Fields:
+    return {"results": [{"name": t.name} | refused for t in request.topics]}
+
+
+def _delete_groups(request: Any, refused: Refusal) -> Fields:
+    return {"results": [{"group_id": g} | refused for g in request.groups_names]}
+
+
+def _create_acls(request: Any, refused: Refusal) -> Fields:
+    return {"results": [refused for _ in request.creations]}
+
+
+def _delete_acls(request: Any, refused: Refusal) -> Fields:
+    return {"filter_results": [refused for _ in request.filters]}
+
+
+_MIRRORS: dict[int, Callable[[Any, Refusal], Fields | None]] = {
+    0: _produce,  # a topic created on first use
+    1: _fetch,
+    2: _list_offsets,
+    8: _offset_commit,
+    9: _offset_fetch,
+    15: _describe_groups,
+    19: _create_topics,
+    20: _delete_topics,
+    30: _create_acls,
+    31: _delete_acls,
+    32: _describe_configs,
+    33: _alter_configs,
+    37: _create_partitions,
+    42: _delete_groups,
+    44: _alter_configs,
+}
+"""The refusal of each API whose answer holds an error per resource the request named
+(and one for the whole request too, in the versions that have it)."""
