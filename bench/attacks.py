@@ -7,7 +7,10 @@ Each attack runs against a fresh broker; the figure is the broker's peak residen
 run long: it is given ATTACK_S seconds, then the broker is stopped by its pid.
 
 - frames: six connections each announce a 100 MiB frame and send it, without and with
-  SASL (where the connections have not authenticated);
+  SASL (where the connections have not authenticated), and twelve without SASL: the
+  request budget (--max-queued-request-bytes) has them wait their turn, so twelve peak
+  about where six do; a row with the budget raised past them shows the peak
+  without it;
 - partitions: an unauthenticated CreateTopics with num_partitions = 2**31 - 1;
 - http body: a 198 MB POST to /topics/web/records.
 """
@@ -85,8 +88,8 @@ class Broker:
                 self.process.wait()
 
 
-def frames(broker: Broker) -> None:
-    """Six connections announce 100 MiB frames and send them in full."""
+def frames(broker: Broker, connections: int = 6) -> None:
+    """Connections announce 100 MiB frames and send them in full."""
     assert broker.kafka is not None
 
     address = broker.kafka
@@ -102,7 +105,7 @@ def frames(broker: Broker) -> None:
                 sock.sendall(chunk)
             sock.recv(1)
 
-    threads = [threading.Thread(target=one) for _ in range(6)]
+    threads = [threading.Thread(target=one) for _ in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
@@ -180,6 +183,9 @@ def main() -> None:
     """Run every attack and print one line each."""
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     measure("frames, no SASL", frames)
+    measure("frames x12, no SASL", lambda broker: frames(broker, 12))
+    unbounded = str(1200 * MIB)
+    measure("frames, no SASL, no budget", frames, "--max-queued-request-bytes", unbounded)
     measure("frames, SASL, unauthenticated", frames, "--sasl-users", "{users}")
     measure("CreateTopics 2**31-1 partitions", partitions)
     measure("HTTP POST of 198 MB", http_body)

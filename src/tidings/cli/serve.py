@@ -37,6 +37,7 @@ CONFIG_KEYS = (
     "allow_anonymous_http",
     "advertise",
     "max_request_bytes",
+    "max_queued_request_bytes",
     "max_connections",
     "max_connections_per_ip",
     "idle_timeout",
@@ -160,6 +161,16 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     "batch may decompress to.",
 )
 @click.option(
+    "--max-queued-request-bytes",
+    type=click.IntRange(min=1024),
+    envvar="TIDINGS_MAX_QUEUED_REQUEST_BYTES",
+    show_envvar=True,
+    default=limits.MAX_QUEUED_REQUEST_BYTES,
+    show_default=True,
+    help="Request bytes all Kafka connections together may read and hold at once "
+    "(queued.max.request.bytes); past it, connections wait their turn.",
+)
+@click.option(
     "--max-connections",
     type=click.IntRange(min=1),
     envvar="TIDINGS_MAX_CONNECTIONS",
@@ -269,6 +280,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     max_request_bytes: int,
+    max_queued_request_bytes: int,
     max_connections: int,
     max_connections_per_ip: int,
     idle_timeout: float,
@@ -318,6 +330,7 @@ def serve(
         allow_anonymous_http=allow_anonymous_http,
         limits=limits.Limits(
             max_request_bytes=max_request_bytes,
+            max_queued_request_bytes=max_queued_request_bytes,
             max_connections=max_connections,
             max_connections_per_ip=max_connections_per_ip,
             idle_timeout_s=idle_timeout,

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 
 MAX_REQUEST_BYTES = 100 << 20
 """socket.request.max.bytes: a larger frame closes the connection."""
+MAX_QUEUED_REQUEST_BYTES = 256 << 20
+"""queued.max.request.bytes: request bytes all connections together read and hold at once.
+Kafka leaves it unbounded; this bounds the broker's memory for requests to a few hundred
+MB whatever clients send, yet holds two frames of the largest size, or hundreds of the
+1 MiB requests clients send by default, so normal traffic never waits for it."""
 MAX_UNAUTHENTICATED_BYTES = 512 << 10
 """sasl.server.max.receive.size: the largest frame before authentication."""
 MAX_CONNECTIONS = 1000
@@ -29,6 +34,7 @@ class Limits:
     """What the Kafka listener allows its clients."""
 
     max_request_bytes: int = MAX_REQUEST_BYTES
+    max_queued_request_bytes: int = MAX_QUEUED_REQUEST_BYTES
     max_unauthenticated_bytes: int = MAX_UNAUTHENTICATED_BYTES
     max_connections: int = MAX_CONNECTIONS
     max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP

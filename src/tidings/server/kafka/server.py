@@ -10,9 +10,10 @@ every other connection goes on.
 
 Resources are bounded before a frame is read (see Limits): a frame's size is checked on
 its 4-byte prefix, so a connection never makes the broker hold more than the limit; one
-that has not authenticated yet may send only small frames; connections are counted in
-total and per client address; and a connection that is idle, or stalls in the middle of a
-frame, is closed after a timeout.
+that has not authenticated yet may send only small frames; all connections together read
+and hold at most a budget of request bytes, and wait their turn for it (RequestBudget);
+connections are counted in total and per client address; and a connection that is idle,
+or stalls in the middle of a frame, is closed after a timeout.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tidings.server.kafka.apis import (
     Later,
     api_version_list,
 )
+from tidings.server.kafka.budget import RequestBudget
 from tidings.server.kafka.sasl import (
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
@@ -75,6 +77,8 @@ class KafkaServer:
         self.port = port
         self.limits = limits or Limits()
         """Request sizes, connections and timeouts (Limits' defaults when None)."""
+        self.budget = RequestBudget(self.limits.max_queued_request_bytes)
+        """Request bytes all connections together may read and hold at once."""
         self.sasl = sasl
         self.tls = tls
         self._server: asyncio.Server | None = None
@@ -172,36 +176,23 @@ class KafkaServer:
         self, task: asyncio.Task[None], reader: asyncio.StreamReader, answers: _Answers, host: str
     ) -> None:
         conn = self._states[task]
-        auth = conn.auth
         while not self._closing:
             if len(answers) >= MAX_IN_FLIGHT:
                 await answers.written()
-            frame = await self._read_frame(reader, conn)
-            self._connections[task] = True
-            try:
-                if protocol.peek_header(frame)[0] not in PIPELINED:
-                    await answers.written()
-                response, refused = await self._answer(frame, host, auth)
-                if isinstance(response, tuple):
-                    answers.add(*response)
-                elif response is not None:
-                    await answers.send(response)
-                self.requests += 1
-                if refused is not None:
-                    raise protocol.ProtocolError(refused)
-            finally:
-                self._connections[task] = False
+            size = await self._read_size(reader, conn)
+            await self._take(task, reader, answers, host, size)
 
-    async def _read_frame(self, reader: asyncio.StreamReader, conn: _Connection) -> bytes:
-        """The next frame, without its size. The size is checked before the frame is read,
-        against the connection's limit (a small one before authentication); the watchdog
-        closes the connection if no frame begins, or one begun does not end, in time."""
+    async def _read_size(self, reader: asyncio.StreamReader, conn: _Connection) -> int:
+        """The next frame's size, checked before anything else of it is read: against the
+        connection's limit (a small one before authentication) and the request budget. The
+        watchdog closes the connection if no frame begins in time."""
         limits = self.limits
         clock = asyncio.get_running_loop().time
         conn.idle_since = clock()
         first = await reader.readexactly(1)
         conn.idle_since, conn.frame_since = None, clock()
-        (size,) = protocol.SIZE.unpack(first + await reader.readexactly(3))
+        size: int = protocol.SIZE.unpack(first + await reader.readexactly(3))[0]
+        conn.frame_since = None
         if conn.auth is not None and not conn.auth.authenticated:
             if not 0 < size <= limits.max_unauthenticated_bytes:
                 raise protocol.ProtocolError(
@@ -215,9 +206,51 @@ class KafkaServer:
                 f"(max_request_bytes, Kafka's socket.request.max.bytes); send smaller "
                 f"requests or raise the broker's limit"
             )
-        frame = await reader.readexactly(size)
-        conn.frame_since = None
-        return frame
+        if size > self.budget.capacity:
+            raise protocol.ProtocolError(
+                f"a request of {size} bytes is larger than the whole request budget "
+                f"(max_queued_request_bytes={self.budget.capacity}, Kafka's "
+                f"queued.max.request.bytes); send smaller requests or raise the budget"
+            )
+        return size
+
+    async def _take(
+        self,
+        task: asyncio.Task[None],
+        reader: asyncio.StreamReader,
+        answers: _Answers,
+        host: str,
+        size: int,
+    ) -> None:
+        """Reserve a frame's size from the budget, read the frame and answer it (or queue
+        its answer); the reservation is given back once the request has been handled."""
+        conn, budget = self._states[task], self.budget
+        await budget.reserve(size)  # the wait for it is not the client's: no timeout
+        later: Later | None = None
+        try:
+            # the watchdog closes the connection if the frame's bytes do not come in time
+            conn.frame_since = asyncio.get_running_loop().time()
+            frame = await reader.readexactly(size)
+            conn.frame_since = None
+            self._connections[task] = True
+            if protocol.peek_header(frame)[0] not in PIPELINED:
+                await answers.written()
+            response, refused = await self._answer(frame, host, conn.auth)
+            del frame  # held by the request from here on, until it is handled
+            if isinstance(response, tuple):
+                later = response[1]
+                answers.add(*response)
+            elif response is not None:
+                await answers.send(response)
+            self.requests += 1
+            if refused is not None:
+                raise protocol.ProtocolError(refused)
+        finally:
+            self._connections[task] = False
+            if later is None:
+                budget.release(size)
+            else:  # its records are held until they are stored
+                later.add_done_callback(lambda _: budget.release(size))
 
     async def _watch_forever(self) -> None:
         """Close connections idle for too long, or stuck in the middle of a frame."""
