@@ -44,6 +44,15 @@ def test_many_items_and_nulls_written_by_kio_pass() -> None:
     assert protocol.read_request(everything, SUPPORTED).body.topics is None
 
 
+def test_a_null_where_the_schema_allows_none_is_refused() -> None:
+    # Metadata v1 may send a null topics array (every topic); v0, laid out alike, may not,
+    # and a handler given one would fail on it (a fuzzed Fetch with null topics did)
+    null_topics = request_frame(3, 1, {"topics": None})[4:]
+    lengths.check(load_request_schema(3, 1), null_topics)
+    with pytest.raises(lengths.LengthError, match="a null before byte"):
+        lengths.check(load_request_schema(3, 0), null_topics)
+
+
 @pytest.mark.parametrize(
     "varint",
     [b"\xff\xff\xff\xff\x0f", b"\x80\x80\x80\x80\x80\x01", b"\x80\x80"],

@@ -98,6 +98,7 @@ class _Code:
         self.width = 0  # fixed-width bytes not yet added to pos
         self.names: dict[str, Any] = {
             "too_long": _too_long,
+            "null_refused": _null_refused,
             "uvarint": _uvarint,
             "legacy": _legacy,
             "tagged": _tagged,
@@ -144,24 +145,25 @@ class _Code:
 
     def field(self, tp: Any, kafka_type: str | None, compact: bool) -> None:
         """Walk of one field of type `tp` (kio's type hint) and Kafka type `kafka_type`."""
+        nullable = tp is not _without_none(tp)  # kio types a field nullable as Kafka's schema
         tp = _without_none(tp)
         if typing.get_origin(tp) is tuple:
-            self.array(typing.get_args(tp)[0], kafka_type, compact)
+            self.array(typing.get_args(tp)[0], kafka_type, compact, nullable)
         elif dataclasses.is_dataclass(tp):
             self.entity(tp, compact)
         elif kafka_type in FIXED:
             self.width += FIXED[kafka_type]
         elif kafka_type in SIZED:
             self.flush()
-            self.length(compact, SIZED[kafka_type], 1)
+            self.length(compact, SIZED[kafka_type], 1, nullable)
             self.line("if n > 0: pos += n")
         else:
             raise TypeError(f"the length check does not know kio's Kafka type {kafka_type!r}")
 
-    def array(self, item: Any, kafka_type: str | None, compact: bool) -> None:
+    def array(self, item: Any, kafka_type: str | None, compact: bool, nullable: bool) -> None:
         self.flush()
         smallest = _smallest(item, kafka_type, compact)
-        self.length(compact, I32, smallest)
+        self.length(compact, I32, smallest, nullable)
         if kafka_type in FIXED:
             self.line(f"if n > 0: pos += n * {smallest}")
             return
@@ -172,15 +174,18 @@ class _Code:
         self.line("pass")
         self.depth -= 1
 
-    def length(self, compact: bool, prefix: struct.Struct, smallest: int) -> None:
-        """Read a length into n (-1 for null), checked for items of `smallest` bytes."""
+    def length(self, compact: bool, prefix: struct.Struct, smallest: int, nullable: bool) -> None:
+        """Read a length into n (-1 for null), checked for items of `smallest` bytes; a
+        null where the schema allows none is refused (no handler expects one there)."""
         if not compact:
             self.line(f"n, pos = legacy(frame, pos, end, {smallest}, I{prefix.size * 8})")
-            return
-        # a compact length is an unsigned varint of length + 1: almost always one byte
-        self.line("if pos < end and frame[pos] < 0x80: n = frame[pos] - 1; pos += 1")
-        self.line("else: n, pos = uvarint(frame, pos, end); n -= 1")
-        self.line(f"if n * {smallest} > end - pos: too_long(n, pos, end)")
+        else:
+            # a compact length is an unsigned varint of length + 1: almost always one byte
+            self.line("if pos < end and frame[pos] < 0x80: n = frame[pos] - 1; pos += 1")
+            self.line("else: n, pos = uvarint(frame, pos, end); n -= 1")
+            self.line(f"if n * {smallest} > end - pos: too_long(n, pos, end)")
+        if not nullable:
+            self.line("if n < 0: null_refused(pos)")
 
 
 def _smallest(tp: Any, kafka_type: str | None, compact: bool) -> int:
@@ -216,6 +221,10 @@ def _legacy(
     if length * smallest > end - pos:
         _too_long(length, pos, end)
     return length, pos
+
+
+def _null_refused(pos: int) -> None:
+    raise LengthError(f"a null before byte {pos} where the schema allows none")
 
 
 def _too_long(length: int, pos: int, end: int) -> None:
