@@ -34,6 +34,8 @@ BATCH = 100
 """Frames sent between two checks that the broker still serves."""
 MAX_RESIDENT_MIB = 512
 """The broker stays near 75 MiB under the fuzz; frames this small must not grow it more."""
+FUZZ_CONNECTIONS = 10_000
+"""Connections the fuzz's broker allows, from one address too (see `broker`)."""
 KEPT_LINES = 500
 """The broker's latest log lines kept for a failure's message."""
 SERVED = [(key, v) for key, (low, high) in sorted(SUPPORTED.items()) for v in range(low, high + 1)]
@@ -41,8 +43,17 @@ SERVED = [(key, v) for key, (low, high) in sorted(SUPPORTED.items()) for v in ra
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Served]:
-    """A broker of its own, stopped (and checked to stop) after the run."""
-    served = start_broker(tmp_path / "data")
+    """A broker of its own, stopped (and checked to stop) after the run.
+
+    Its connection limits are raised past what a run opens: the fuzz is about what a
+    request holds (the limits have tests of their own), and a fuzzed JoinGroup may wait
+    long after its client left, keeping its connection's place until the join ends.
+    """
+    served = start_broker(
+        tmp_path / "data",
+        *("--max-connections", str(FUZZ_CONNECTIONS)),
+        *("--max-connections-per-ip", str(FUZZ_CONNECTIONS)),
+    )
     limit_memory(served)  # a reservation of many GiB fails, as on a smaller host
     try:
         yield served
