@@ -276,3 +276,25 @@ def test_num_partitions_over_max_partitions_is_refused_at_start(tmp_path: Path) 
     assert process.returncode == 1
     assert process.stderr.startswith("error: num_partitions=9 is over max_partitions=8")
     assert "Traceback" not in process.stderr
+
+
+def test_a_client_that_leaves_during_a_long_poll_gives_its_place_back(
+    start: Callable[..., Served],
+) -> None:
+    broker = start("--max-connections-per-ip", "3")
+    created = wire.call(broker.bootstrap, 3, 12, {"topics": [{"name": "polled"}]})
+    assert created.topics[0].error_code == ErrorCode.none
+    hour = {"replica_id": -1, "max_wait": 3_600_000, "min_bytes": 1, "max_bytes": 1 << 20}
+    wanted = [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]
+    fetch = {**hour, "isolation_level": 0, "topics": [{"topic": "polled", "partitions": wanted}]}
+    for _ in range(3):  # every place of the address, each a poll of an hour, then gone
+        with wire.connect(broker.bootstrap) as sock:
+            sock.sendall(wire.request_frame(1, 4, fetch))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            still_serving(broker)
+            break
+        except (ConnectionError, AssertionError):
+            assert time.monotonic() < deadline, "the places of clients that left stay taken"
+            time.sleep(0.2)

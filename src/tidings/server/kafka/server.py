@@ -59,6 +59,13 @@ MAX_IN_FLIGHT = 100
 """Produce requests of one connection under way at once; past it, reading waits."""
 
 
+WAITING = frozenset({1, 11, 14})
+"""APIs whose answer may wait long (Fetch's long poll, JoinGroup and SyncGroup for their
+group): while one waits, the connection is watched for the client leaving."""
+LEFT_CHECK_S = 1.0
+"""How often a waiting request looks whether its client has left."""
+
+
 class KafkaServer:
     """Serves the Kafka protocol on one address."""
 
@@ -235,7 +242,10 @@ class KafkaServer:
             self._connections[task] = True
             if protocol.peek_header(frame)[0] not in PIPELINED:
                 await answers.written()
-            response, refused = await self._answer(frame, host, conn.auth)
+            if protocol.peek_header(frame)[0] in WAITING:
+                response, refused = await self._answer_while_connected(frame, host, conn, reader)
+            else:
+                response, refused = await self._answer(frame, host, conn.auth)
             del frame  # held by the request from here on, until it is handled
             if isinstance(response, tuple):
                 later = response[1]
@@ -274,6 +284,25 @@ class KafkaServer:
                         limits.request_timeout_s,
                     )
                     conn.close()
+
+    async def _answer_while_connected(
+        self, frame: bytes, host: str, conn: _Connection, reader: asyncio.StreamReader
+    ) -> tuple[memoryview | tuple[protocol.Request, Later] | None, str | None]:
+        """_answer, given up once the client has closed its end: a request that may wait
+        long (a join for its group, a long poll) keeps no place for a client that left."""
+        answering = asyncio.ensure_future(self._answer(frame, host, conn.auth))
+        try:
+            while True:
+                done, _ = await asyncio.wait({answering}, timeout=LEFT_CHECK_S)
+                if done:
+                    return answering.result()
+                if reader.at_eof():  # closed, and nothing more it sent is waiting
+                    raise ConnectionResetError("the client left before its answer")
+        finally:
+            if not answering.done():
+                answering.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await answering
 
     async def _answer(
         self, frame: bytes, host: str, auth: SaslSession | None
