@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import crc32c
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -20,6 +19,7 @@ from kio.schema.errors import ErrorCode
 from tidings import Record, TopicPartition
 from tidings.core import kafka_batch
 
+from ..unit.test_kafka_check import batch_of
 from . import wire
 from .conftest import Served
 
@@ -223,34 +223,18 @@ def test_a_retried_idempotent_batch_is_not_stored_twice_even_across_a_restart(
     assert end_offset(again, "idem") == 2
 
 
-def with_records(section: bytes, count: int) -> bytes:
-    """A batch of `count` records whose header and CRC are valid but whose records section
-    is `section` (garbage, for a test)."""
-    good = bytearray(batch([b"x"] * count))
-    after_crc = good[kafka_batch.CRC_START : kafka_batch.HEADER.size] + section
-    head = struct.pack(
-        ">qiibI",
-        0,
-        len(after_crc) + kafka_batch.CRC_START - kafka_batch.LENGTH_END,
-        0,
-        kafka_batch.MAGIC,
-        crc32c.crc32c(bytes(after_crc)),
-    )
-    return head + bytes(after_crc)
-
-
 def test_a_batch_of_garbage_records_is_refused_and_every_reader_goes_on(broker: Served) -> None:
     with broker.bus() as bus:
         bus.create_topic("garbage")
     assert produce(broker, "garbage", batch([b"before"])) == ErrorCode.none
     three = batch([b"a", b"b", b"c"])[kafka_batch.HEADER.size :]
     garbage = [
-        with_records(os.urandom(40), 3),
-        with_records(b"\xff" * 12, 2),  # a varint longer than 10 bytes
-        with_records(three[:-1], 3),  # the last record cut short
-        with_records(three + b"\x00", 3),  # a byte after the last record
-        with_records(three, 2),  # more records than the header says
-        with_records(batch([b"a", b"b"])[kafka_batch.HEADER.size :].replace(b"\x02", b"\x04"), 2),
+        batch_of(os.urandom(40), 3),
+        batch_of(b"\xff" * 12, 2),  # a varint longer than 10 bytes
+        batch_of(three[:-1], 3),  # the last record cut short
+        batch_of(three + b"\x00", 3),  # a byte after the last record
+        batch_of(three, 2),  # more records than the header says
+        batch_of(batch([b"a", b"b"])[kafka_batch.HEADER.size :].replace(b"\x02", b"\x04"), 2),
     ]
     for records in garbage:
         kafka_batch.read_header(records)  # header and CRC hold: only the records are bad
