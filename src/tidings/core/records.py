@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -292,6 +293,11 @@ def validate_partition(partition: object) -> int:
             f"not {partition!r}; pass partition=None to let the key or the producer choose",
         )
     return partition  # type: ignore[return-value]
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch, the unit of record timestamps."""
+    return time.time_ns() // 1_000_000
 
 
 def validate_timestamp(timestamp: object) -> int:

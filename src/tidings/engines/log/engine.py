@@ -25,6 +25,7 @@ from tidings.core.records import (
     TopicConfig,
     TopicPartition,
     TopicSpec,
+    now_ms,
     validate_partition,
     validate_partitions,
 )
@@ -61,11 +62,6 @@ METADATA_MAX_AGE_S = 1.0
 def _settle(waiter: asyncio.Future[Sequence[Appended]], appended: Sequence[Appended] = ()) -> None:
     if not waiter.done():
         waiter.set_result(appended)
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds, the unit of record timestamps."""
-    return time.time_ns() // 1_000_000
 
 
 LOG_CAPABILITIES = frozenset(Capability)

@@ -15,7 +15,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +35,7 @@ from tidings.core.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
-from tidings.core.records import TopicConfig, TopicSpec
+from tidings.core.records import TopicConfig, TopicSpec, now_ms
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
@@ -311,7 +310,7 @@ class SQLiteStore(LogStore):
                 raise TopicExistsError(spec.name)
             cur = conn.execute(
                 "INSERT INTO topics (name, partitions, config, created_ms) VALUES (?, ?, ?, ?)",
-                (spec.name, spec.partitions, json.dumps(spec.config.to_dict()), _now_ms()),
+                (spec.name, spec.partitions, json.dumps(spec.config.to_dict()), now_ms()),
             )
             conn.executemany(
                 "INSERT INTO partitions VALUES (?, ?, 0, 0, 0)",
@@ -735,7 +734,3 @@ def _append_error(error: BaseException, path: object) -> BaseException:
 
 def _spec(name: str, partitions: int, config: str) -> TopicSpec:
     return TopicSpec(name, partitions, TopicConfig(**json.loads(config)))
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -24,10 +24,11 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
 from tidings.core.errors import GroupError, GroupNotEmptyError, GroupNotFoundError
+from tidings.core.records import now_ms
 from tidings.engines.log import coordinator
 from tidings.engines.log.assignors import Partition
 from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
-from tidings.engines.log.engine import LogEngine, now_ms
+from tidings.engines.log.engine import LogEngine
 from tidings.server.acls import Operation, ResourceType
 from tidings.server.kafka import lengths
 from tidings.server.kafka.acl_apis import GROUP_DENIED, TOPIC_DENIED, AclApis
