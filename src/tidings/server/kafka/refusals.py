@@ -1,7 +1,8 @@
-"""Answers to requests the store could not take: its disk is full or failing, or it is
-read-only.
+"""Answers that refuse a request, and the log that names each refusal: the store could
+not take the request (its disk is full or failing, or it is read-only), or the broker does
+not serve what it asks for.
 
-The store, not the request, is at fault, so the request is refused and the connection
+When the store is at fault, not the request, the request is refused and the connection
 stays open: a client's retry succeeds once space is freed. The refusal is made here, in
 one place, for every API (as Kafka's own requests build their error responses): every
 error code of the answer carries it, every error message says why and what to do, and the
@@ -13,11 +14,17 @@ NOT_COORDINATOR when the log directory itself is offline, for another broker tak
 group over; one broker has no other to send the client to.) Every other API answers
 KAFKA_STORAGE_ERROR, Kafka's error for a log directory that cannot be written.
 Produce refuses its partitions itself, once their append fails (see apis.py).
+
+Every refusal of an API or a feature is logged by RefusalLog: one warning per client id,
+client address, API and reason, so a client that retries every half second does not flood
+the log, and one that rotates its client id fills a bounded set, not memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -26,6 +33,9 @@ from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 
 from tidings.core.errors import StoreError
+from tidings.server.kafka.protocol import Caller
+
+log = logging.getLogger("tidings.server.kafka")
 
 Fields = dict[str, Any]
 Refusal = dict[str, Any]
@@ -34,6 +44,12 @@ Refusal = dict[str, Any]
 GROUP_APIS = frozenset({8, 9, 11, 12, 13, 14, 15, 16, 42})
 """OffsetCommit, OffsetFetch, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
 DescribeGroups, ListGroups, DeleteGroups: answered by the group coordinator."""
+
+TRANSACTIONS = "transactions are not supported by this broker yet"
+RefusalKey = tuple[str, str, str, str]
+"""Client id, client address, API and reason: what makes a refusal worth a line of its own."""
+REMEMBERED_REFUSALS = 1024
+"""Refusals RefusalLog remembers as logged (the most recent), so that each is logged once."""
 
 
 def refusable(api_key: int, version: int) -> bool:
@@ -53,6 +69,42 @@ def storage_refusal(api_key: int, request: Any, version: int, e: StoreError) -> 
     mirror = _MIRRORS.get(api_key)
     # A top-level error code, in the versions that have one, says it for the whole request.
     return refused if mirror is None else mirror(request, refused)
+
+
+class RefusalLog:
+    """Logs each refusal of an API or a feature once per client id, client address, API and
+    reason, at warning level; remembers the last `capacity` refusals logged."""
+
+    def __init__(self, capacity: int = REMEMBERED_REFUSALS) -> None:
+        self.capacity = capacity
+        self._logged: OrderedDict[RefusalKey, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many refusals are remembered as logged."""
+        return len(self._logged)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether a (client id, client address, API, reason) is remembered as logged."""
+        return key in self._logged
+
+    def refused(self, caller: Caller, api: str, reason: str, answer: ErrorCode | None) -> None:
+        """Note that `api` was refused to `caller` for `reason`, answered with the error code
+        `answer` (None: the connection was closed); logged the first time only."""
+        key = (caller.client_id, caller.host, api, reason)
+        if key in self._logged:
+            self._logged.move_to_end(key)
+            return
+        self._logged[key] = None
+        if len(self._logged) > self.capacity:
+            self._logged.popitem(last=False)
+        log.warning(
+            "refused %s from client %r at %s (%s): %s; logged once per client and API",
+            api,
+            caller.client_id,
+            caller.host,
+            "the connection is closed" if answer is None else f"answered {answer.name.upper()}",
+            reason,
+        )
 
 
 @cache
