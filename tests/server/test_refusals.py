@@ -16,8 +16,9 @@ from tidings.core import kafka_batch
 
 from . import wire
 from .conftest import Served
+from .test_bad_input import still_serving
 
-PRODUCE = 0
+FETCH, METADATA, PRODUCE, END_TXN, CONSUMER_GROUP_HEARTBEAT = 1, 3, 0, 26, 68
 LOG_WAIT_S = 15.0
 """How long a test waits for the broker's log line to reach it through the pipe."""
 
@@ -73,6 +74,64 @@ def test_a_transactional_producer_is_refused_and_the_refusal_logged_once_per_cli
         (True, False),
         (False, True),
     ], lines
+
+
+def test_an_api_not_served_is_answered_unsupported_version_and_the_connection_stays_open(
+    broker: Served,
+) -> None:
+    for _ in range(2):  # a second time on a second connection: not logged again
+        with wire.connect(broker.bootstrap) as sock:
+            sock.sendall(
+                wire.request_frame(
+                    CONSUMER_GROUP_HEARTBEAT,
+                    0,
+                    {"group_id": "g", "member_epoch": 0, "rebalance_timeout": 30_000},
+                    client_id="kip848-app",
+                )
+            )
+            frame = wire.read_frame(sock)
+            assert frame is not None, "the broker closed the connection"
+            answer = wire.parse_response(frame, CONSUMER_GROUP_HEARTBEAT, 0)
+            assert answer.error_code == ErrorCode.unsupported_version
+            assert "KIP-848" in answer.error_message
+            assert "group.protocol=classic" in answer.error_message
+            sock.sendall(wire.request_frame(METADATA, 12, {"topics": None}, correlation_id=2))
+            assert wire.read_frame(sock) is not None, "the connection was closed after it"
+    [line] = wait_for_refusals(broker, "ConsumerGroupHeartbeat", 1)
+    assert "'kip848-app'" in line and "127.0.0.1" in line
+    assert "answered UNSUPPORTED_VERSION" in line
+    still_serving(broker)
+
+
+def test_a_version_not_served_and_a_transaction_api_are_answered_unsupported_version(
+    broker: Served,
+) -> None:
+    fetch_v13 = wire.call(
+        broker.bootstrap, FETCH, 13, {"max_wait": 0, "topics": []}, client_id="new-client"
+    )
+    assert fetch_v13.error_code == ErrorCode.unsupported_version
+    end_txn = wire.call(broker.bootstrap, END_TXN, 3, {"transactional_id": "t", "committed": True})
+    assert end_txn.error_code == ErrorCode.unsupported_version
+    [fetch] = wait_for_refusals(broker, "Fetch", 1)
+    assert "'new-client'" in fetch and "Fetch v13 is not served: this broker serves v4-v12" in fetch
+    [txn] = wait_for_refusals(broker, "EndTxn", 1)
+    assert "transactions are not supported by this broker yet" in txn
+    still_serving(broker)
+
+
+def test_an_api_kafka_does_not_define_closes_the_connection_and_is_logged_once(
+    broker: Served,
+) -> None:
+    client_id = b"probe"
+    header = struct.pack(">hhih", 999, 0, 1, len(client_id)) + client_id
+    for _ in range(3):
+        with wire.connect(broker.bootstrap) as sock:
+            sock.sendall(struct.pack(">i", len(header)) + header)
+            assert wire.read_frame(sock) is None, "answered an API Kafka does not define"
+    [line] = wait_for_refusals(broker, "API key 999", 1)
+    assert "'probe'" in line and "the connection is closed" in line
+    assert "closing the connection" not in broker.log()  # named once, not per connection
+    still_serving(broker)
 
 
 def test_a_transactional_batch_is_refused_nothing_stored_and_logged_once(broker: Served) -> None:

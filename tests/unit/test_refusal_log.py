@@ -9,7 +9,13 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from tidings.server.kafka.protocol import Caller
-from tidings.server.kafka.refusals import TRANSACTIONS, RefusalLog
+from tidings.server.kafka.refusals import (
+    TRANSACTIONS,
+    RefusalLog,
+    api_name,
+    unserved_reason,
+    unserved_refusal,
+)
 
 REFUSED = ErrorCode.unsupported_version
 
@@ -69,3 +75,21 @@ def test_a_refusal_seen_again_is_kept_as_recent() -> None:
     refusals.refused(c, "EndTxn", TRANSACTIONS, REFUSED)  # b, the oldest, is forgotten
     assert (a.client_id, "h", "EndTxn", TRANSACTIONS) in refusals
     assert (b.client_id, "h", "EndTxn", TRANSACTIONS) not in refusals
+
+
+def test_the_reasons_name_the_feature_or_the_versions_served() -> None:
+    assert unserved_reason(24, 0, None) == TRANSACTIONS  # AddPartitionsToTxn
+    assert "KIP-848" in unserved_reason(68, 0, None)  # ConsumerGroupHeartbeat
+    assert "KIP-932" in unserved_reason(76, 1, None)  # ShareGroupHeartbeat
+    assert unserved_reason(1, 13, (4, 12)) == "Fetch v13 is not served: this broker serves v4-v12"
+    assert unserved_reason(21, 0, None) == "DeleteRecords is not served by this broker"
+    assert unserved_reason(999, 0, None) == "API key 999 is not an API Kafka defines"
+    assert api_name(22) == "InitProducerId"
+
+
+def test_an_answer_with_an_error_code_carries_the_refusal_and_one_without_has_none() -> None:
+    assert unserved_refusal(26, 3, TRANSACTIONS) == {"error_code": REFUSED}  # EndTxn
+    assert unserved_refusal(68, 0, "why") == {"error_code": REFUSED, "error_message": "why"}
+    assert unserved_refusal(24, 3, TRANSACTIONS) is None  # AddPartitionsToTxn before v4
+    assert unserved_refusal(0, 2, "old") is None  # Produce v2: not a version Kafka defines now
+    assert unserved_refusal(999, 0, "unknown") is None
