@@ -103,3 +103,13 @@ tansu_idempotence = pytest.mark.differs(
     "Kafka: an idempotent producer's retried batches are stored once; Tansu stored retried "
     "batches again (duplicates at the end of the partition) when many producers raced",
 )
+
+
+def collect(consumer: tidings.Consumer, count: int, timeout_s: float = 15) -> list[tidings.Record]:
+    """Poll until `count` records arrived; fail after `timeout_s` (a deadline, not a target)."""
+    out: list[tidings.Record] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < count and time.monotonic() < deadline:
+        out.extend(consumer.poll(timeout_ms=100))
+    assert len(out) == count, f"got {len(out)} records, expected {count}"
+    return out

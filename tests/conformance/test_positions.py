@@ -9,7 +9,7 @@ import pytest
 import tidings
 from tidings import TopicPartition
 
-from .helpers import eventually, offsets, tansu_latest_offsets, tansu_offsets_for_times
+from .helpers import collect, eventually, offsets, tansu_latest_offsets, tansu_offsets_for_times
 
 TP0 = TopicPartition("orders", 0)
 TP1 = TopicPartition("orders", 1)
@@ -174,7 +174,7 @@ def test_seek_past_the_end_applies_the_reset_policy(orders: tidings.Bus) -> None
     with orders.consumer(auto_offset_reset="earliest") as consumer:
         consumer.assign(TP0)
         consumer.seek(TP0, 1000)
-        assert offsets(consumer.poll(timeout_ms=1000)) == list(range(10))
+        assert offsets(collect(consumer, 10)) == list(range(10))
     with orders.consumer(auto_offset_reset="none") as consumer:
         consumer.assign(TP0)
         consumer.seek(TP0, 1000)

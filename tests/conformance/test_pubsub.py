@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import tidings
 
-
-def collect(consumer: tidings.Consumer, count: int, timeout_s: float = 5) -> list[tidings.Record]:
-    """Poll until `count` records arrived (fails on timeout)."""
-    out: list[tidings.Record] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < count and time.monotonic() < deadline:
-        out.extend(consumer.poll(timeout_ms=100))
-    assert len(out) == count, f"got {len(out)} records, expected {count}"
-    return out
+from .helpers import collect
 
 
 def topics_of(records: list[tidings.Record]) -> list[str]:
