@@ -21,6 +21,8 @@ def url(tmp_path: Path) -> str:
 DEFAULTS = {
     "retention.ms": 7 * 86_400_000,
     "retention.bytes": -1,
+    "segment.ms": 7 * 86_400_000,
+    "segment.bytes": 1 << 30,
     "cleanup.policy": "delete",
     "max.message.bytes": 1 << 20,
     "min.compaction.lag.ms": 0,

@@ -186,7 +186,7 @@ def test_errors_are_the_same(bus_url: str) -> None:
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_maintain(bus_url: str) -> None:
     async def scenario(bus: tidings.AsyncBus) -> None:
-        await bus.create_topic("orders", retention_ms=1000)
+        await bus.create_topic("orders", retention_ms=1000, segment_ms=0)
         await bus.publish("orders", b"old", timestamp=1)
         await bus.publish("orders", b"new")
         await bus.maintain()

@@ -143,7 +143,7 @@ def test_delete_policy_does_not_compact(bus: tidings.Bus) -> None:
 @pytest.mark.needs(Capability.COMPACTION)
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compact_and_delete_does_both(bus: tidings.Bus) -> None:
-    bus.create_topic("users", cleanup_policy="compact,delete", retention_ms=HOUR_MS)
+    bus.create_topic("users", cleanup_policy="compact,delete", retention_ms=HOUR_MS, segment_ms=0)
     store(bus, [(b"a", b"a1"), (b"b", b"b1")], now_ms() - 2 * HOUR_MS)
     store(bus, [(b"c", b"c1"), (b"c", b"c2")], now_ms() - 60_000)
     bus.maintain()

@@ -1,4 +1,8 @@
-"""Retention: whole old batches go, the log start moves, offsets are never reused."""
+"""Retention: whole old batches go, the log start moves, offsets are never reused.
+
+Time retention spares a batch until its segment would have rolled (segment_ms after it was
+appended, or segment_bytes later); the tests of the timestamp rule set segment_ms=0.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from tidings.engines.base import Capability
 from .helpers import offsets, read_partition
 
 HOUR_MS = 3_600_000
+WEEK_MS = 7 * 24 * HOUR_MS
+YEAR_MS = 365 * 24 * HOUR_MS
 
 
 def now_ms() -> int:
@@ -35,7 +41,7 @@ def extent(bus: tidings.Bus, topic: str, partition: int = 0) -> tuple[int, int]:
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_old_batches_are_deleted(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old + 1, old + 2])
     batch(bus, "orders", [old + 3, old + 4])
@@ -48,8 +54,71 @@ def test_old_batches_are_deleted(bus: tidings.Bus) -> None:
 
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
+def test_a_backfill_stamped_a_year_ago_is_kept_while_its_segment_is_active(
+    bus: tidings.Bus,
+) -> None:
+    bus.create_topic("orders", retention_ms=WEEK_MS)
+    year_ago = now_ms() - YEAR_MS
+    batch(bus, "orders", [year_ago, year_ago + 1])
+    batch(bus, "orders", [year_ago + 2])
+    bus.maintain()
+    assert extent(bus, "orders") == (0, 3)
+    assert offsets(read_partition(bus, "orders")) == [0, 1, 2]
+
+
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
+def test_a_backfill_is_readable_for_segment_ms_then_removed(bus: tidings.Bus) -> None:
+    segment_ms = 1_000
+    bus.create_topic("orders", retention_ms=WEEK_MS, segment_ms=segment_ms)
+    year_ago = now_ms() - YEAR_MS
+    start = now_ms()
+    batch(bus, "orders", [year_ago, year_ago + 1])
+    produced = now_ms()
+    deadline = time.monotonic() + 30
+    while True:
+        before = now_ms()
+        bus.maintain()
+        after = now_ms()
+        if extent(bus, "orders") == (2, 2):
+            assert after - start >= segment_ms, "removed before its segment would have rolled"
+            break
+        assert before < produced + segment_ms, "kept after its segment would have rolled"
+        assert offsets(read_partition(bus, "orders")) == [0, 1]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert read_partition(bus, "orders") == []
+    assert bus.publish("orders", b"next").offset == 2
+
+
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
+def test_a_backfill_loses_what_segment_bytes_came_after(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", retention_ms=WEEK_MS, segment_bytes=1)
+    bus.create_topic("large", retention_ms=WEEK_MS, segment_bytes=1 << 20)
+    year_ago = now_ms() - YEAR_MS
+    for topic in ("orders", "large"):
+        for i in range(3):
+            batch(bus, topic, [year_ago + i])
+    bus.maintain()
+    assert extent(bus, "orders") == (2, 3)  # the last batch is its segment's, still active
+    assert extent(bus, "large") == (0, 3)
+
+
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
+def test_retention_bytes_deletes_a_backfill_whatever_its_segment(bus: tidings.Bus) -> None:
+    bus.create_topic("orders", retention_ms=None)
+    year_ago = now_ms() - YEAR_MS
+    batch(bus, "orders", [year_ago])
+    one_batch = bus.describe_topic("orders").partitions[0].size_bytes
+    batch(bus, "orders", [year_ago + 1])
+    batch(bus, "orders", [year_ago + 2])
+    bus.alter_topic("orders", retention_bytes=one_batch)
+    bus.maintain()
+    assert extent(bus, "orders") == (2, 3)
+
+
+@pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_a_batch_goes_only_when_all_of_it_is_old(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, now_ms(), old])
     bus.maintain()
@@ -59,7 +128,7 @@ def test_a_batch_goes_only_when_all_of_it_is_old(bus: tidings.Bus) -> None:
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_retention_applies_per_partition(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", partitions=2, retention_ms=HOUR_MS)
+    bus.create_topic("orders", partitions=2, retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old], partition=0)
     batch(bus, "orders", [now_ms()], partition=0)
@@ -71,7 +140,7 @@ def test_retention_applies_per_partition(bus: tidings.Bus) -> None:
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_everything_old_empties_the_partition_but_keeps_the_end(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old, old])
     bus.maintain()
@@ -96,7 +165,7 @@ def test_shortened_retention_applies_on_next_maintain(bus: tidings.Bus) -> None:
     batch(bus, "orders", [old])
     bus.maintain()
     assert extent(bus, "orders") == (0, 1)
-    bus.alter_topic("orders", retention_ms=HOUR_MS)
+    bus.alter_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     bus.maintain()
     assert extent(bus, "orders") == (1, 1)
 
@@ -128,7 +197,7 @@ def test_retention_bytes_under_the_limit_deletes_nothing(bus: tidings.Bus) -> No
 @pytest.mark.needs(Capability.COMPACTION)
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_compact_only_topic_ignores_retention(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", cleanup_policy="compact", retention_ms=HOUR_MS)
+    bus.create_topic("orders", cleanup_policy="compact", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old])
     bus.maintain()
@@ -137,7 +206,7 @@ def test_compact_only_topic_ignores_retention(bus: tidings.Bus) -> None:
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_group_behind_the_log_start_continues_from_it(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old, old])
     batch(bus, "orders", [now_ms(), now_ms()])
@@ -154,7 +223,7 @@ def test_group_behind_the_log_start_continues_from_it(bus: tidings.Bus) -> None:
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_lag_without_a_commit_counts_from_the_log_start(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old, old])
     batch(bus, "orders", [now_ms(), now_ms()])
@@ -167,7 +236,7 @@ def test_lag_without_a_commit_counts_from_the_log_start(bus: tidings.Bus) -> Non
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_group_behind_the_log_start_with_latest_jumps_to_the_end(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old, old])
     batch(bus, "orders", [now_ms(), now_ms()])
@@ -183,7 +252,7 @@ def test_group_behind_the_log_start_with_latest_jumps_to_the_end(bus: tidings.Bu
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_reader_behind_the_log_start_is_moved_to_it(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old])
     batch(bus, "orders", [now_ms()])
@@ -200,7 +269,7 @@ def test_reader_behind_the_log_start_is_moved_to_it(bus: tidings.Bus) -> None:
 
 @pytest.mark.needs(Capability.CLEANUP_ON_DEMAND)
 def test_reader_behind_the_log_start_with_reset_none_raises(bus: tidings.Bus) -> None:
-    bus.create_topic("orders", retention_ms=HOUR_MS)
+    bus.create_topic("orders", retention_ms=HOUR_MS, segment_ms=0)
     old = now_ms() - 2 * HOUR_MS
     batch(bus, "orders", [old, old])
     batch(bus, "orders", [now_ms()])

@@ -18,6 +18,8 @@ def test_create_topic_returns_spec_with_settings(bus: tidings.Bus) -> None:
         partitions=3,
         retention_ms=60_000,
         retention_bytes=1 << 20,
+        segment_ms=3_600_000,
+        segment_bytes=1 << 21,
         cleanup_policy="compact,delete",
         max_message_bytes=4096,
         min_compaction_lag_ms=5,
@@ -28,6 +30,8 @@ def test_create_topic_returns_spec_with_settings(bus: tidings.Bus) -> None:
     assert spec.config.to_dict() == {
         "retention_ms": 60_000,
         "retention_bytes": 1 << 20,
+        "segment_ms": 3_600_000,
+        "segment_bytes": 1 << 21,
         "cleanup_policy": "compact,delete",
         "max_message_bytes": 4096,
         "min_compaction_lag_ms": 5,

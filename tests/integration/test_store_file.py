@@ -220,3 +220,40 @@ def test_create_takes_only_true_or_false(tmp_path: Path) -> None:
     with pytest.raises(tidings.ConfigurationError, match="create must be true"):
         tidings.connect(f"sqlite://{tmp_path}/bus.db?create=no")
     assert os.listdir(tmp_path) == []
+
+
+def store_without_append_times(path: Path) -> None:
+    """Make `path` a store as tidings wrote them before batches had append times."""
+    with tidings.connect(f"sqlite://{path}") as bus:
+        bus.create_topic("orders", retention_ms=3_600_000)
+        bus.publish("orders", b"early", timestamp=1_000)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("DROP INDEX batches_by_offset")
+        conn.execute("ALTER TABLE batches DROP COLUMN appended_ms")
+        conn.execute(
+            "CREATE UNIQUE INDEX batches_by_offset ON batches "
+            "(topic_id, partition, last_offset, base_offset, max_timestamp, size)"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_a_store_from_before_append_times_keeps_its_records_and_retention(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bus.db"
+    store_without_append_times(path)
+    with tidings.connect(f"sqlite://{path}") as bus:
+        bus.publish("orders", b"backfill", timestamp=2_000)
+        assert [r.value for r in read_partition(bus, "orders")] == [b"early", b"backfill"]
+        bus.maintain()
+        # the batch stored before counts as appended long ago; the new one is spared
+        assert [r.value for r in read_partition(bus, "orders")] == [b"backfill"]
+    conn = sqlite3.connect(path)
+    try:
+        index = conn.execute("PRAGMA index_info(batches_by_offset)").fetchall()
+    finally:
+        conn.close()
+    assert "appended_ms" in [column for _, _, column in index]

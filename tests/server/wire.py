@@ -14,7 +14,11 @@ from tidings.server.kafka.protocol import build
 
 
 def request_frame(
-    api_key: int, version: int, fields: dict[str, Any], correlation_id: int = 1
+    api_key: int,
+    version: int,
+    fields: dict[str, Any],
+    correlation_id: int = 1,
+    client_id: str = "wire-test",
 ) -> bytes:
     """A request frame (size prefix included) built with Kafka's schemas."""
     schema = load_request_schema(api_key, version)
@@ -24,7 +28,7 @@ def request_frame(
         "request_api_key": api_key,
         "request_api_version": version,
         "correlation_id": correlation_id,
-        "client_id": "wire-test",
+        "client_id": client_id,
     }
     entity_writer(header_schema)(out, build(header_schema, header))
     entity_writer(schema)(out, build(schema, fields))
@@ -49,10 +53,12 @@ def parse_response(frame: bytes, api_key: int, version: int) -> Any:
     return body
 
 
-def call(address: str, api_key: int, version: int, fields: dict[str, Any]) -> Any:
+def call(
+    address: str, api_key: int, version: int, fields: dict[str, Any], client_id: str = "wire-test"
+) -> Any:
     """Send one request on a new connection and return the parsed response."""
     with connect(address) as sock:
-        sock.sendall(request_frame(api_key, version, fields))
+        sock.sendall(request_frame(api_key, version, fields, client_id=client_id))
         frame = read_frame(sock)
         assert frame is not None, "the broker closed the connection"
         return parse_response(frame, api_key, version)

@@ -21,8 +21,9 @@ from tidings import (
     PartitionNotFoundError,
     RecordTooLargeError,
 )
-from tidings.api.producer import AsyncProducer, RecordFuture, _PythonSenderCore, now_ms
+from tidings.api.producer import AsyncProducer, RecordFuture, _PythonSenderCore
 from tidings.core.partitioner import partition_for_key
+from tidings.core.records import now_ms
 
 Send = Callable[..., RecordFuture]
 

@@ -40,6 +40,7 @@ from tidings.core.records import (
     TopicSpec,
     as_bytes,
     normalize_headers,
+    now_ms,
     validate_partition,
     validate_timestamp,
 )
@@ -50,11 +51,6 @@ _CLOSED = "the producer is closed; create a new producer with bus.producer()"
 
 _Chunk = tuple[int, Sequence[int], Sequence[bytes | None], Sequence[bytes | None] | None]
 """One batch of a send_many: partition, input indexes, values, keys."""
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds."""
-    return time_ns() // 1_000_000
 
 
 class _PythonBatchCore:

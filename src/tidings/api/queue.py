@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -32,6 +31,7 @@ from tidings.core.records import (
     RecordMetadata,
     TopicPartition,
     normalize_headers,
+    now_ms,
 )
 from tidings.engines.base import (
     Ack,
@@ -49,10 +49,6 @@ log = logging.getLogger("tidings")
 ACK_LINGER_S = 0.005
 """How long a background flush waits for more settlements (a receive() sends them
 sooner, riding on its transaction)."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Job:
@@ -91,7 +87,7 @@ class Job:
 
     def ack(self) -> None:
         """Accept: the job is done and never delivered again."""
-        if self._settled is not None or time.time_ns() // 1_000_000 >= self.lock_until:
+        if self._settled is not None or now_ms() >= self.lock_until:
             self._check()
         self._settled = AckKind.ACCEPT
         r = self.record
@@ -110,7 +106,7 @@ class Job:
         """Keep the lock for `ms` more milliseconds from now (for long work)."""
         _check_delay(ms, "ms")
         self._check()
-        self.lock_until = _now_ms() + ms
+        self.lock_until = now_ms() + ms
         self._queue.submit(self._ack(AckKind.RENEW, ms))
 
     def _settle(self, kind: AckKind, delay_ms: int = 0, reason: str = "") -> None:
@@ -132,7 +128,7 @@ class Job:
                 f"job {r.topic}[{r.partition}]@{r.offset} was already settled "
                 f"({self._settled.value}); settle each job once",
             )
-        if _now_ms() >= self.lock_until:
+        if now_ms() >= self.lock_until:
             raise LockExpiredError(
                 r.topic,
                 r.partition,
@@ -239,7 +235,7 @@ class AsyncQueue:
             raise ConfigurationError(f"priority must be an int from 0 to 9, not {priority!r}")
         hdrs = normalize_headers(headers)
         if delay_ms:
-            hdrs = (*hdrs, (DELIVER_AT, str(_now_ms() + delay_ms).encode()))
+            hdrs = (*hdrs, (DELIVER_AT, str(now_ms() + delay_ms).encode()))
         if priority:
             hdrs = (*hdrs, (PRIORITY, str(priority).encode()))
         return self._bus._enqueue(self._config.topic, value, key=key, headers=hdrs)

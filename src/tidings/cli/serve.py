@@ -16,7 +16,7 @@ import click
 from tidings.cli.common import Options
 from tidings.core.errors import ConfigurationError
 from tidings.core.extras import require_extra
-from tidings.core.records import MAX_PARTITIONS
+from tidings.core.records import MAX_PARTITIONS, RETENTION_CHECK_INTERVAL_S
 from tidings.server import limits
 
 if TYPE_CHECKING:
@@ -227,6 +227,16 @@ def _load_config(ctx: click.Context, _: click.Parameter, path: str | None) -> st
     help="The largest HTTP request body; larger ones are answered 413.",
 )
 @click.option(
+    "--retention-check-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="TIDINGS_RETENTION_CHECK_INTERVAL",
+    show_envvar=True,
+    default=RETENTION_CHECK_INTERVAL_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often retention and compaction run (Kafka's log.retention.check.interval.ms).",
+)
+@click.option(
     "--super-users",
     metavar="LIST",
     envvar="TIDINGS_SUPER_USERS",
@@ -287,6 +297,7 @@ def serve(
     request_timeout: float,
     max_partitions: int,
     max_http_body_bytes: int,
+    retention_check_interval: float,
     super_users: str,
     verbose: bool,
     http_allowed_hosts: str,
@@ -338,6 +349,7 @@ def serve(
         ),
         max_partitions=max_partitions,
         max_http_body_bytes=max_http_body_bytes,
+        retention_check_interval_s=retention_check_interval,
         super_users=tuple(u.strip() for u in super_users.split(",") if u.strip()),
     )
     logging.basicConfig(

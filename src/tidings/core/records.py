@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -104,6 +105,10 @@ def validate_topic_name(name: object) -> str:
     return name
 
 
+LEAST = {"segment_ms": 0, "segment_bytes": 1, "min_compaction_lag_ms": 0, "delete_retention_ms": 0}
+"""The smallest value of each setting that takes an int and has no 'no limit'."""
+
+
 @dataclass(frozen=True)
 class TopicConfig:
     """The settings of a topic that can change after it is created."""
@@ -112,6 +117,12 @@ class TopicConfig:
     """Delete batches older than this; None keeps them forever."""
     retention_bytes: int | None = None
     """Delete the oldest batches of a partition while it is larger than this."""
+    segment_ms: int = 7 * 86_400_000
+    """Time retention spares a batch until it has been in the log this long, by the clock of
+    its append, as Kafka spares a segment until it rolls: a backfill of records stamped
+    long ago is not deleted as it arrives. 0 spares nothing."""
+    segment_bytes: int = 1 << 30
+    """...or until this many bytes came after it in its partition, as a segment rolls."""
     cleanup_policy: CleanupPolicy = "delete"
     max_message_bytes: int = 1 << 20
     min_compaction_lag_ms: int = 0
@@ -131,10 +142,10 @@ class TopicConfig:
                 raise ConfigurationError(
                     f"{name} must be None (no limit) or an int >= 0, not {value!r}"
                 )
-        for name in ("min_compaction_lag_ms", "delete_retention_ms"):
+        for name, least in LEAST.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigurationError(f"{name} must be an int >= 0, not {value!r}")
+            if not _is_int(value) or value < least:
+                raise ConfigurationError(f"{name} must be an int >= {least}, not {value!r}")
         size = self.max_message_bytes
         if not _is_int(size) or size < 1:
             raise ConfigurationError(
@@ -247,6 +258,8 @@ class TopicSpec:
 
 MAX_PARTITIONS = 10_000
 """The most partitions a topic of the embedded log may have, unless configured otherwise."""
+RETENTION_CHECK_INTERVAL_S = 30.0
+"""How often the embedded log applies retention and compaction in the background."""
 PARTITIONS_CEILING = 0x7FFFFFFF
 """The most partitions of any topic: Kafka counts them in an int32."""
 
@@ -292,6 +305,11 @@ def validate_partition(partition: object) -> int:
             f"not {partition!r}; pass partition=None to let the key or the producer choose",
         )
     return partition  # type: ignore[return-value]
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch, the unit of record timestamps."""
+    return time.time_ns() // 1_000_000
 
 
 def validate_timestamp(timestamp: object) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import PartitionNotFoundError, TopicExistsError, TopicNotFoundError
-from tidings.core.records import TopicSpec
+from tidings.core.records import TopicSpec, now_ms
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
@@ -90,12 +90,13 @@ class MemoryStore(LogStore):
         """Append at once, then tell the listeners what was appended."""
         results = []
         appended = []
+        now = now_ms()
         with self._lock:
             for topic, partition, batch in batches:
                 part = self._partition(topic, partition)
                 base = part.end
                 meta = BatchMeta(
-                    base, base + batch.last_delta, batch.max_timestamp, len(batch.data)
+                    base, base + batch.last_delta, batch.max_timestamp, len(batch.data), now
                 )
                 part.batches.append((meta, batch.data))
                 part.lasts.append(meta.last_offset)
@@ -162,11 +163,12 @@ class MemoryStore(LogStore):
             part = self._partition(topic, partition)
             gone = set(replaced)
             kept = [(m, d) for m, d in part.batches if m.base_offset not in gone]
-            present = {m.base_offset for m, _ in part.batches} & gone
+            present = {m.base_offset: m for m, _ in part.batches if m.base_offset in gone}
             for base, batch in batches:
                 last = base + batch.last_delta
                 if base in present and last >= part.start:
-                    meta = BatchMeta(base, last, batch.max_timestamp, len(batch.data))
+                    appended_ms = present[base].appended_ms
+                    meta = BatchMeta(base, last, batch.max_timestamp, len(batch.data), appended_ms)
                     kept.append((meta, batch.data))
             kept.sort(key=lambda item: item[0].base_offset)
             part.batches = kept

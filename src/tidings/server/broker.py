@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tidings.api.bus import AsyncBus
-from tidings.api.connect import connect_async
+from tidings.api.connect import engine_for
 from tidings.core.errors import ConfigurationError
-from tidings.core.records import MAX_PARTITIONS
+from tidings.core.records import MAX_PARTITIONS, RETENTION_CHECK_INTERVAL_S
 from tidings.engines.log.engine import LogEngine
 from tidings.server.acls import AclStore, Authorizer, acl_file
 from tidings.server.http.access import HttpAccess, is_loopback, is_unspecified
@@ -63,6 +63,9 @@ class ServeConfig:
     """The most partitions a topic may have."""
     max_http_body_bytes: int = MAX_HTTP_BODY_BYTES
     """The largest HTTP request body."""
+    retention_check_interval_s: float = RETENTION_CHECK_INTERVAL_S
+    """Seconds between rounds of retention and compaction (Kafka's
+    log.retention.check.interval.ms)."""
 
     def __post_init__(self) -> None:
         if self.num_partitions > self.max_partitions:
@@ -147,15 +150,15 @@ class Broker:
         """Open the bus and start listening."""
         access = self._http_access()
         self._warn_about_exposure()
-        self.bus = await connect_async(self.config.url)
-        engine = self.bus.engine
+        engine = engine_for(self.config.url)
         if not isinstance(engine, LogEngine):
-            await self.bus.close()
             raise ConfigurationError(
                 f"tidings serve runs on the embedded log (sqlite:// or memory://), "
                 f"not {self.config.url!r}"
             )
         engine.max_partitions = self.config.max_partitions
+        engine.maintenance_interval_s = self.config.retention_check_interval_s
+        self.bus = await AsyncBus(engine).start()
         host, port = self.config.kafka
         settings = BrokerSettings(
             host,

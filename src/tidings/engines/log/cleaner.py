@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 from tidings.core import batch as codec
 from tidings.core.records import Record, TopicSpec
-from tidings.engines.log.store import LogStore, StoredBatch
+from tidings.engines.log.store import BatchMeta, LogStore, StoredBatch
 
 
 def apply_retention(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
-    """Delete whole batches older than retention_ms, or beyond retention_bytes."""
+    """Delete whole batches older than retention_ms once rolled, or beyond retention_bytes."""
     config = spec.config
     if not config.delete or (config.retention_ms is None and config.retention_bytes is None):
         return
@@ -19,10 +19,7 @@ def apply_retention(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
         cut = None
         if config.retention_ms is not None:
             horizon = now_ms - config.retention_ms
-            for meta in index:
-                if meta.max_timestamp >= horizon:
-                    break
-                cut = meta.last_offset + 1
+            cut = _expired(index, horizon, now_ms - config.segment_ms, config.segment_bytes)
         if config.retention_bytes is not None:
             total = sum(meta.size for meta in index)
             for meta in index:
@@ -32,6 +29,24 @@ def apply_retention(store: LogStore, spec: TopicSpec, now_ms: int) -> None:
                 cut = max(cut or 0, meta.last_offset + 1)
         if cut is not None:
             store.truncate_before(spec.name, partition, cut)
+
+
+def _expired(index: list[BatchMeta], horizon: int, rolled: int, segment_bytes: int) -> int | None:
+    """The offset before which time retention deletes, or None to keep everything.
+
+    A batch expires when all its records are older than `horizon` and its segment would
+    have rolled in Kafka: it was appended by `rolled`, or segment_bytes came after it.
+    """
+    after = sum(meta.size for meta in index)
+    cut = None
+    for meta in index:
+        after -= meta.size
+        if meta.max_timestamp >= horizon:
+            break
+        if meta.appended_ms > rolled and after < segment_bytes:
+            break
+        cut = meta.last_offset + 1
+    return cut
 
 
 PAGE_BYTES = 4 << 20

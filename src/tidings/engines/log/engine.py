@@ -21,10 +21,12 @@ from tidings.core.errors import (
 from tidings.core.handoff import call_on, result_of
 from tidings.core.records import (
     MAX_PARTITIONS,
+    RETENTION_CHECK_INTERVAL_S,
     Record,
     TopicConfig,
     TopicPartition,
     TopicSpec,
+    now_ms,
     validate_partition,
     validate_partitions,
 )
@@ -50,7 +52,6 @@ from tidings.engines.log.tail import Tail
 R = TypeVar("R")
 log = logging.getLogger("tidings")
 
-MAINTENANCE_INTERVAL_S = 30.0
 WAIT_GRID_S = 0.001
 """Waits for data end on a grid this fine, so that the waits ending in one step share one
 timer: a timer per wait would fill the loop's heap with cancelled timers."""
@@ -61,11 +62,6 @@ METADATA_MAX_AGE_S = 1.0
 def _settle(waiter: asyncio.Future[Sequence[Appended]], appended: Sequence[Appended] = ()) -> None:
     if not waiter.done():
         waiter.set_result(appended)
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds, the unit of record timestamps."""
-    return time.time_ns() // 1_000_000
 
 
 LOG_CAPABILITIES = frozenset(Capability)
@@ -79,7 +75,7 @@ class LogEngine(Engine):
     def __init__(
         self,
         store: LogStore,
-        maintenance_interval_s: float = MAINTENANCE_INTERVAL_S,
+        maintenance_interval_s: float = RETENTION_CHECK_INTERVAL_S,
         *,
         max_partitions: int = MAX_PARTITIONS,
     ) -> None:
@@ -104,7 +100,9 @@ class LogEngine(Engine):
         self.tails: dict[TopicPartition, Tail] = {}
         """The last batches this process appended to each partition: a consumer at or
         near the end of the log reads them from here (see Tail)."""
-        self._maintenance_interval_s = maintenance_interval_s
+        self.maintenance_interval_s = maintenance_interval_s
+        """Seconds between background rounds of retention and compaction (0: none); read at
+        start."""
         self._background: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -114,9 +112,9 @@ class LogEngine(Engine):
         await self.run(self.store.open)
         self.store.add_listener(self._on_append)
         self._specs = await self.run(self.store.topics)
-        if self._maintenance_interval_s > 0:
+        if self.maintenance_interval_s > 0:
             self._background.append(
-                asyncio.create_task(self._every(self._maintenance_interval_s, self.maintain))
+                asyncio.create_task(self._every(self.maintenance_interval_s, self.maintain))
             )
         if self.store.multi_process:
             # The producer's hot path reads the cache only; keep it close to the store.

@@ -26,7 +26,7 @@ from tidings.core.errors import (
     PartitionNotFoundError,
     TidingsError,
 )
-from tidings.core.records import Record, TopicPartition, TopicSpec
+from tidings.core.records import Record, TopicPartition, TopicSpec, now_ms
 from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.log import coordinator
@@ -114,7 +114,7 @@ class GroupMember(PositionedConsumer):
             client_id=config.client_id,
             topics=list(self._topics),
             session_timeout_ms=config.session_timeout_ms,
-            heartbeat_ms=_now_ms(),
+            heartbeat_ms=now_ms(),
         )
         group = self._group
 
@@ -161,7 +161,7 @@ class GroupMember(PositionedConsumer):
                     coordinator.sync,
                     group=group,
                     member_id=self._member_id,
-                    now_ms=_now_ms(),
+                    now_ms=now_ms(),
                     partitions=counts,
                     revoked=revoked,
                     topics=self._topics,
@@ -403,7 +403,3 @@ class GroupMember(PositionedConsumer):
 
     async def _stop_reading(self) -> None:
         """On close: stop whatever reads in the background (nothing by default)."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tidings.core import batch as codec
 from tidings.core.errors import ClosedError
-from tidings.core.records import DELIVER_AT, PRIORITY, Record, TopicPartition
+from tidings.core.records import DELIVER_AT, PRIORITY, Record, TopicPartition, now_ms
 from tidings.engines.base import (
     Ack,
     AckKind,
@@ -46,11 +46,6 @@ READ_BYTES = 1 << 20
 LOOKAHEAD = 10_000
 """Ready records a window may hold before reading further (the reach of priorities)."""
 _offset = attrgetter("offset")
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds, the unit of locks and delays."""
-    return time.time_ns() // 1_000_000
 
 
 class LogShareConsumer(EngineShareConsumer):

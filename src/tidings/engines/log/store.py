@@ -46,6 +46,8 @@ class BatchMeta(NamedTuple):
     last_offset: int
     max_timestamp: int
     size: int
+    appended_ms: int
+    """When the batch was appended, by the appending process's clock (compaction keeps it)."""
 
 
 class LogStore(ABC):

@@ -24,7 +24,7 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 from tidings.core import batch as codec
 from tidings.core.errors import ClosedError
-from tidings.core.records import DELIVER_AT, Record, TopicPartition, TopicSpec
+from tidings.core.records import DELIVER_AT, Record, TopicPartition, TopicSpec, now_ms
 from tidings.engines.base import (
     Ack,
     AckKind,
@@ -48,11 +48,6 @@ if TYPE_CHECKING:
 
 SPREAD_WAIT_S = 0.1
 """With several partitions, how long one round of fetches waits before trying again."""
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 class _Held:

@@ -15,7 +15,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +35,7 @@ from tidings.core.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
-from tidings.core.records import TopicConfig, TopicSpec
+from tidings.core.records import TopicConfig, TopicSpec, now_ms
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
 from tidings.engines.log.coordinator import GroupState
 from tidings.engines.log.share import ShareState
@@ -77,10 +76,11 @@ CREATE TABLE batches (
     last_offset INTEGER NOT NULL,
     max_timestamp INTEGER NOT NULL,
     size INTEGER NOT NULL,
+    appended_ms INTEGER NOT NULL DEFAULT 0,
     data BLOB NOT NULL
 );
 CREATE UNIQUE INDEX batches_by_offset
-    ON batches (topic_id, partition, last_offset, base_offset, max_timestamp, size);
+    ON batches (topic_id, partition, last_offset, base_offset, max_timestamp, size, appended_ms);
 CREATE TABLE groups (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shares (
     name TEXT NOT NULL,
@@ -92,6 +92,13 @@ CREATE TABLE IF NOT EXISTS shares (
 """
 SHARES_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS shares") :]
 """Added after the first stores were made: created on open where missing."""
+APPENDED_MS = (
+    "ALTER TABLE batches ADD COLUMN appended_ms INTEGER NOT NULL DEFAULT 0",
+    "DROP INDEX batches_by_offset",
+    SCHEMA[SCHEMA.index("CREATE UNIQUE INDEX") : SCHEMA.index("CREATE TABLE groups")],
+)
+"""Added after the first stores were made, on open where missing: a batch stored before
+has append time 0, long past, so retention treats it as it did when it was written."""
 
 _TOPIC_ID = "(SELECT id FROM topics WHERE name = ?)"
 
@@ -187,6 +194,7 @@ class SQLiteStore(LogStore):
             if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 self._create_schema(conn)
             conn.execute(SHARES_TABLE)
+            self._add_append_times(conn)
         except sqlite3.Error as e:
             raise store_error(e, self.path, "open the store") from e
         self._writer = threading.Thread(
@@ -242,6 +250,15 @@ class SQLiteStore(LogStore):
                     conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    def _add_append_times(self, conn: sqlite3.Connection) -> None:
+        """Give a store made before batches had append times its column and index."""
+        if self._read_only or _has_append_times(conn):
+            return
+        with self._transaction(conn, "add append times to the store"):
+            if not _has_append_times(conn):  # another process may have added them meanwhile
+                for statement in APPENDED_MS:
+                    conn.execute(statement)
 
     def close(self) -> None:
         """Finish queued appends, stop the writer and listener, close connections."""
@@ -311,7 +328,7 @@ class SQLiteStore(LogStore):
                 raise TopicExistsError(spec.name)
             cur = conn.execute(
                 "INSERT INTO topics (name, partitions, config, created_ms) VALUES (?, ?, ?, ?)",
-                (spec.name, spec.partitions, json.dumps(spec.config.to_dict()), _now_ms()),
+                (spec.name, spec.partitions, json.dumps(spec.config.to_dict()), now_ms()),
             )
             conn.executemany(
                 "INSERT INTO partitions VALUES (?, ?, 0, 0, 0)",
@@ -395,10 +412,11 @@ class SQLiteStore(LogStore):
             with self._transaction(conn, "append records"):
                 topics: dict[str, tuple[int, int]] = {}
                 ends: dict[tuple[int, int], list[int]] = {}
-                rows: list[tuple[int, int, int, int, int, int, bytes]] = []
+                rows: list[tuple[int, int, int, int, int, int, int, bytes]] = []
+                now = now_ms()
                 for item in group:
                     try:
-                        done = self._place(conn, item.batches, topics, ends, rows)
+                        done = self._place(conn, item.batches, topics, ends, rows, now=now)
                     except sqlite3.Error:
                         raise  # the store's own failure: the whole group's
                     except Exception as e:  # one request's bad batch fails only that request
@@ -407,7 +425,7 @@ class SQLiteStore(LogStore):
                         results.append((item, done))
                 conn.executemany(
                     "INSERT INTO batches (topic_id, partition, base_offset, last_offset, "
-                    "max_timestamp, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "max_timestamp, size, appended_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 conn.executemany(
@@ -452,9 +470,11 @@ class SQLiteStore(LogStore):
         batches: Sequence[ProduceBatch],
         topics: dict[str, tuple[int, int]],
         ends: dict[tuple[int, int], list[int]],
-        rows: list[tuple[int, int, int, int, int, int, bytes]],
+        rows: list[tuple[int, int, int, int, int, int, int, bytes]],
+        *,
+        now: int,
     ) -> list[AppendResult]:
-        """Assign offsets to one request's batches (all or none of them)."""
+        """Assign offsets to one request's batches (all or none of them), appended at `now`."""
         # Everything that can fail is read and checked before `ends` and `rows` change.
         planned: list[tuple[tuple[int, int], EncodedBatch]] = []
         fresh: dict[tuple[int, int], list[int]] = {}
@@ -489,6 +509,7 @@ class SQLiteStore(LogStore):
                     base + batch.last_delta,
                     batch.max_timestamp,
                     len(batch.data),
+                    now,
                     batch.data,
                 )
             )
@@ -566,7 +587,7 @@ class SQLiteStore(LogStore):
         rows = (
             self._conn()
             .execute(
-                "SELECT base_offset, last_offset, max_timestamp, size FROM batches "
+                "SELECT base_offset, last_offset, max_timestamp, size, appended_ms FROM batches "
                 f"WHERE topic_id = {_TOPIC_ID} AND partition = ? ORDER BY last_offset",
                 (topic, partition),
             )
@@ -620,9 +641,10 @@ class SQLiteStore(LogStore):
             rows = []
             for base in replaced:
                 deleted = conn.execute(
-                    "DELETE FROM batches WHERE topic_id = ? AND partition = ? AND base_offset = ?",
+                    "DELETE FROM batches WHERE topic_id = ? AND partition = ? AND base_offset = ? "
+                    "RETURNING appended_ms",
                     (topic_id, partition, base),
-                ).rowcount
+                ).fetchone()
                 b = rewrites.get(base)
                 if deleted and b is not None and base + b.last_delta >= start:
                     rows.append(
@@ -633,12 +655,13 @@ class SQLiteStore(LogStore):
                             base + b.last_delta,
                             b.max_timestamp,
                             len(b.data),
+                            deleted[0],
                             b.data,
                         )
                     )
             conn.executemany(
                 "INSERT INTO batches (topic_id, partition, base_offset, last_offset, "
-                "max_timestamp, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "max_timestamp, size, appended_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             conn.execute(
@@ -737,5 +760,5 @@ def _spec(name: str, partitions: int, config: str) -> TopicSpec:
     return TopicSpec(name, partitions, TopicConfig(**json.loads(config)))
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _has_append_times(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "appended_ms" for row in conn.execute("PRAGMA table_info(batches)"))

@@ -43,6 +43,8 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 CONFIG_TYPES = {
     "retention.ms": 5,  # LONG
     "retention.bytes": 5,
+    "segment.ms": 5,
+    "segment.bytes": 3,
     "cleanup.policy": 7,  # LIST
     "max.message.bytes": 3,  # INT
     "min.compaction.lag.ms": 5,

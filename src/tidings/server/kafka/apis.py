@@ -38,7 +38,8 @@ from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.admin import AdminApis, error, topic_id
 from tidings.server.kafka.fetch import FetchApi, partition_states
 from tidings.server.kafka.groups import GroupApis
-from tidings.server.kafka.refusals import refusable, storage_refusal
+from tidings.server.kafka.protocol import CALLER, UNKNOWN_CALLER
+from tidings.server.kafka.refusals import TRANSACTIONS, RefusalLog, refusable, storage_refusal
 from tidings.server.limits import MAX_REQUEST_BYTES
 
 log = logging.getLogger("tidings.server.kafka")
@@ -88,6 +89,9 @@ Fields = dict[str, Any]
 Where = tuple[str, int]
 Later = asyncio.Future[Fields | None]
 """An answer under way: the request is taken, its response is due when this completes."""
+TRANSACTIONAL_REFUSED = ErrorCode.unsupported_for_message_format
+"""The answer to a transactional or control batch (no producer may write one here), and to
+it alone among the refusals of a batch: Kafka's answer to a batch its format cannot hold."""
 PIPELINED = frozenset({0})
 """APIs (Produce) a connection takes while answers to its earlier requests are under way:
 their handlers return a Later once their effects are ordered. Any other request waits
@@ -130,12 +134,16 @@ class KafkaApis:
         self.engine = engine
         self.settings = settings
         self.acls = AclApis(authorizer or Authorizer(AclStore(None)))
+        self.refusals = RefusalLog()
+        """Every refusal of an API or a feature, logged once per client and API."""
         allows = self.acls.allows
         self._sequences: dict[tuple[int, str, int], _Sequences] = {}
         self._recovered: set[tuple[str, int]] = set()
         """Partitions whose producers' state was read back from their stored tail."""
         self.fetches = FetchApi(engine, allows)
-        groups = GroupApis(engine, lambda: (self.settings.host, self.settings.port), self.acls)
+        groups = GroupApis(
+            engine, lambda: (self.settings.host, self.settings.port), self.acls, self.refusals
+        )
         admin = AdminApis(engine, lambda: self.settings.num_partitions, self.acls)
         self.handlers: dict[int, Callable[[Any, int], Awaitable[Fields | Later]]] = {
             0: self.produce,
@@ -241,18 +249,20 @@ class KafkaApis:
     # -- producing -----------------------------------------------------------------------
 
     async def init_producer_id(self, request: Any, version: int) -> Fields:
-        """A producer id for an idempotent producer (transactions are not served)."""
+        """A producer id for an idempotent producer; a transactional one is refused."""
         if not (
             self.acls.allows_on_cluster(Operation.IDEMPOTENT_WRITE)
             or self.acls.allows_any(Operation.WRITE, ResourceType.TOPIC)
         ):
             return {"error_code": CLUSTER_DENIED, "producer_id": -1, "producer_epoch": -1}
         if request.transactional_id is not None:
-            return {
-                "error_code": ErrorCode.transactional_id_authorization_failed,
-                "producer_id": -1,
-                "producer_epoch": -1,
-            }
+            # Kafka's answer to a feature it does not offer (as KafkaApis answers
+            # ConsumerGroupHeartbeat while KIP-848 is disabled).
+            refused = ErrorCode.unsupported_version
+            self.refusals.refused(
+                CALLER.get(UNKNOWN_CALLER), "InitProducerId", TRANSACTIONS, refused
+            )
+            return {"error_code": refused, "producer_id": -1, "producer_epoch": -1}
         if version >= 3 and request.producer_id >= 0:  # a producer bumping its epoch
             return {
                 "producer_id": request.producer_id,
@@ -286,6 +296,11 @@ class KafkaApis:
                     part.records, spec, version, self.settings.max_request_bytes
                 )
                 if isinstance(checked, dict):
+                    if checked["error_code"] == TRANSACTIONAL_REFUSED:
+                        caller = CALLER.get(UNKNOWN_CALLER)
+                        self.refusals.refused(
+                            caller, "Produce", TRANSACTIONS, TRANSACTIONAL_REFUSED
+                        )
                     results[where] = checked
                 else:
                     pending.append((where, checked))
@@ -515,10 +530,7 @@ def _check_batches(
         if header.records < 1 or header.last_offset_delta != header.records - 1:
             return error(ErrorCode.corrupt_message, "a record batch's offsets are not dense")
         if header.control or header.attributes & kafka_batch.TRANSACTIONAL:
-            return error(
-                ErrorCode.unsupported_for_message_format,
-                "transactional batches are not served by tidings yet",
-            )
+            return error(TRANSACTIONAL_REFUSED, f"a transactional batch is refused: {TRANSACTIONS}")
         if len(data) > spec.config.max_message_bytes:
             return error(
                 ErrorCode.message_too_large,

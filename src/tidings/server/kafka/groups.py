@@ -24,14 +24,16 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 
 from tidings.core.errors import GroupError, GroupNotEmptyError, GroupNotFoundError
+from tidings.core.records import now_ms
 from tidings.engines.log import coordinator
 from tidings.engines.log.assignors import Partition
 from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
-from tidings.engines.log.engine import LogEngine, now_ms
+from tidings.engines.log.engine import LogEngine
 from tidings.server.acls import Operation, ResourceType
 from tidings.server.kafka import lengths
 from tidings.server.kafka.acl_apis import GROUP_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.protocol import CALLER, UNKNOWN_CALLER, build
+from tidings.server.kafka.refusals import RefusalLog
 
 log = logging.getLogger("tidings.server.kafka")
 
@@ -54,11 +56,13 @@ class GroupApis:
         engine: LogEngine,
         coordinator_address: Callable[[], tuple[str, int]],
         acls: AclApis,
+        refusals: RefusalLog,
     ) -> None:
         self.engine = engine
         self._address = coordinator_address
         self._allows = acls.allows
         self._acls = acls
+        self._refusals = refusals
 
     async def _update(self, group: str, change: Callable[[GroupState], R], durable: bool) -> R:
         return await self.engine.run(self.engine.store.update_group, group, change, durable)
@@ -98,11 +102,13 @@ class GroupApis:
         if not self._allows(Operation.READ, GROUP, group):
             return _join_error(GROUP_DENIED, f"joining group {group!r} is not allowed")
         if request.protocol_type != PROTOCOL_TYPE:
-            return _join_error(
-                ErrorCode.inconsistent_group_protocol,
+            reason = (
                 f"group protocol type {request.protocol_type!r} is not served; "
-                f"tidings serves consumer groups ({PROTOCOL_TYPE!r})",
+                f"tidings serves consumer groups ({PROTOCOL_TYPE!r})"
             )
+            refused = ErrorCode.inconsistent_group_protocol
+            self._refusals.refused(CALLER.get(UNKNOWN_CALLER), "JoinGroup", reason, refused)
+            return _join_error(refused, reason)
         protocols = {p.name: base64.b64encode(p.metadata).decode() for p in request.protocols}
         try:
             subscription = _subscription(request.protocols[0].metadata)

@@ -37,20 +37,31 @@ from . import lengths
 SIZE = struct.Struct(">i")
 API_KEY_VERSION = struct.Struct(">hhi")
 """The first fields of every request header: API key, API version, correlation id."""
+CLIENT_ID_LENGTH = struct.Struct(">h")
 
 
 class ProtocolError(Exception):
     """A frame the broker cannot read: the connection is closed (the protocol's answer)."""
 
 
+class UnservedRequest(ProtocolError):
+    """A request for an API or version not served, whose answer has no place for the
+    refusal: the connection is closed, as Kafka closes it. The refusal is logged where it
+    is made (once per client), not again as the connection closes."""
+
+
 class UnsupportedVersion(Exception):
     """A request for an API, or a version of one, this broker does not serve."""
 
-    def __init__(self, api_key: int, version: int, correlation_id: int) -> None:
+    def __init__(
+        self, api_key: int, version: int, correlation_id: int, client_id: str | None
+    ) -> None:
         super().__init__(f"API key {api_key} version {version} is not supported")
         self.api_key = api_key
         self.version = version
         self.correlation_id = correlation_id
+        self.client_id = client_id
+        """The client id of the request's header, read without its schema."""
 
 
 class Caller(NamedTuple):
@@ -86,12 +97,24 @@ def peek_header(frame: bytes) -> tuple[int, int, int]:
     return key, version, correlation_id
 
 
+def peek_client_id(frame: bytes) -> str | None:
+    """The client id of a request header (v1 and later), read without the API's schema:
+    a nullable string right after the correlation id; None if absent or unreadable."""
+    start = API_KEY_VERSION.size + CLIENT_ID_LENGTH.size
+    if len(frame) < start:
+        return None
+    (length,) = CLIENT_ID_LENGTH.unpack_from(frame, API_KEY_VERSION.size)
+    if not 0 <= length <= len(frame) - start:
+        return None
+    return frame[start : start + length].decode("utf-8", "replace")
+
+
 def read_request(frame: bytes, supported: Mapping[int, tuple[int, int]]) -> Request:
     """Decode a request frame (without its size prefix) of an API and version we serve."""
     key, version, correlation_id = peek_header(frame)
     low, high = supported.get(key, (1, 0))
     if not low <= version <= high:
-        raise UnsupportedVersion(key, version, correlation_id)
+        raise UnsupportedVersion(key, version, correlation_id, peek_client_id(frame))
     schema = _request_schema(key, version)
     try:
         lengths.check(schema, frame)  # kio aborts the process on a length it cannot hold

@@ -40,6 +40,7 @@ from tidings.server.kafka.apis import (
     api_version_list,
 )
 from tidings.server.kafka.budget import RequestBudget
+from tidings.server.kafka.refusals import api_name, unserved_reason, unserved_refusal
 from tidings.server.kafka.sasl import (
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
@@ -312,15 +313,20 @@ class KafkaServer:
         try:
             request = protocol.read_request(frame, SUPPORTED)
         except protocol.UnsupportedVersion as e:
-            if e.api_key != API_VERSIONS:
+            if e.api_key == API_VERSIONS:
+                # An ApiVersions the broker cannot read is answered in v0, the format every
+                # client reads, with the versions it can use instead (KIP-511).
+                versions = {
+                    "error_code": ErrorCode.unsupported_version,
+                    "api_keys": api_version_list(),
+                }
+                return protocol.write_response(API_VERSIONS, 0, e.correlation_id, versions), None
+            if auth is not None and not auth.authenticated:
                 raise protocol.ProtocolError(
-                    f"{e}; this broker serves "
-                    + ", ".join(f"{k}: v{lo}-v{hi}" for k, (lo, hi) in sorted(SUPPORTED.items()))
+                    f"{e}, and the client has not authenticated; this listener needs "
+                    f"sasl.mechanism {' or '.join(auth.config.mechanisms)} and a user"
                 ) from None
-            # An ApiVersions the broker cannot read is answered in v0, the format every
-            # client reads, with the versions it can use instead (KIP-511).
-            versions = {"error_code": ErrorCode.unsupported_version, "api_keys": api_version_list()}
-            return protocol.write_response(API_VERSIONS, 0, e.correlation_id, versions), None
+            return self._refuse_unserved(e, host), None
         started = time.perf_counter()
         refused = None
         fields: Fields | Later | None
@@ -346,6 +352,23 @@ class KafkaServer:
         if isinstance(fields, asyncio.Future):
             return (request, fields), refused
         return _response_frame(request, fields), refused
+
+    def _refuse_unserved(self, e: protocol.UnsupportedVersion, host: str) -> memoryview:
+        """The answer refusing an API or version not served, logged once per client; the
+        connection is closed if the answer has no place for the refusal."""
+        served = SUPPORTED.get(e.api_key)
+        reason = unserved_reason(e.api_key, e.version, served)
+        fields = unserved_refusal(e.api_key, e.version, reason)
+        caller = protocol.Caller(e.client_id or "unknown", host)
+        self.apis.refusals.refused(
+            caller,
+            api_name(e.api_key),
+            reason,
+            None if fields is None else ErrorCode.unsupported_version,
+        )
+        if fields is None:
+            raise protocol.UnservedRequest(f"{e}: {reason}")
+        return protocol.write_response(e.api_key, e.version, e.correlation_id, fields)
 
 
 class _Connection:
@@ -432,7 +455,13 @@ def _response_frame(request: protocol.Request, fields: Fields | None) -> memoryv
 
 def _report(peer: Any, error: BaseException) -> None:
     """Log why a connection closes (nothing when the client went away or at shutdown)."""
-    if isinstance(error, ConnectionError | asyncio.IncompleteReadError | asyncio.CancelledError):
+    if isinstance(
+        error,
+        ConnectionError
+        | asyncio.IncompleteReadError
+        | asyncio.CancelledError
+        | protocol.UnservedRequest,
+    ):
         return
     if isinstance(error, ssl.SSLError):
         log.warning("closing the connection from %s: TLS failed: %s", _peer(peer), error)
