@@ -35,6 +35,8 @@ TOPIC = "sentences"
 PARTITIONS = 2
 YEAR_MS = 365 * 24 * 3600 * 1000
 WINDOW_MS = 60_000
+# retention runs this often, so many rounds pass while the apps read the backfill
+RETENTION_CHECK_S = 0.5
 SPEAKERS = ["ada", "grace", "linus"]
 WORDS = ["log", "offset", "partition", "topic", "group", "record", "window", "state"]
 
@@ -80,7 +82,8 @@ def create_topic(broker: Served) -> None:
 @pytest.fixture(scope="module")
 def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
     """A broker whose topic got a year-old backfill from confluent-kafka."""
-    broker = start_broker(tmp_path_factory.mktemp("quix") / "data")
+    data = tmp_path_factory.mktemp("quix") / "data"
+    broker = start_broker(data, "--retention-check-interval", str(RETENTION_CHECK_S))
     try:
         create_topic(broker)
         sentences = year_old_sentences()
