@@ -12,9 +12,15 @@ LOCK := requirements.lock
 # what the lock covers: every extra and every dependency group, for Python 3.11 and newer
 LOCK_INPUTS := pyproject.toml --all-extras --group dev --group bench --group build \
 	--universal --python-version 3.11 --generate-hashes
+# Quix Streams runs in a venv of its own, from a lock of its own: it pins confluent-kafka
+# below the version tidings' lock has (docs/server.md, "Stream processing frameworks")
+QUIX_VENV := .venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
+QUIX_LOCK := tests/streams/quix.lock
+QUIX_LOCK_INPUTS := tests/streams/quix.in --universal --python-version 3.11 --generate-hashes
 .PHONY: setup tools lock lockcheck vendor run test fuzz lint bench clean
 
-setup: lockcheck $(STAMP) tools
+setup: lockcheck $(STAMP) $(QUIX_STAMP) tools
 
 # From Debian's packages: kcat, a Kafka client in C the tests run against tidings serve;
 # redis-server, a peer of the benchmark suite (its smoke run is part of the tests);
@@ -43,10 +49,18 @@ $(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.
 	$(BIN)/python -m compileall -q src >/dev/null
 	touch $@
 
-# refresh the lock on purpose: pins that still fit pyproject.toml are kept (UPGRADE=1 takes
-# the newest versions instead); commit it with pyproject.toml
+# the framework the stream tests run against tidings serve: exactly its lock, nothing of
+# tidings (the tests talk to it over the Kafka protocol only)
+$(QUIX_STAMP): $(QUIX_LOCK) | $(UV)
+	test -x $(QUIX_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(QUIX_VENV)
+	$(UV) pip sync --quiet --python $(QUIX_VENV)/bin/python --require-hashes $(QUIX_LOCK)
+	touch $@
+
+# refresh the locks on purpose: pins that still fit their inputs are kept (UPGRADE=1 takes
+# the newest versions instead); commit each with the file it is made from
 lock: $(UV)
 	$(UV) pip compile --quiet $(LOCK_INPUTS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
+	$(UV) pip compile --quiet $(QUIX_LOCK_INPUTS) $(if $(UPGRADE),--upgrade) -o $(QUIX_LOCK)
 	$(PYTHON) scripts/lockfile.py stamp
 
 # fetch again from npm, exactly the versions recorded in its vendor.toml, the assets of the
@@ -76,6 +90,6 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .uv .tidings .pytest_cache .mypy_cache .ruff_cache bench/results/quick.* bench/results/partial.*
+	rm -rf $(VENV) $(QUIX_VENV) .uv .tidings .pytest_cache .mypy_cache .ruff_cache bench/results/quick.* bench/results/partial.*
 	rm -rf build src/*.egg-info
 	find src -name '*.so' -delete

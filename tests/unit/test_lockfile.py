@@ -14,8 +14,14 @@ def checkout(tmp_path: Path) -> Path:
     """A copy of the files the check reads, laid out as in the repository."""
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "lockfile.py", tmp_path / "scripts")
-    for name in ("pyproject.toml", "requirements.lock"):
-        shutil.copy(ROOT / name, tmp_path)
+    (tmp_path / "tests" / "streams").mkdir(parents=True)
+    for name in (
+        "pyproject.toml",
+        "requirements.lock",
+        "tests/streams/quix.in",
+        "tests/streams/quix.lock",
+    ):
+        shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
 
 
@@ -30,7 +36,7 @@ def check(root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_committed_lock_matches_pyproject(tmp_path: Path) -> None:
+def test_the_committed_locks_match_their_inputs(tmp_path: Path) -> None:
     assert check(checkout(tmp_path)).returncode == 0
 
 
@@ -58,3 +64,32 @@ def test_a_missing_lock_says_how_to_make_one(tmp_path: Path) -> None:
     result = check(root)
     assert result.returncode == 1
     assert "make lock" in result.stderr
+
+
+def test_a_changed_quix_requirement_makes_its_lock_stale(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    requirements = root / "tests" / "streams" / "quix.in"
+    requirements.write_text(requirements.read_text().replace("==3.28.1", "==3.28.0"))
+    result = check(root)
+    assert result.returncode == 1
+    assert "tests/streams/quix.lock is stale" in result.stderr
+    assert "requirements.lock" not in result.stderr
+    assert "make lock" in result.stderr
+
+
+def test_a_comment_in_the_quix_requirements_leaves_its_lock_fresh(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    requirements = root / "tests" / "streams" / "quix.in"
+    text = requirements.read_text().replace("==3.28.1", "==3.28.1  # the stream tests")
+    requirements.write_text(f"# a note\n\n{text}")
+    assert check(root).returncode == 0
+
+
+def test_stamp_records_what_check_then_accepts(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    requirements = root / "tests" / "streams" / "quix.in"
+    requirements.write_text(requirements.read_text().replace("==3.28.1", "==3.28.0"))
+    stamp = [sys.executable, str(root / "scripts" / "lockfile.py"), "stamp"]
+    subprocess.run(stamp, check=True, timeout=60)
+    assert check(root).returncode == 0
+    assert (root / "requirements.lock").read_text() == (ROOT / "requirements.lock").read_text()
