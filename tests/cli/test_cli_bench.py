@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.bench_run import ROOT
+from tests.bench_smoke.bench_run import ROOT
 from tidings.cli import bench as bench_command
 from tidings.cli.main import run
 

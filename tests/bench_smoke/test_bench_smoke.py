@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.bench_run import assert_rows, run_bench
+from tests.bench_smoke.bench_run import assert_rows, run_bench
 
 ROWS = (
     "producer.send() loop + flush()",

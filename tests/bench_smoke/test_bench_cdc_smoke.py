@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.bench_run import assert_rows, run_bench
+from tests.bench_smoke.bench_run import assert_rows, run_bench
 
 ROWS = (
     "cdc sqlite: 2,000 inserts, 1,000 per commit -> topic",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.bench_run import ROOT
+from tests.bench_smoke.bench_run import ROOT
 
 LOG = {"tidings embedded", "tidings serve", "Tansu", "Redis Streams", "NATS JetStream"}
 SYSTEMS = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from tests.unit.bench_run import assert_rows, run_bench
+from tests.bench_smoke.bench_run import assert_rows, run_bench
 
 ROWS = (
     "kafka tidings serve (fsync per commit): Producer acks=all + flush",
