@@ -18,7 +18,7 @@ QUIX_VENV := .venv-quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
 QUIX_LOCK := tests/streams/quix.lock
 QUIX_LOCK_INPUTS := tests/streams/quix.in --universal --python-version 3.11 --generate-hashes
-.PHONY: setup tools lock lockcheck vendor run test fuzz lint bench clean
+.PHONY: setup tools lock lockcheck vendor run test check fuzz lint bench clean
 
 setup: lockcheck $(STAMP) $(QUIX_STAMP) tools
 
@@ -73,6 +73,12 @@ run: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10
+
+# the inner loop, in about a minute: lint, types, the unit tests and the conformance suite
+# on memory:// and sqlite://; what needs servers or takes long (marked servers or slow) is
+# left to make test
+check: setup lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -p no:cacheprovider -m "not slow and not servers" tests/unit tests/conformance
 
 # the structure-aware fuzz of every Kafka API and version against one broker, for an hour
 # (make test runs it for a minute); FUZZ_SEED=n replays a run whose seed a failure named

@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from tests.bench_smoke.bench_run import assert_rows, run_bench
+
+pytestmark = pytest.mark.slow  # each runs the benchmark in processes of its own
 
 ROWS = (
     "queue.send() one job per call",

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.bench_smoke.bench_run import assert_rows, run_bench
+
+pytestmark = pytest.mark.slow  # each runs the benchmark in processes of its own
 
 ROWS = (
     "producer.send() loop + flush()",

@@ -18,6 +18,8 @@ import pytest
 
 from tests.bench_smoke.bench_run import ROOT
 
+pytestmark = pytest.mark.slow  # each runs the benchmark in processes of its own
+
 LOG = {"tidings embedded", "tidings serve", "Tansu", "Redis Streams", "NATS JetStream"}
 SYSTEMS = {
     "1. durable log: produce": LOG,

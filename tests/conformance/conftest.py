@@ -6,6 +6,9 @@ it is generated only for the engines that declare that capability (never skipped
 Where a broker departs from Kafka's documented behaviour, the test says so with
 `@pytest.mark.differs("kafka-tansu", "what Kafka documents; what the broker does")` and is
 not generated for that broker: it runs on the brokers that behave as Kafka documents.
+
+The runs on engines that need a server the suite starts (the Kafka brokers, nats-server)
+are marked `servers`: `make check` leaves them to `make test`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ENGINES: dict[str, frozenset[Capability]] = {
     "nats": NATS_CAPABILITIES,
 }
 """Each engine the suite runs on, with the capabilities it declares."""
+EMBEDDED = frozenset({"memory", "sqlite"})
+"""The engines that run in the test's own process, with no server to start."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -42,7 +47,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     needed = {c for mark in metafunc.definition.iter_markers("needs") for c in mark.args}
     wrong = {mark.args[0] for mark in metafunc.definition.iter_markers("differs")}
     engines = [name for name, caps in ENGINES.items() if needed <= caps and name not in wrong]
-    metafunc.parametrize("bus_url", engines, indirect=True)
+    params = [
+        pytest.param(name, marks=() if name in EMBEDDED else pytest.mark.servers)
+        for name in engines
+    ]
+    metafunc.parametrize("bus_url", params, indirect=True)
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,8 @@ def test_the_switch_makes_python_run_in_their_place(value: str) -> None:
     _run(IN_PYTHON, **{NO_EXTENSIONS: value})
 
 
+@pytest.mark.slow
+@pytest.mark.servers
 def test_the_python_implementations_pass_the_producer_and_consumer_conformance_tests() -> None:
     # on a real Kafka broker, in a process of their own (the choice is made at import)
     tests = Path(__file__).parents[1] / "conformance"
