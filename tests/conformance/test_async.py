@@ -101,7 +101,8 @@ def test_poll_wakes_when_a_record_arrives(bus_url: str) -> None:
             await bus.publish("orders", b"v")
             records = await asyncio.wait_for(waiting, 2)
             assert [r.value for r in records] == [b"v"]
-            assert time.monotonic() - published < 0.5
+            # a wake-up by the append, not by the 5 s heartbeat, with room for a loaded machine
+            assert time.monotonic() - published < 2.5
 
     run_async(bus_url, scenario)
 
