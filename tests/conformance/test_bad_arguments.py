@@ -97,7 +97,7 @@ def test_an_empty_group_name_is_refused(bus: tidings.Bus, subtests: pytest.Subte
         "describe_group": lambda: bus.describe_group(""),
         "delete_group": lambda: bus.delete_group(""),
         "reset_offsets": lambda: bus.reset_offsets("", "orders", to="earliest"),
-        "non-str": lambda: bus.consumer("orders", group=5),
+        "non-str": lambda: bus.consumer("orders", group=5),  # type: ignore[arg-type]
     }
     for what, call in calls.items():
         with subtests.test(call=what):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ FAST = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 50}
 STRATEGIES = ["range", "cooperative-sticky"]
 
 
-def member(bus: tidings.Bus, group: str = "g", **options: object) -> tidings.Consumer:
+def member(bus: tidings.Bus, group: str = "g", **options: Any) -> tidings.Consumer:
     """A group member of "orders" that heartbeats often."""
     return bus.consumer("orders", group=group, **{**FAST, **options})
 
@@ -283,7 +284,7 @@ def committed(bus: tidings.Bus) -> list[int | None]:
     ],
 )
 @tansu_group_admin
-def test_reset_offsets(orders: tidings.Bus, how: dict[str, object], expected: list[int]) -> None:
+def test_reset_offsets(orders: tidings.Bus, how: dict[str, Any], expected: list[int]) -> None:
     committed_group(orders)
     orders.reset_offsets("g", "orders", **how)
     assert committed(orders) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -233,7 +234,7 @@ def test_settling_twice_is_refused(queue: tidings.Queue) -> None:
     "options",
     [{"max_deliveries": 0}, {"lock_timeout_ms": 0}, {"auto_offset_reset": "middle"}],
 )
-def test_bad_queue_options_are_refused(bus: tidings.Bus, options: dict[str, object]) -> None:
+def test_bad_queue_options_are_refused(bus: tidings.Bus, options: dict[str, Any]) -> None:
     with pytest.raises(tidings.ConfigurationError, match=next(iter(options))):
         bus.queue("jobs", group="w", **options)
     assert bus.list_topics() == []

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from tidings.api.consumer import AsyncConsumer, Consumer, RebalanceListener
+from tidings.api.face import blocking, opening, reading
 from tidings.api.portal import Portal, SyncFace
 from tidings.api.producer import AsyncProducer, Published, RecordFuture
 from tidings.api.queue import AsyncQueue, Queue
@@ -86,8 +87,10 @@ class AsyncBus:
 
     # -- topics --------------------------------------------------------------------------
 
+    # `self` positional-only: a setting in **config can never take its place, so the sync
+    # face can pass every argument on (api/face.py)
     async def create_topic(
-        self, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
+        self, /, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
     ) -> TopicSpec:
         """Create a topic; settings as in TopicConfig (retention_ms, cleanup_policy, ...)."""
         spec = TopicSpec(name, partitions, TopicConfig().updated(**config))
@@ -107,7 +110,7 @@ class AsyncBus:
         spec, partitions = await self.engine.describe_topic(name)
         return TopicDescription(spec, tuple(partitions))
 
-    async def alter_topic(self, name: str, **config: Any) -> TopicSpec:
+    async def alter_topic(self, /, name: str, **config: Any) -> TopicSpec:
         """Change settings of a topic (retention_ms, cleanup_policy, max_message_bytes, ...)."""
         spec, _ = await self.engine.describe_topic(name)
         return await self.engine.alter_topic(name, spec.config.updated(**config))
@@ -420,6 +423,19 @@ class AsyncBus:
             raise ClosedError("the bus is closed; connect again")
 
 
+class Producer(SyncFace[AsyncProducer]):
+    """The sync face of AsyncProducer: `send()` returns a future; `flush()` waits for all."""
+
+    def __init__(self, inner: AsyncProducer, portal: Portal) -> None:
+        super().__init__(inner, portal)
+        # plain methods, safe from any thread: the core's own, not a wrapper
+        self.send = inner.send
+        self.send_many = inner.send_many
+
+    flush = blocking(AsyncProducer.flush)
+    close = blocking(AsyncProducer.close)
+
+
 class Bus(SyncFace[AsyncBus]):
     """The sync face of AsyncBus; every call runs the async core on a background loop."""
 
@@ -428,145 +444,33 @@ class Bus(SyncFace[AsyncBus]):
         """The engine under this bus."""
         return self.aio.engine
 
-    def create_topic(
-        self, name: str, partitions: int = 1, *, exist_ok: bool = False, **config: Any
-    ) -> TopicSpec:
-        """Create a topic; settings as in TopicConfig (retention_ms, cleanup_policy, ...)."""
-        return self._portal.call(
-            self.aio.create_topic(name, partitions, exist_ok=exist_ok, **config)
-        )
+    create_topic = blocking(AsyncBus.create_topic)
+    delete_topic = blocking(AsyncBus.delete_topic)
+    list_topics = blocking(AsyncBus.list_topics)
+    describe_topic = blocking(AsyncBus.describe_topic)
+    alter_topic = blocking(AsyncBus.alter_topic)
+    add_partitions = blocking(AsyncBus.add_partitions)
 
-    def delete_topic(self, name: str) -> None:
-        """Delete a topic and all its records."""
-        self._portal.call(self.aio.delete_topic(name))
+    # The producer is thread-safe: queue from this thread, wait here, and spare a round
+    # trip through the event loop per record.
+    publish = blocking(AsyncBus.publish, here=AsyncBus._enqueue)
+    publish_many = blocking(AsyncBus.publish_many)
+    request = blocking(AsyncBus.request)
+    late_replies = reading(AsyncBus.late_replies)
 
-    def list_topics(self) -> list[TopicSpec]:
-        """Every topic."""
-        return self._portal.call(self.aio.list_topics())
+    producer = opening(AsyncBus.producer, Producer)
+    consumer = opening(AsyncBus.consumer, Consumer)
+    subscribe = opening(AsyncBus.subscribe, Consumer)
+    queue = opening(AsyncBus.queue, Queue)
 
-    def describe_topic(self, name: str) -> TopicDescription:
-        """A topic's settings and partitions."""
-        return self._portal.call(self.aio.describe_topic(name))
-
-    def alter_topic(self, name: str, **config: Any) -> TopicSpec:
-        """Change settings of a topic."""
-        return self._portal.call(self.aio.alter_topic(name, **config))
-
-    def add_partitions(self, name: str, total: int) -> TopicSpec:
-        """Grow a topic to `total` partitions."""
-        return self._portal.call(self.aio.add_partitions(name, total))
-
-    def publish(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None = None,
-        headers: HeadersInput = None,
-        partition: int | None = None,
-        timestamp: int | None = None,
-    ) -> RecordMetadata:
-        """Store one record and return where it went, once it is durable."""
-        # The producer is thread-safe: queue from this thread, wait here, and spare a
-        # round trip through the event loop per record.
-        self._portal.check_caller()
-        return self.aio._enqueue(
-            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
-        ).result()
-
-    def publish_many(
-        self,
-        topic: str,
-        values: Sequence[bytes | None],
-        *,
-        keys: Sequence[bytes | None] | None = None,
-        partition: int | None = None,
-    ) -> Published:
-        """Store many records as whole batches; their metadata, in order, once durable."""
-        return self._portal.call(
-            self.aio.publish_many(topic, values, keys=keys, partition=partition)
-        )
-
-    def request(
-        self,
-        topic: str,
-        value: Any,
-        *,
-        timeout: float = 5.0,
-        key: bytes | None = None,
-        headers: HeadersInput = None,
-    ) -> Record:
-        """Publish `value` to `topic` as a request and return the reply record."""
-        return self._portal.call(
-            self.aio.request(topic, value, timeout=timeout, key=key, headers=headers)
-        )
-
-    @property
-    def late_replies(self) -> int:
-        """Replies to this bus's requests that came after their request timed out."""
-        return self.aio.late_replies
-
-    def producer(
-        self, *, linger_ms: float = 5, batch_size: int = 1 << 20, buffer_memory: int = 64 << 20
-    ) -> Producer:
-        """A batching producer: `send()` returns a future; `flush()` waits for all."""
-        # built on the portal's loop: producers and consumers bind to it
-        inner = self._portal.run(
-            lambda: self.aio.producer(
-                linger_ms=linger_ms, batch_size=batch_size, buffer_memory=buffer_memory
-            )
-        )
-        return Producer(inner, self._portal)
-
-    def consumer(self, *topics: str, **options: Any) -> Consumer:
-        """A consumer of `topics` in a group; options as in AsyncBus.consumer."""
-        inner = self._portal.run(lambda: self.aio.consumer(*topics, **options))
-        self._portal.call(inner.start())
-        return Consumer(inner, self._portal)
-
-    def subscribe(self, *topics: str, **options: Any) -> Consumer:
-        """An ephemeral subscription to `topics` (names or patterns) from now on."""
-        inner = self._portal.run(lambda: self.aio.subscribe(*topics, **options))
-        self._portal.call(inner.start())
-        return Consumer(inner, self._portal)
-
-    def queue(self, topic: str, *, group: str, **options: Any) -> Queue:
-        """A queue over `topic` (created if missing); options as in AsyncBus.queue."""
-        inner = self._portal.run(lambda: self.aio.queue(topic, group=group, **options))
-        self._portal.call(inner.start())
-        return Queue(inner, self._portal)
-
-    def list_share_groups(self) -> list[str]:
-        """Every share group (the consumers of queues)."""
-        return self._portal.call(self.aio.list_share_groups())
-
-    def list_queues(self) -> list[tuple[str, str]]:
-        """Every queue as (share group, topic)."""
-        return self._portal.call(self.aio.list_queues())
-
-    def delete_share_group(self, group: str) -> None:
-        """Forget a share group's progress; its topic keeps every record."""
-        self._portal.call(self.aio.delete_share_group(group))
-
-    def list_groups(self) -> list[str]:
-        """Every consumer group."""
-        return self._portal.call(self.aio.list_groups())
-
-    def describe_group(self, group: str) -> GroupDescription:
-        """Members, assignment, committed offsets and lag of a group."""
-        return self._portal.call(self.aio.describe_group(group))
-
-    def delete_group(self, group: str) -> None:
-        """Delete a group with no live members."""
-        self._portal.call(self.aio.delete_group(group))
-
-    def reset_offsets(self, group: str, topic: str, **how: Any) -> dict[TopicPartition, int]:
-        """Set a group's committed offsets: to='earliest'|'latest', offset=, or timestamp_ms=."""
-        return self._portal.call(self.aio.reset_offsets(group, topic, **how))
-
-    def maintain(self) -> None:
-        """Apply retention and compaction now."""
-        self._portal.call(self.aio.maintain())
+    list_share_groups = blocking(AsyncBus.list_share_groups)
+    list_queues = blocking(AsyncBus.list_queues)
+    delete_share_group = blocking(AsyncBus.delete_share_group)
+    list_groups = blocking(AsyncBus.list_groups)
+    describe_group = blocking(AsyncBus.describe_group)
+    delete_group = blocking(AsyncBus.delete_group)
+    reset_offsets = blocking(AsyncBus.reset_offsets)
+    maintain = blocking(AsyncBus.maintain)
 
     def close(self) -> None:
         """Flush pending publishes, close the engine, stop the background loop."""
@@ -577,20 +481,3 @@ class Bus(SyncFace[AsyncBus]):
             self._portal.call(self.aio.close())
         finally:
             self._portal.close()
-
-
-class Producer(SyncFace[AsyncProducer]):
-    """The sync face of AsyncProducer."""
-
-    def __init__(self, inner: AsyncProducer, portal: Portal) -> None:
-        super().__init__(inner, portal)
-        self.send = inner.send
-        self.send_many = inner.send_many
-
-    def flush(self) -> None:
-        """Store every queued record; return once all are durable."""
-        self._portal.call(self.aio.flush())
-
-    def close(self) -> None:
-        """Flush and refuse further sends."""
-        self._portal.call(self.aio.close())

@@ -10,6 +10,7 @@ from operator import length_hint
 from types import TracebackType
 from typing import Self
 
+from tidings.api.face import blocking, mirrors, on_loop, passthrough
 from tidings.api.portal import Portal, SyncFace
 from tidings.core.errors import ClosedError, TidingsError
 from tidings.core.records import Record, TopicPartition, validate_offsets
@@ -273,8 +274,8 @@ class Consumer(SyncFace[AsyncConsumer]):
                 return
             self._poll(ITER_BATCH, 1000, handed_out=False)
 
+    @mirrors(AsyncConsumer.poll)
     def poll(self, max_records: int = 500, timeout_ms: float = 1000) -> list[Record]:
-        """Up to `max_records` records, waiting up to `timeout_ms` for the first."""
         return self._poll(max_records, timeout_ms, handed_out=True)
 
     def _poll(self, max_records: int, timeout_ms: float, handed_out: bool) -> list[Record]:
@@ -285,48 +286,14 @@ class Consumer(SyncFace[AsyncConsumer]):
             records = self._portal.call(self.aio._poll(max_records, timeout_ms, handed_out))
         return records
 
-    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
-        """Commit the records handed out so far (or explicit next-offsets)."""
-        self._portal.call(self.aio.commit(offsets))
-
-    def committed(self, *partitions: TopicPartition) -> dict[TopicPartition, int]:
-        """The group's committed offsets."""
-        return self._portal.call(self.aio.committed(*partitions))
-
-    def assign(self, *partitions: TopicPartition) -> None:
-        """Read exactly these partitions, without group membership."""
-        self._portal.call(self.aio.assign(*partitions))
-
-    def assignment(self) -> set[TopicPartition]:
-        """Partitions this consumer reads now."""
-        return self.aio.assignment()
-
-    def position(self, partition: TopicPartition) -> int:
-        """The next offset this consumer will read from `partition`."""
-        return self.aio.position(partition)
-
-    def seek(self, partition: TopicPartition, offset: int | str) -> None:
-        """Move to an offset, 'earliest' or 'latest'."""
-        self._portal.call(self.aio.seek(partition, offset))
-
-    def seek_to_time(self, timestamp_ms: int) -> None:
-        """Move every assigned partition to its first record at or after `timestamp_ms`."""
-        self._portal.call(self.aio.seek_to_time(timestamp_ms))
-
-    def offsets_for_times(
-        self, timestamps: dict[TopicPartition, int]
-    ) -> dict[TopicPartition, int | None]:
-        """The first offset at or after each time."""
-        return self._portal.call(self.aio.offsets_for_times(timestamps))
-
-    def pause(self, *partitions: TopicPartition) -> None:
-        """Stop returning records from `partitions` (those not yet handed out go back)."""
-        self._portal.run(lambda: self.aio.pause(*partitions))
-
-    def resume(self, *partitions: TopicPartition) -> None:
-        """Return records from `partitions` again."""
-        self._portal.run(lambda: self.aio.resume(*partitions))
-
-    def close(self) -> None:
-        """Commit what was consumed (with auto-commit), leave the group."""
-        self._portal.call(self.aio.close())
+    commit = blocking(AsyncConsumer.commit)
+    committed = blocking(AsyncConsumer.committed)
+    assign = blocking(AsyncConsumer.assign)
+    assignment = passthrough(AsyncConsumer.assignment)
+    position = passthrough(AsyncConsumer.position)
+    seek = blocking(AsyncConsumer.seek)
+    seek_to_time = blocking(AsyncConsumer.seek_to_time)
+    offsets_for_times = blocking(AsyncConsumer.offsets_for_times)
+    pause = on_loop(AsyncConsumer.pause)
+    resume = on_loop(AsyncConsumer.resume)
+    close = blocking(AsyncConsumer.close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
@@ -96,6 +97,14 @@ class SyncFace(ABC, Generic[C]):
         self.aio = core
         """The async object behind this face, for use inside async code."""
         self._portal = portal
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # methods made from the core's (see api/face.py) are named for this face, so
+        # repr() and help() say Bus.publish, not AsyncBus.publish
+        for name, value in vars(cls).items():
+            if inspect.isfunction(value) and hasattr(value, "__wrapped__"):
+                value.__qualname__ = f"{cls.__qualname__}.{name}"
 
     def __enter__(self) -> Self:
         return self

@@ -14,6 +14,7 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from tidings.api.face import blocking, reading
 from tidings.api.portal import SyncFace
 from tidings.api.producer import RecordFuture
 from tidings.core.errors import (
@@ -387,65 +388,17 @@ class AsyncQueue:
 class Queue(SyncFace[AsyncQueue]):
     """The sync face of AsyncQueue."""
 
-    @property
-    def topic(self) -> str:
-        """The topic holding the queue's records."""
-        return self.aio.topic
+    topic = reading(AsyncQueue.topic)
+    group = reading(AsyncQueue.group)
+    dead_letter_topic = reading(AsyncQueue.dead_letter_topic)
 
-    @property
-    def group(self) -> str:
-        """The share group whose consumers compete for the records."""
-        return self.aio.group
-
-    @property
-    def dead_letter_topic(self) -> str | None:
-        """Where records go after too many deliveries or a reject (None: dropped)."""
-        return self.aio.dead_letter_topic
-
-    def send(
-        self,
-        value: bytes | None,
-        *,
-        key: bytes | None = None,
-        headers: HeadersInput = None,
-        delay_ms: int = 0,
-        priority: int = 0,
-    ) -> RecordMetadata:
-        """Store a job durably; with `delay_ms` it is invisible to receivers until due."""
-        # the producer is thread-safe: queue from this thread, as Bus.publish does
-        self._portal.check_caller()
-        return self.aio.enqueue(
-            value, key=key, headers=headers, delay_ms=delay_ms, priority=priority
-        ).result()
-
-    def receive(self, max_records: int = 100, timeout_ms: float = 1000) -> list[Job]:
-        """Lock up to `max_records` jobs for this consumer, waiting up to `timeout_ms`."""
-        return self._portal.call(self.aio.receive(max_records, timeout_ms))
-
-    def flush(self) -> None:
-        """Send every settlement made so far; return once the store has them."""
-        self._portal.call(self.aio.flush())
-
-    def depth(self) -> list[QueueDepth]:
-        """Available, in-flight and delayed jobs, per partition."""
-        return self._portal.call(self.aio.depth())
-
-    def peek(self, max_records: int = 10) -> list[Record]:
-        """The next records a receive would get, without locking them or counting a delivery."""
-        return self._portal.call(self.aio.peek(max_records))
-
-    def purge(self) -> int:
-        """Settle every job not locked to a consumer, so none is delivered; how many."""
-        return self._portal.call(self.aio.purge())
-
-    def dead_letters(self) -> int:
-        """Records in the dead-letter topic not redriven yet (0 without a dead-letter topic)."""
-        return self._portal.call(self.aio.dead_letters())
-
-    def redrive(self, max_records: int | None = None) -> int:
-        """Copy dead letters back into the queue (each only once); how many were copied."""
-        return self._portal.call(self.aio.redrive(max_records))
-
-    def close(self) -> None:
-        """Send pending settlements and stop; unsettled jobs return after their locks."""
-        self._portal.call(self.aio.close())
+    # the producer is thread-safe: queue from this thread, as Bus.publish does
+    send = blocking(AsyncQueue.send, here=AsyncQueue.enqueue)
+    receive = blocking(AsyncQueue.receive)
+    flush = blocking(AsyncQueue.flush)
+    depth = blocking(AsyncQueue.depth)
+    peek = blocking(AsyncQueue.peek)
+    purge = blocking(AsyncQueue.purge)
+    dead_letters = blocking(AsyncQueue.dead_letters)
+    redrive = blocking(AsyncQueue.redrive)
+    close = blocking(AsyncQueue.close)
