@@ -44,8 +44,9 @@ from tidings.engines.base import (
     QueueDepth,
     ShareConfig,
 )
-from tidings.engines.log import cleaner, coordinator
-from tidings.engines.log.coordinator import GroupState
+from tidings.engines.groups import coordinator
+from tidings.engines.groups.coordinator import GroupState
+from tidings.engines.log import cleaner
 from tidings.engines.log.store import Appended, LogStore
 from tidings.engines.log.tail import Tail
 
