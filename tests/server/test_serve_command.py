@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from . import wire
 from .conftest import TIDINGS, Served
@@ -62,6 +63,23 @@ def test_bad_settings_are_refused_before_serving(tmp_path: Path) -> None:
         message = serve_fails(tmp_path, "--kafka", f"127.0.0.1:{port}")
     assert f"cannot listen for Kafka clients on 127.0.0.1:{port}" in message
     assert "--kafka HOST:PORT" in message
+
+
+@pytest.mark.parametrize("url", ["kafka://127.0.0.1:9", "nats://127.0.0.1:9"])
+def test_serve_refuses_an_engine_that_does_not_serve_its_log(url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [TIDINGS, "--url", url, "serve", "--kafka", "127.0.0.1:0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"tidings serve runs on the embedded log (sqlite:// or memory://), not {url!r}" in (
+        done.stderr
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing was created
 
 
 def test_the_http_api_serves_the_same_log_as_the_kafka_listener(broker: Served) -> None:

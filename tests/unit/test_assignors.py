@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tidings.core.errors import CommitFailedError
-from tidings.engines.log import coordinator
-from tidings.engines.log.assignors import range_assign, sticky_assign
-from tidings.engines.log.coordinator import GroupState, MemberState
+from tidings.engines.groups import coordinator
+from tidings.engines.groups.assignors import range_assign, sticky_assign
+from tidings.engines.groups.coordinator import GroupState, MemberState
 
 
 def test_range_gives_consecutive_partitions_per_topic() -> None:

@@ -12,7 +12,7 @@ from tidings.core.batch import EncodedBatch
 from tidings.core.errors import PartitionNotFoundError, TopicExistsError, TopicNotFoundError
 from tidings.core.records import TopicSpec, now_ms
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
-from tidings.engines.log.coordinator import GroupState
+from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
 

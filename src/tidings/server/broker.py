@@ -15,7 +15,7 @@ from tidings.api.bus import AsyncBus
 from tidings.api.connect import engine_for
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import MAX_PARTITIONS, RETENTION_CHECK_INTERVAL_S
-from tidings.engines.log.engine import LogEngine
+from tidings.engines.log.served import ServedLog
 from tidings.server.acls import AclStore, Authorizer, acl_file
 from tidings.server.http.access import HttpAccess, is_loopback, is_unspecified
 from tidings.server.kafka.apis import BrokerSettings, KafkaApis
@@ -151,7 +151,7 @@ class Broker:
         access = self._http_access()
         self._warn_about_exposure()
         engine = engine_for(self.config.url)
-        if not isinstance(engine, LogEngine):
+        if not isinstance(engine, ServedLog):
             raise ConfigurationError(
                 f"tidings serve runs on the embedded log (sqlite:// or memory://), "
                 f"not {self.config.url!r}"

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, TypeVar
 from tidings.core import batch as codec
 from tidings.core.records import Record, TopicPartition, TopicSpec
 from tidings.engines.base import ConsumerConfig
-from tidings.engines.log.coordinator import GroupState
-from tidings.engines.log.member import GroupMember
+from tidings.engines.groups.coordinator import GroupState
+from tidings.engines.groups.member import GroupMember
 from tidings.engines.log.store import Appended
 
 if TYPE_CHECKING:

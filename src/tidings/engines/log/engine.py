@@ -35,7 +35,6 @@ from tidings.engines.base import (
     AppendResult,
     Capability,
     ConsumerConfig,
-    Engine,
     EngineConsumer,
     EngineShareConsumer,
     GroupDescription,
@@ -44,9 +43,11 @@ from tidings.engines.base import (
     QueueDepth,
     ShareConfig,
 )
-from tidings.engines.log import cleaner, coordinator
-from tidings.engines.log.coordinator import GroupState
-from tidings.engines.log.store import Appended, LogStore
+from tidings.engines.groups import coordinator
+from tidings.engines.groups.coordinator import GroupState
+from tidings.engines.log import cleaner
+from tidings.engines.log.served import PartitionBatches, PartitionRead, ServedLog
+from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch
 from tidings.engines.log.tail import Tail
 
 R = TypeVar("R")
@@ -69,7 +70,7 @@ LOG_CAPABILITIES = frozenset(Capability)
 processes when its store does)."""
 
 
-class LogEngine(Engine):
+class LogEngine(ServedLog):
     """Producing, consuming, groups and cleaning, written once over any LogStore."""
 
     def __init__(
@@ -397,7 +398,7 @@ class LogEngine(Engine):
 
     async def describe_group(self, group: str) -> GroupDescription:
         """Members, assignment and lag."""
-        state = await self._update_group(group, lambda state: state, durable=False)
+        state = await self._administer(group, lambda state: state, durable=False)
         specs = await self.refresh_topics()
         extents = {
             topic: await self.run(self.store.partition_states, topic)
@@ -412,7 +413,7 @@ class LogEngine(Engine):
             coordinator.require_empty(group, state, "delete")
             state.offsets.clear()  # a forgotten group's row is deleted
 
-        await self._update_group(group, forget, durable=True)
+        await self._administer(group, forget, durable=True)
 
     async def set_group_offsets(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         """Overwrite committed offsets of an empty group."""
@@ -420,9 +421,9 @@ class LogEngine(Engine):
         def change(state: GroupState) -> None:
             coordinator.set_offsets(state, group, offsets)
 
-        await self._update_group(group, change, durable=True, must_exist=False)
+        await self._administer(group, change, durable=True, must_exist=False)
 
-    async def _update_group(
+    async def _administer(
         self,
         group: str,
         change: Callable[[GroupState], R],
@@ -432,7 +433,57 @@ class LogEngine(Engine):
     ) -> R:
         """Apply an admin change to a group after expiring members whose session ended."""
         reaped = coordinator.administered(group, change, self._specs, must_exist=must_exist)
-        return await self.run(self.store.update_group, group, reaped, durable)
+        return await self.update_group(group, reaped, durable)
+
+    # -- what tidings serve reads and changes (ServedLog) --------------------------------
+
+    async def batch_index(self, topic: str, partition: int) -> list[BatchMeta]:
+        """Every stored batch of a partition, oldest first, without its records."""
+        return await self.run(self.store.batch_index, topic, partition)
+
+    async def read_batches(
+        self, topic: str, partition: int, offset: int, max_bytes: int
+    ) -> list[StoredBatch]:
+        """Stored batches holding records at or after `offset`, at least one if any, up to
+        max_bytes."""
+        return await self.read(self.store.read, topic, partition, offset, max_bytes)
+
+    async def read_partitions(
+        self, reads: Sequence[PartitionRead], max_bytes: int
+    ) -> list[PartitionBatches]:
+        """Each partition's extent and batches, in one trip to the store, in the order
+        asked; max_bytes in all, and at least one batch if any."""
+        return await self.read(self._read_partitions, reads, max_bytes)
+
+    def _read_partitions(
+        self, reads: Sequence[PartitionRead], max_bytes: int
+    ) -> list[PartitionBatches]:
+        """Blocking: what read_partitions returns."""
+        store = self.store
+        states: dict[str, dict[int, PartitionState]] = {}
+        out: list[PartitionBatches] = []
+        total = 0
+        for topic, partition, offset, partition_bytes in reads:
+            if topic not in states:
+                try:
+                    states[topic] = {s.partition: s for s in store.partition_states(topic)}
+                except TopicNotFoundError:
+                    states[topic] = {}
+            state = states[topic].get(partition)
+            if state is None or not state.start_offset <= offset <= state.end_offset:
+                out.append(PartitionBatches(state, None))
+                continue
+            stored: list[StoredBatch] = []
+            if offset < state.end_offset and (total < max_bytes or total == 0):
+                room = min(partition_bytes, max(max_bytes - total, 1))
+                stored = store.read(topic, partition, offset, room)
+                total += sum(len(b.data) for b in stored)
+            out.append(PartitionBatches(state, stored))
+        return out
+
+    async def update_group(self, group: str, change: Callable[[GroupState], R], durable: bool) -> R:
+        """Apply `change` to the group's state atomically and store it; what it returned."""
+        return await self.run(self.store.update_group, group, change, durable)
 
     # -- maintenance ---------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The memory and sqlite engines are a `LogEngine` over a `LogStore`; everything above the
 primitives (producing, consumer groups, retention, compaction) is written once, in
-`tidings.engines.log`. Methods are blocking and thread-safe.
+`tidings.engines.log` (the group protocol itself in `tidings.engines.groups`). Methods
+are blocking and thread-safe.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import NamedTuple, TypeVar
 from tidings.core.batch import EncodedBatch
 from tidings.core.records import TopicSpec
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
-from tidings.engines.log.coordinator import GroupState
+from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ Each partition the consumer reads has a feed: an ordered consumer on the partiti
 stream from the position on (the client library recreates it after a gap or a
 reconnect). Records land in a per-partition buffer; a poll hands them out in order. A
 seek or rewind replaces the feed. Membership, assignment and commits are tidings' own
-group protocol (engines.log.member over engines.log.coordinator), stored in a KV entry
+group protocol (engines.groups.member over engines.groups.coordinator), stored in a KV entry
 per group.
 """
 
@@ -23,8 +23,8 @@ from nats.js.client import JetStreamContext
 from tidings.core.errors import TidingsError
 from tidings.core.records import Record, TopicPartition, TopicSpec
 from tidings.engines.base import ConsumerConfig
-from tidings.engines.log.coordinator import GroupState
-from tidings.engines.log.member import GroupMember
+from tidings.engines.groups.coordinator import GroupState
+from tidings.engines.groups.member import GroupMember
 from tidings.engines.nats import names
 from tidings.engines.nats.connection import translated
 

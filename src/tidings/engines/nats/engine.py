@@ -1,7 +1,7 @@
 """NatsEngine: tidings on NATS JetStream (see docs/nats.md for the mapping).
 
 Topics are KV entries naming their partitions; each partition is a stream. Consumer
-groups run tidings' own group protocol (engines.log.coordinator) over a KV bucket with
+groups run tidings' own group protocol (engines.groups.coordinator) over a KV bucket with
 compare-and-set, so assignment, generations and committed offsets are exactly the log
 engine's. Queues are durable pull consumers (see `queue`).
 """
@@ -53,8 +53,8 @@ from tidings.engines.base import (
     QueueDepth,
     ShareConfig,
 )
-from tidings.engines.log import coordinator
-from tidings.engines.log.coordinator import GroupState
+from tidings.engines.groups import coordinator
+from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.nats import names
 from tidings.engines.nats.connection import (
     NatsOptions,

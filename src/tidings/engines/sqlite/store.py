@@ -37,7 +37,7 @@ from tidings.core.errors import (
 )
 from tidings.core.records import TopicConfig, TopicSpec, now_ms
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
-from tidings.engines.log.coordinator import GroupState
+from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
 from tidings.engines.sqlite.failures import store_error

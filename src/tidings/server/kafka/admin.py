@@ -26,7 +26,7 @@ from tidings.core.records import (
     validate_partitions,
     validate_topic_name,
 )
-from tidings.engines.log.engine import LogEngine
+from tidings.engines.log.served import ServedLog
 from tidings.server.acls import Operation, ResourceType
 from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 
@@ -68,7 +68,7 @@ class AdminApis:
     """CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, (Incremental)AlterConfigs."""
 
     def __init__(
-        self, engine: LogEngine, default_partitions: Callable[[], int], acls: AclApis
+        self, engine: ServedLog, default_partitions: Callable[[], int], acls: AclApis
     ) -> None:
         self.engine = engine
         self._default_partitions = default_partitions

@@ -32,7 +32,7 @@ from tidings.core.errors import (
 from tidings.core.kafka_batch import BatchHeader, InvalidBatchError, InvalidRecordsError
 from tidings.core.records import TopicPartition, TopicSpec, validate_topic_name
 from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
-from tidings.engines.log.engine import LogEngine
+from tidings.engines.log.served import ServedLog
 from tidings.server.acls import AclStore, Authorizer, Operation, ResourceType
 from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.admin import AdminApis, error, topic_id
@@ -127,7 +127,7 @@ class KafkaApis:
 
     def __init__(
         self,
-        engine: LogEngine,
+        engine: ServedLog,
         settings: BrokerSettings,
         authorizer: Authorizer | None = None,
     ) -> None:
@@ -410,12 +410,10 @@ class KafkaApis:
         (as Kafka does after a restart): a retry that comes after a restart is still
         recognised."""
         topic, partition = where
-        index = await self.engine.run(self.engine.store.batch_index, topic, partition)
+        index = await self.engine.batch_index(topic, partition)
         tail = index[-PRODUCER_WINDOW * RECOVERY_FACTOR :]
         if tail:
-            stored = await self.engine.read(
-                self.engine.store.read, topic, partition, tail[0].base_offset, 1 << 62
-            )
+            stored = await self.engine.read_batches(topic, partition, tail[0].base_offset, 1 << 62)
             loop = asyncio.get_running_loop()
             for b in stored:
                 if not b.data.startswith(codec.MAGIC):  # a Kafka batch: it names its producer
@@ -471,7 +469,7 @@ class KafkaApis:
             return state.end_offset, -1
         tp = TopicPartition(topic, state.partition)
         if ts == -3:
-            index = await self.engine.run(self.engine.store.batch_index, topic, state.partition)
+            index = await self.engine.batch_index(topic, state.partition)
             if not index:
                 return -1, -1
             ts = max(m.max_timestamp for m in index)

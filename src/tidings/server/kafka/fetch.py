@@ -28,9 +28,7 @@ from tidings.core import kafka_batch
 from tidings.core.errors import TopicNotFoundError
 from tidings.core.records import TopicPartition
 from tidings.engines.base import PartitionState
-from tidings.engines.log.engine import LogEngine
-from tidings.engines.log.store import StoredBatch
-from tidings.engines.log.tail import Tail
+from tidings.engines.log.served import PartitionRead, ServedLog, StoredBatch, Tail
 from tidings.server.acls import Operation, ResourceType
 from tidings.server.kafka.acl_apis import TOPIC_DENIED, Allows
 
@@ -67,7 +65,7 @@ class FetchSession:
 class FetchApi:
     """The Fetch request, with the fetch sessions of every connection."""
 
-    def __init__(self, engine: LogEngine, allows: Allows) -> None:
+    def __init__(self, engine: ServedLog, allows: Allows) -> None:
         self.engine = engine
         self._allows = allows
         self._sessions: OrderedDict[int, FetchSession] = OrderedDict()
@@ -196,9 +194,9 @@ class FetchApi:
         tails = {where: self.engine.tails.get(TopicPartition(*where)) for where in wanted}
         total = 0
         out: dict[Where, Fields] = {}
-        for (topic, partition), state, stored in await self.engine.read(
-            self._gather, wanted, limit
-        ):
+        reads = [PartitionRead(t, p, w.offset, w.max_bytes) for (t, p), w in wanted.items()]
+        found = await self.engine.read_partitions(reads, limit)
+        for (topic, partition), (state, stored) in zip(wanted, found, strict=True):
             result: Fields = {"partition_index": partition, "records": b""}  # never null
             out[(topic, partition)] = result
             if state is None:
@@ -220,34 +218,8 @@ class FetchApi:
                 total += len(result["records"])
         return out, total
 
-    def _gather(
-        self, wanted: dict[Where, _Wanted], limit: int
-    ) -> list[tuple[Where, PartitionState | None, list[StoredBatch] | None]]:
-        """Blocking: each partition's extent and stored batches (None: out of range)."""
-        store = self.engine.store
-        states: dict[str, dict[int, PartitionState]] = {}
-        out: list[tuple[Where, PartitionState | None, list[StoredBatch] | None]] = []
-        total = 0
-        for (topic, partition), w in wanted.items():
-            if topic not in states:
-                try:
-                    states[topic] = {s.partition: s for s in store.partition_states(topic)}
-                except TopicNotFoundError:
-                    states[topic] = {}
-            state = states[topic].get(partition)
-            if state is None or not state.start_offset <= w.offset <= state.end_offset:
-                out.append(((topic, partition), state, None))
-                continue
-            stored: list[StoredBatch] = []
-            if w.offset < state.end_offset and (total < limit or total == 0):
-                room = min(w.max_bytes, max(limit - total, 1))
-                stored = store.read(topic, partition, w.offset, room)
-                total += sum(len(b.data) for b in stored)
-            out.append(((topic, partition), state, stored))
-        return out
 
-
-async def partition_states(engine: LogEngine, topic: str) -> dict[int, PartitionState] | None:
+async def partition_states(engine: ServedLog, topic: str) -> dict[int, PartitionState] | None:
     """Each partition's extent by number; None when the topic does not exist."""
     try:
         _, states = await engine.describe_topic(topic)

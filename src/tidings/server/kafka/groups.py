@@ -2,7 +2,7 @@
 
 A group joined through the Kafka protocol is the same group the Python API joins: one
 state per group in the store, committed offsets shared, members of both kinds side by
-side. The group assigns partitions on the server (see engines.log.coordinator); a Kafka
+side. The group assigns partitions on the server (see engines.groups.coordinator); a Kafka
 client's JoinGroup and SyncGroup are how it learns its share, its heartbeat is how it
 learns to rejoin.
 """
@@ -25,10 +25,10 @@ from kio.static.constants import EntityType
 
 from tidings.core.errors import GroupError, GroupNotEmptyError, GroupNotFoundError
 from tidings.core.records import now_ms
-from tidings.engines.log import coordinator
-from tidings.engines.log.assignors import Partition
-from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
-from tidings.engines.log.engine import LogEngine
+from tidings.engines.groups import coordinator
+from tidings.engines.groups.assignors import Partition
+from tidings.engines.groups.coordinator import GroupState, MemberState, UnknownMemberError
+from tidings.engines.log.served import ServedLog
 from tidings.server.acls import Operation, ResourceType
 from tidings.server.kafka import lengths
 from tidings.server.kafka.acl_apis import GROUP_DENIED, TOPIC_DENIED, AclApis
@@ -53,7 +53,7 @@ class GroupApis:
 
     def __init__(
         self,
-        engine: LogEngine,
+        engine: ServedLog,
         coordinator_address: Callable[[], tuple[str, int]],
         acls: AclApis,
         refusals: RefusalLog,
@@ -65,7 +65,7 @@ class GroupApis:
         self._refusals = refusals
 
     async def _update(self, group: str, change: Callable[[GroupState], R], durable: bool) -> R:
-        return await self.engine.run(self.engine.store.update_group, group, change, durable)
+        return await self.engine.update_group(group, change, durable)
 
     async def _counts(self) -> dict[str, int]:
         return {

@@ -29,8 +29,8 @@ from tidings.core.errors import (
 from tidings.core.records import Record, TopicPartition, TopicSpec, now_ms
 from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, Rebalance
-from tidings.engines.log import coordinator
-from tidings.engines.log.coordinator import GroupState, MemberState, UnknownMemberError
+from tidings.engines.groups import coordinator
+from tidings.engines.groups.coordinator import GroupState, MemberState, UnknownMemberError
 from tidings.engines.positions import PositionedConsumer
 
 METADATA_MAX_AGE_S = 1.0

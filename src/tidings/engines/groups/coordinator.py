@@ -29,7 +29,7 @@ from tidings.engines.base import (
     PartitionLag,
     PartitionState,
 )
-from tidings.engines.log.assignors import (
+from tidings.engines.groups.assignors import (
     Partition,
     range_assign,
     roundrobin_assign,
