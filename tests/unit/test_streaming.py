@@ -20,7 +20,7 @@ import pytest
 import tidings
 from tidings.api.producer import AsyncProducer, RecordFuture, _PythonSenderCore
 from tidings.core.records import Headers
-from tidings.engines.base import AppendResult, ColumnBatch, Engine, ProduceBatch
+from tidings.engines.base import AppendResult, ColumnBatch, Engine
 
 Send = Callable[..., RecordFuture]
 
@@ -63,13 +63,13 @@ class _Streams:
         return self._stored(batch)
 
     async def _stored(self, batch: ColumnBatch) -> AppendResult:
-        (result,) = await self.append([batch.encode()])
+        (result,) = await self.append([batch])
         return result
 
-    async def whole(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+    async def whole(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         await asyncio.to_thread(self.held.wait)
         for b in batches:
-            self.handed.extend((b.partition, v) for v in ColumnBatch.decode(b).values)
+            self.handed.extend((b.partition, v) for v in b.values)
         return await self.append(batches)
 
     def of(self, partition: int) -> list[bytes | None]:

@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import types
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from concurrent.futures import Future
 from itertools import accumulate
 from time import time_ns
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from tidings.core import batch as codec
 from tidings.core.compiled import compiled
 from tidings.core.errors import (
     ClosedError,
@@ -44,7 +44,9 @@ from tidings.core.records import (
     validate_partition,
     validate_timestamp,
 )
-from tidings.engines.base import ColumnBatch, Engine, ProduceBatch, Stream
+from tidings.engines.base import AppendResult, ColumnBatch, Engine, Stream
+
+T = TypeVar("T")
 
 _BYTES_OR_NONE = frozenset((bytes, type(None)))
 _CLOSED = "the producer is closed; create a new producer with bus.producer()"
@@ -296,7 +298,9 @@ class AsyncProducer(_SenderCore):
         self._keys = KeyPartitioner()
         self._sticky = StickyPartitioner()
         self._closed = False
-        self._direct = not linger_ms and engine.appends_inline
+        self._inline = False
+        """Whether the engine's append has completed without suspending (an in-memory
+        log): with linger 0, a batch is then stored by the task that awaits it."""
         self._streams = engine.streams
         self._held: dict[str | tuple[str, int], int] = {}
         """Per partition, batches whose records were not all streamed, until the engine
@@ -364,7 +368,7 @@ class AsyncProducer(_SenderCore):
         record is stored by this call alone, as a batch of one: no batch is kept open, no
         future made, no turn of the loop taken. Otherwise it is a `send` awaited.
         """
-        if not (self._direct and not self._in_flight and self._on_loop()):
+        if not (self._inline and not self._linger_s and not self._in_flight and self._on_loop()):
             return await self.send(
                 topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
             )
@@ -375,8 +379,10 @@ class AsyncProducer(_SenderCore):
             spec = self._spec(topic)
             p = self._sticky.partition(topic, spec.partitions)
             self._sticky.next(topic, spec.partitions, p)
-        batch = codec.encode_one(value, key, ts, hdrs)
-        (result,) = await self._engine.append([ProduceBatch(topic, p, batch)])
+        one = ColumnBatch(
+            topic, p, [value], None if key is None else [key], [ts], [hdrs] if hdrs else None
+        )
+        (result,) = await self._engine.append([one])
         return RecordMetadata(topic, p, result.base_offset, ts)
 
     def _spec(self, topic: str) -> TopicSpec:
@@ -471,7 +477,7 @@ class AsyncProducer(_SenderCore):
 
     def _store_now(self, batch: _OpenBatch) -> Coroutine[Any, Any, None] | None:
         """For an engine that appends inline, linger 0: the awaiting task stores the batch."""
-        if self._linger_s or not self._engine.appends_inline or not self._on_loop():
+        if self._linger_s or not self._inline or not self._on_loop():
             return None
         with self._lock:
             if self._open.get((batch.topic, batch.partition)) is not batch:
@@ -523,7 +529,7 @@ class AsyncProducer(_SenderCore):
         counted = self._streams and batch.waits  # counted in by _close
         try:
             if batch.stream is None:
-                (result,) = await self._engine.append_columns([batch.columns()])
+                (result,) = await self._append([batch.columns()])
             else:
                 durable = await self._engine.finish_stream(
                     batch.stream, batch.columns(), batch.streamed
@@ -582,12 +588,12 @@ class AsyncProducer(_SenderCore):
             raise RecordTooLargeError(topic, largest, spec.config.max_message_bytes)
         if largest > self._buffer_memory:
             raise RecordTooLargeError(topic, largest, self._buffer_memory, setting="buffer_memory")
-        ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
+        ts, chunks, batches = self._batches_of_many(spec, values, keys, sizes, partition)
         future: Future[Published] = Future()
 
         async def store() -> None:
             try:
-                results = await self._engine.append(batches)
+                results = await self._append(batches)
             except BaseException as e:
                 if not future.done():
                     future.set_exception(e)
@@ -634,14 +640,14 @@ class AsyncProducer(_SenderCore):
             call_next_turn(self._loop, lambda: self._loop.create_task(store()))
         return BatchFuture(future)
 
-    def _encode_many(
+    def _batches_of_many(
         self,
         spec: TopicSpec,
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None] | None,
         sizes: list[int],
         partition: int | None,
-    ) -> tuple[int, list[_Chunk], list[ProduceBatch]]:
+    ) -> tuple[int, list[_Chunk], list[ColumnBatch]]:
         """The batches of a send_many: grouped by key's partition, else cut at batch_size."""
         topic = spec.name
         ts = now_ms()
@@ -671,20 +677,18 @@ class AsyncProducer(_SenderCore):
                 if partition is None:
                     self._sticky.next(topic, spec.partitions, p)
                 start = end
-        batches = [
-            ProduceBatch(
-                topic,
-                p,
-                codec.encode(
-                    v,
-                    k,
-                    [ts] * len(v),
-                    sizes=sizes[idx.start : idx.stop] if isinstance(idx, range) else None,
-                ),
-            )
-            for p, idx, v, k in chunks
-        ]
+        batches = [ColumnBatch(topic, p, v, k, [ts] * len(v), None) for p, idx, v, k in chunks]
         return ts, chunks, batches
+
+    def _append(self, batches: Sequence[ColumnBatch]) -> Awaitable[list[AppendResult]]:
+        """The engine's append, noting whether it completes without suspending."""
+        appending = self._engine.append(batches)
+        if self._inline:
+            return appending
+        return _noting_inline(appending, self._appends_inline)
+
+    def _appends_inline(self) -> None:
+        self._inline = True
 
     def _release(self, future: Future[Any], size: int, topic: str) -> None:
         """Give back a send_many's share of buffer_memory; it is no longer in flight."""
@@ -723,6 +727,27 @@ class AsyncProducer(_SenderCore):
         for future in pending:
             if not future.done():
                 future.set_exception(ClosedError(_CLOSED))
+
+
+@types.coroutine
+def _noting_inline(awaitable: Awaitable[T], inline: Callable[[], None]) -> Generator[Any, Any, T]:
+    """Await `awaitable`, calling `inline` if it completes without suspending."""
+    steps = awaitable.__await__()
+    try:
+        step = steps.send(None)
+    except StopIteration as done:
+        inline()
+        return done.value  # type: ignore[no-any-return]
+    while True:  # suspended: go on as a plain await would (asyncio only ever sends None)
+        try:
+            try:
+                yield step
+            except BaseException as e:
+                step = steps.throw(e)
+            else:
+                step = steps.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 def _sizes(items: Sequence[bytes | None], what: str) -> list[int]:

@@ -28,7 +28,6 @@ from tidings.engines.base import (
     EngineConsumer,
     GroupDescription,
     PartitionState,
-    ProduceBatch,
     Stream,
 )
 from tidings.engines.kafka.admin import KafkaAdmin
@@ -201,11 +200,7 @@ class KafkaEngine(Engine):
 
     # -- records -------------------------------------------------------------------------
 
-    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
-        """Produce encoded batches, record by record, as append_columns does."""
-        return await self.append_columns([ColumnBatch.decode(b) for b in batches])
-
-    async def append_columns(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Produce batches; each acknowledged by all in-sync replicas."""
         if self._appender is None or self._closed:
             raise ClosedError(f"the engine at {self.url} is closed; connect again")
