@@ -94,8 +94,6 @@ typedef struct {
     PyObject *timestamps;
     PyObject *keys;
     Py_ssize_t size;
-    PyObject *streaming;  /* the engine's stream while it takes each record; else None */
-    Py_ssize_t streamed;  /* how many of the first records it took */
 } BatchCore;
 
 static int
@@ -105,7 +103,6 @@ batch_traverse(BatchCore *self, visitproc visit, void *arg)
     Py_VISIT(self->values);
     Py_VISIT(self->timestamps);
     Py_VISIT(self->keys);
-    Py_VISIT(self->streaming);
     return 0;
 }
 
@@ -115,7 +112,6 @@ batch_clear(BatchCore *self)
     Py_CLEAR(self->values);
     Py_CLEAR(self->timestamps);
     Py_CLEAR(self->keys);
-    Py_CLEAR(self->streaming);
     return 0;
 }
 
@@ -130,10 +126,6 @@ static PyMemberDef batch_members[] = {
     {"timestamps", T_OBJECT_EX, offsetof(BatchCore, timestamps), 0, "Their timestamps."},
     {"keys", T_OBJECT_EX, offsetof(BatchCore, keys), 0, "Their keys; None while none has one."},
     {"size", T_PYSSIZET, offsetof(BatchCore, size), 0, "Bytes of keys, values and headers."},
-    {"streaming", T_OBJECT, offsetof(BatchCore, streaming), 0,
-     "The engine's stream while it takes each record as it is sent; else None."},
-    {"streamed", T_PYSSIZET, offsetof(BatchCore, streamed), 0,
-     "How many of the first records the stream took."},
     {NULL},
 };
 
@@ -363,34 +355,6 @@ open_batch(SenderCore *self, Record *r)
     return batch;
 }
 
-/* Give record `index` of `batch` to the engine's stream, if it takes them, as
- * _OpenBatch.hand_over does: after a refusal the stream takes no more, and the record
- * and the rest stay with the batch. Before any seal, so the batch's store never begins
- * without it. Lock held. */
-static int
-hand_over(BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
-{
-    PyObject *stream = batch->streaming;
-    if (stream == NULL || stream == Py_None || batch->streamed != index) {
-        return 0;
-    }
-    PyObject *call[4] = {r->value, r->key, ts, Py_None};
-    Py_INCREF(stream);
-    PyObject *taken = PyObject_Vectorcall(stream, call, 4, NULL);
-    Py_DECREF(stream);
-    if (taken != NULL) {
-        Py_DECREF(taken);
-        batch->streamed = index + 1;
-        return 0;
-    }
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-        return -1;
-    }
-    PyErr_Clear();
-    Py_XSETREF(batch->streaming, Py_NewRef(Py_None));
-    return 0;
-}
-
 /* Append `r` to `batch`, stamped `ts`, and seal the batch once full. Lock held. */
 static int
 append(SenderCore *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
@@ -416,9 +380,6 @@ append(SenderCore *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject
         else if (PyList_Append(batch->keys, r->key) < 0) {
             return -1;
         }
-    }
-    if (hand_over(batch, r, index, ts) < 0) {
-        return -1;
     }
     batch->size += r->size;
     self->buffered += r->size;

@@ -44,7 +44,7 @@ from tidings.core.records import (
     validate_partition,
     validate_timestamp,
 )
-from tidings.engines.base import AppendResult, ColumnBatch, Engine, Stream
+from tidings.engines.base import AppendResult, ColumnBatch, Engine
 
 T = TypeVar("T")
 
@@ -58,16 +58,12 @@ _Chunk = tuple[int, Sequence[int], Sequence[bytes | None], Sequence[bytes | None
 class _PythonBatchCore:
     """The columns of an open batch that every send appends to (see _sending.c)."""
 
-    __slots__ = ("keys", "size", "streamed", "streaming", "timestamps", "values")
+    __slots__ = ("keys", "size", "timestamps", "values")
 
     values: list[bytes | None]
     timestamps: list[int]
     keys: list[bytes | None] | None
     size: int
-    streaming: Stream | None
-    """The engine's stream while it takes each record as it is sent; else None."""
-    streamed: int
-    """How many of the first records the stream took."""
 
 
 class _PythonFutureCore:
@@ -135,16 +131,9 @@ class _OpenBatch(_BatchCore):
     (value only) costs two list appends.
     """
 
-    __slots__ = ("future", "headers", "offsets", "owner", "partition", "stream", "topic")
+    __slots__ = ("future", "headers", "offsets", "owner", "partition", "topic")
 
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        owner: AsyncProducer,
-        stream: Stream | None,
-        held: bool,
-    ) -> None:
+    def __init__(self, topic: str, partition: int, owner: AsyncProducer) -> None:
         self.owner = owner
         self.topic = topic
         self.partition = partition
@@ -154,53 +143,8 @@ class _OpenBatch(_BatchCore):
         self.headers: list[Headers] | None = None
         self.size = 0
         self.future: Future[int] = Future()
-        self.stream = stream
-        """The engine's stream for this batch, which finishes it; None: stored whole."""
-        self.streaming = None if held else stream
-        self.streamed = 0
         self.offsets: Sequence[int] | None = None
         """Each record's offset where they are not consecutive (set before the future)."""
-
-    def hand_over(
-        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers
-    ) -> None:
-        """Give the record just added to the engine's stream, if it takes them.
-
-        A refusal is not an error: the stream takes no more, and that record and the rest
-        stay with the batch, which the engine finishes with them (as the compiled send).
-        """
-        stream = self.streaming
-        if stream is None or self.streamed != len(self.values) - 1:
-            return
-        try:
-            stream(value, key, timestamp, headers or None)
-        except Exception:
-            self.streaming = None
-            return
-        self.streamed += 1
-
-    def catch_up(self) -> None:
-        """Give the engine's stream the records this batch kept, then stream the rest."""
-        if self.stream is None or self.streaming is not None:
-            return
-        _, _, values, keys, timestamps, headers = self.columns()
-        for i in range(self.streamed, len(values)):
-            try:
-                self.stream(
-                    values[i],
-                    None if keys is None else keys[i],
-                    timestamps[i],
-                    None if headers is None else headers[i] or None,
-                )
-            except Exception:
-                return
-            self.streamed = i + 1
-        self.streaming = self.stream
-
-    @property
-    def waits(self) -> bool:
-        """Whether records of this batch wait for it (not all went through a stream)."""
-        return self.streamed < len(self.values)
 
     def add_key(self, index: int, key: bytes) -> None:
         """Set the key of record `index` (the last one added)."""
@@ -301,12 +245,6 @@ class AsyncProducer(_SenderCore):
         self._inline = False
         """Whether the engine's append has completed without suspending (an in-memory
         log): with linger 0, a batch is then stored by the task that awaits it."""
-        self._streams = engine.streams
-        self._held: dict[str | tuple[str, int], int] = {}
-        """Per partition, batches whose records were not all streamed, until the engine
-        has the rest; per topic, send_many calls until stored. While a partition (or its
-        topic) has any, its open batch keeps its records, so none overtakes one sent
-        before it, and hands them over once none is left."""
         self._future_type = RecordFuture  # last: the compiled send() waits for it
 
     def _send(
@@ -343,7 +281,6 @@ class AsyncProducer(_SenderCore):
                 batch.add_key(index, key)
             if hdrs:
                 batch.add_headers(index, hdrs)
-            batch.hand_over(value, key, ts, hdrs)  # before a seal lets its store begin
             batch.size += size
             self._buffered += size
             if batch.size >= self._batch_size:
@@ -461,8 +398,7 @@ class AsyncProducer(_SenderCore):
         return on_loop(self._loop)
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
-        stream = self._engine.stream(topic, partition) if self._streams else None
-        batch = _OpenBatch(topic, partition, self, stream, self._holds(topic, partition))
+        batch = _OpenBatch(topic, partition, self)
         self._open[(topic, partition)] = batch
         self._in_flight.add(batch.future)
         loop = self._loop
@@ -500,45 +436,15 @@ class AsyncProducer(_SenderCore):
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
         del self._open[(batch.topic, batch.partition)]
-        if self._streams and batch.waits:
-            self._count_held((batch.topic, batch.partition), 1)
         if self._sticky_batches.get(batch.topic) is batch:
             del self._sticky_batches[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
 
-    def _holds(self, topic: str, partition: int) -> bool:
-        """Whether a partition's records must stay with their batch for now (lock held)."""
-        return (topic, partition) in self._held or topic in self._held
-
-    def _count_held(self, where: str | tuple[str, int], change: int) -> None:
-        """Count a batch (or a send_many) in or out of what holds `where`'s records; the
-        open batches there catch up once nothing does (lock held)."""
-        left = self._held.get(where, 0) + change
-        if left:
-            self._held[where] = left
-            return
-        del self._held[where]
-        for (topic, partition), batch in self._open.items():
-            if where in (topic, (topic, partition)) and not self._holds(topic, partition):
-                batch.catch_up()
-
     async def _store(self, batch: _OpenBatch) -> None:
-        where = (batch.topic, batch.partition)
-        counted = self._streams and batch.waits  # counted in by _close
         try:
-            if batch.stream is None:
-                (result,) = await self._append([batch.columns()])
-            else:
-                durable = await self._engine.finish_stream(
-                    batch.stream, batch.columns(), batch.streamed
-                )
-                if counted:  # the engine has all its records: the partition goes on
-                    counted = False
-                    with self._lock:
-                        self._count_held(where, -1)
-                result = await durable
+            (result,) = await self._append([batch.columns()])
         except BaseException as e:
             if not batch.future.done():
                 batch.future.set_exception(e)
@@ -550,8 +456,6 @@ class AsyncProducer(_SenderCore):
             with self._lock:
                 self._in_flight.discard(batch.future)
                 self._buffered -= batch.size
-                if counted:
-                    self._count_held(where, -1)
                 self._space.notify_all()
 
     def send_many(
@@ -569,7 +473,8 @@ class AsyncProducer(_SenderCore):
         than the whole buffer is not refused (its records are already in memory): it waits
         until nothing else is buffered and is then stored alone. Each record is checked on
         its own, as `send` checks it: over the topic's `max_message_bytes` or over
-        `buffer_memory`, the whole call is refused with RecordTooLargeError.
+        `buffer_memory`, the whole call is refused with RecordTooLargeError. Records the
+        topic was sent before the call are stored before its own.
         """
         if self._closed:
             raise ClosedError(_CLOSED)
@@ -599,7 +504,7 @@ class AsyncProducer(_SenderCore):
                     future.set_exception(e)
                 return
             finally:
-                self._release(future, total, topic)
+                self._release(future, total)
             if future.done():  # a close that could not wait has failed it
                 return
             consecutive = all(r.offsets is None for r in results)
@@ -630,13 +535,10 @@ class AsyncProducer(_SenderCore):
                 raise ClosedError(_CLOSED)
             self._buffered += total
             self._in_flight.add(future)  # type: ignore[arg-type]
-            if self._streams:
-                # Whole batches: the topic's open batches go first, and its records sent
-                # from now on stay with their batches until these are stored (no record
-                # overtakes one sent before it).
-                for batch in [b for b in self._open.values() if b.topic == topic]:
-                    self._seal(batch)
-                self._count_held(topic, 1)
+            # the topic's open batches are stored first: no record overtakes one sent
+            # before it, on any engine
+            for batch in [b for b in self._open.values() if b.topic == topic]:
+                self._seal(batch)
             call_next_turn(self._loop, lambda: self._loop.create_task(store()))
         return BatchFuture(future)
 
@@ -690,13 +592,11 @@ class AsyncProducer(_SenderCore):
     def _appends_inline(self) -> None:
         self._inline = True
 
-    def _release(self, future: Future[Any], size: int, topic: str) -> None:
+    def _release(self, future: Future[Any], size: int) -> None:
         """Give back a send_many's share of buffer_memory; it is no longer in flight."""
         with self._lock:
             self._in_flight.discard(future)
             self._buffered -= size
-            if self._streams:
-                self._count_held(topic, -1)
             self._space.notify_all()
 
     async def flush(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple
@@ -47,16 +47,6 @@ class Capability(StrEnum):
     QUEUE_JOB_STATES = "queue_job_states"
     """A queue's depth and peek see each job's state: a job released with a delay, or
     sent with one, counts as delayed, and a released job is shown by peek."""
-
-
-class Stream(typing.Protocol):
-    """A partition's records handed to the engine one at a time, as they are sent."""
-
-    def __call__(
-        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers | None
-    ) -> None:
-        """Hand over one record (headers None for none); raises if the engine cannot take it
-        now, and the record then waits for its batch."""
 
 
 class ColumnBatch(NamedTuple):
@@ -366,8 +356,6 @@ class Engine(ABC):
 
     url: str
     capabilities: frozenset[Capability]
-    streams = False
-    """Whether stream() gives streams (see there)."""
 
     def require(self, capability: Capability, what: str) -> None:
         """Raise CapabilityError unless this engine provides `capability`."""
@@ -436,23 +424,6 @@ class Engine(ABC):
         offsets written at commit. It needs no second way in, only the engine knowing
         which transaction a call belongs to.
         """
-
-    def stream(self, topic: str, partition: int) -> Stream | None:
-        """Where the next batch of a partition may hand over its records as they are sent,
-        or None: they wait for the batch (what every engine does unless it overrides this).
-
-        A client library that batches and lingers on its own (librdkafka) takes each record
-        at once; the producer's batch then only collects the acknowledgements.
-        """
-        return None
-
-    async def finish_stream(
-        self, stream: Stream, batch: ColumnBatch, streamed: int
-    ) -> Awaitable[AppendResult]:
-        """Hand over the records of `batch` that `stream` did not take (from `streamed`),
-        in order after them. Returns once they are handed over, with what gives where the
-        batch starts once all of its records are durable."""
-        raise NotImplementedError(f"the engine at {self.url} gives no streams")
 
     @abstractmethod
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:
