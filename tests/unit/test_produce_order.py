@@ -10,13 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from typing import Any
 
 import pytest
 
 import tidings
-from tidings.api.producer import AsyncProducer, RecordFuture, _PythonSenderCore
+from tidings.api.producer import AsyncProducer, RecordFuture
 from tidings.engines.base import AppendResult, ColumnBatch
 
 Send = Callable[..., RecordFuture]
@@ -67,7 +66,7 @@ def producer(
 ) -> Iterator[tuple[AsyncProducer, Send]]:
     """A producer that stores only when flushed, and its send (each way in turn)."""
     with bus.producer(linger_ms=60_000) as p:
-        send = p.aio.send if request.param == "compiled" else partial(_PythonSenderCore.send, p.aio)
+        send = p.aio.send if request.param == "compiled" else p.aio._send
         yield p.aio, send
 
 
@@ -130,13 +129,13 @@ def test_batches_sealed_on_two_threads_reach_the_engine_in_the_order_they_were_s
 
     def on_loop() -> None:  # the loop's own work, held until this thread has sealed first
         go.wait(5)
-        p._linger_expired(p._open[("two", 0)])
+        p._linger_expired(p._sender.open[("two", 0)])
 
     send("two", b"a", partition=0)
     loop.call_soon_threadsafe(on_loop)
-    p._linger_expired(p._open[("two", 0)])  # sealed here first, its store not begun
+    p._linger_expired(p._sender.open[("two", 0)])  # sealed here first, its store not begun
     send("two", b"b", partition=0)
     go.set()
-    _until(lambda: not p._open)
+    _until(lambda: not p._sender.open)
     _flush(bus, p)
     assert recorder.of(0) == [b"a", b"b"]

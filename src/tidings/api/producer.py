@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from concurrent.futures import Future
 from itertools import accumulate
 from time import time_ns
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from tidings.core.compiled import compiled
 from tidings.core.errors import (
@@ -75,23 +75,10 @@ class _PythonFutureCore:
     _index: int
 
 
-class _PythonSenderCore:
-    """The state every send reads and writes (see _sending.c); here send() is _send."""
+class Send(Protocol):
+    """A producer's send()."""
 
-    _lock: threading.Lock
-    _open: dict[tuple[str, int], _OpenBatch]
-    _sticky_batches: dict[str, _OpenBatch]
-    """Per topic, the open batch of its sticky partition (a shortcut into _open)."""
-    _cached_topic: Callable[[str], TopicSpec | None]
-    _keys: KeyPartitioner
-    _future_type: type[RecordFuture]
-    _buffered: int
-    _buffer_memory: int
-    _batch_size: int
-    _closed: bool
-    _send: Callable[..., RecordFuture]
-
-    def send(
+    def __call__(
         self,
         topic: str,
         value: bytes | None,
@@ -107,7 +94,49 @@ class _PythonSenderCore:
         on the loop it never blocks (await the futures for back-pressure). A record larger
         than `buffer_memory` could never fit and raises RecordTooLargeError at once.
         """
-        return self._send(
+
+
+class _PythonSender:
+    """The state every send reads and writes, and send() (see _sending.c): here every
+    record goes to `fallback`, the whole send in Python."""
+
+    __slots__ = ("buffered", "closed", "fallback", "open", "seal", "sticky")
+
+    def __init__(
+        self,
+        lock: threading.Lock,
+        *,
+        spec_of: Callable[[str], TopicSpec | None],
+        partition_for_key: Callable[[bytes, int], int],
+        future_type: type[RecordFuture],
+        seal: Callable[[_OpenBatch], None],
+        fallback: Send,
+        batch_size: int,
+        buffer_memory: int,
+    ) -> None:
+        # the rest serve the compiled send only, which takes the common record itself
+        self.seal = seal
+        """Called with a batch once it is full (lock held)."""
+        self.fallback = fallback
+        self.open: dict[tuple[str, int], _OpenBatch] = {}
+        self.sticky: dict[str, _OpenBatch] = {}
+        """Per topic, the open batch of its sticky partition (a shortcut into open)."""
+        self.buffered = 0
+        """Bytes waiting to be stored."""
+        self.closed = False
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordFuture:
+        """Queue one record (see Send)."""
+        return self.fallback(
             topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
         )
 
@@ -117,11 +146,11 @@ _sending = compiled("tidings.api._sending")
 if TYPE_CHECKING or _sending is None:
     _BatchCore = _PythonBatchCore
     _FutureCore = _PythonFutureCore
-    _SenderCore = _PythonSenderCore
+    _Sender = _PythonSender
 else:
     _BatchCore = _sending.BatchCore
     _FutureCore = _sending.FutureCore
-    _SenderCore = _sending.SenderCore
+    _Sender = _sending.Sender
 
 
 class _OpenBatch(_BatchCore):
@@ -205,7 +234,7 @@ class RecordFuture(_FutureCore):
         return self._metadata(future.result())
 
 
-class AsyncProducer(_SenderCore):
+class AsyncProducer:
     """Batches records per partition; a batch is stored when full, after linger_ms, or on flush."""
 
     def __init__(
@@ -234,18 +263,25 @@ class AsyncProducer(_SenderCore):
         self._buffer_memory = buffer_memory
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._open = {}
-        self._sticky_batches = {}
         self._cached_topic = engine.cached_topic
         self._in_flight: set[Future[int]] = set()
-        self._buffered = 0
         self._keys = KeyPartitioner()
         self._sticky = StickyPartitioner()
-        self._closed = False
         self._inline = False
         """Whether the engine's append has completed without suspending (an in-memory
         log): with linger 0, a batch is then stored by the task that awaits it."""
-        self._future_type = RecordFuture  # last: the compiled send() waits for it
+        self._sender = _Sender(
+            self._lock,
+            spec_of=engine.cached_topic,
+            partition_for_key=self._keys,
+            future_type=RecordFuture,
+            seal=self._seal,
+            fallback=self._send,
+            batch_size=batch_size,
+            buffer_memory=buffer_memory,
+        )
+        """What every send reads and writes: open batches, buffered bytes, closed."""
+        self.send: Send = self._sender.send
 
     def _send(
         self,
@@ -263,14 +299,15 @@ class AsyncProducer(_SenderCore):
         value, key, hdrs, size, p, ts = self._accept(
             topic, value, key, headers, partition=partition, timestamp=timestamp
         )
+        sender = self._sender
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
         try:
-            if self._buffered + size > self._buffer_memory and not self._on_loop():
+            if sender.buffered + size > self._buffer_memory and not self._on_loop():
                 self._wait_for_room(size)
-            if self._closed:  # checked under the lock: close() flushes only what is in
+            if sender.closed:  # checked under the lock: close() flushes only what is in
                 raise ClosedError(_CLOSED)
-            batch = self._sticky_batches.get(topic) if p < 0 else self._open.get((topic, p))
+            batch = sender.sticky.get(topic) if p < 0 else sender.open.get((topic, p))
             if batch is None:
                 batch = self._sticky_batch(topic) if p < 0 else self._start_batch(topic, p)
             values = batch.values
@@ -282,12 +319,12 @@ class AsyncProducer(_SenderCore):
             if hdrs:
                 batch.add_headers(index, hdrs)
             batch.size += size
-            self._buffered += size
+            sender.buffered += size
             if batch.size >= self._batch_size:
-                self._seal(batch)
+                sender.seal(batch)
         finally:
             lock.release()
-        return self._future_type(batch, index)
+        return RecordFuture(batch, index)
 
     async def publish(
         self,
@@ -337,7 +374,7 @@ class AsyncProducer(_SenderCore):
     ) -> tuple[bytes | None, bytes | None, Headers, int, int, int]:
         """Check one record: (value, key, headers, size, partition, timestamp), where a
         partition of -1 means the topic's sticky partition (chosen with its batch)."""
-        if self._closed:
+        if self._sender.closed:
             raise ClosedError(_CLOSED)
         spec = self._cached_topic(topic) or self._engine.lookup_topic(topic)
         if value is None:
@@ -368,14 +405,17 @@ class AsyncProducer(_SenderCore):
 
     def _wait_for_room(self, size: int) -> None:
         """Block until `size` more bytes fit in buffer_memory or the producer closes (lock held)."""
-        self._space.wait_for(lambda: self._closed or self._buffered + size <= self._buffer_memory)
+        sender = self._sender
+        self._space.wait_for(lambda: sender.closed or sender.buffered + size <= self._buffer_memory)
 
     def _sticky_batch(self, topic: str) -> _OpenBatch:
         """The open batch unkeyed records of `topic` join now (lock held)."""
         spec = self._spec(topic)
         partition = self._sticky.partition(spec.name, spec.partitions)
-        batch = self._open.get((spec.name, partition)) or self._start_batch(spec.name, partition)
-        self._sticky_batches[spec.name] = batch
+        batch = self._sender.open.get((spec.name, partition))
+        if batch is None:
+            batch = self._start_batch(spec.name, partition)
+        self._sender.sticky[spec.name] = batch
         return batch
 
     def _partition(self, spec: TopicSpec, key: bytes | None, partition: int | None) -> int:
@@ -399,7 +439,7 @@ class AsyncProducer(_SenderCore):
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
         batch = _OpenBatch(topic, partition, self)
-        self._open[(topic, partition)] = batch
+        self._sender.open[(topic, partition)] = batch
         self._in_flight.add(batch.future)
         loop = self._loop
         if self._linger_s:
@@ -416,14 +456,14 @@ class AsyncProducer(_SenderCore):
         if self._linger_s or not self._inline or not self._on_loop():
             return None
         with self._lock:
-            if self._open.get((batch.topic, batch.partition)) is not batch:
+            if self._sender.open.get((batch.topic, batch.partition)) is not batch:
                 return None
             self._close(batch)
         return self._store(batch)
 
     def _linger_expired(self, batch: _OpenBatch) -> None:
         with self._lock:
-            if self._open.get((batch.topic, batch.partition)) is batch:
+            if self._sender.open.get((batch.topic, batch.partition)) is batch:
                 self._seal(batch)
 
     def _seal(self, batch: _OpenBatch) -> None:
@@ -435,9 +475,9 @@ class AsyncProducer(_SenderCore):
 
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
-        del self._open[(batch.topic, batch.partition)]
-        if self._sticky_batches.get(batch.topic) is batch:
-            del self._sticky_batches[batch.topic]
+        del self._sender.open[(batch.topic, batch.partition)]
+        if self._sender.sticky.get(batch.topic) is batch:
+            del self._sender.sticky[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
@@ -455,7 +495,7 @@ class AsyncProducer(_SenderCore):
         finally:
             with self._lock:
                 self._in_flight.discard(batch.future)
-                self._buffered -= batch.size
+                self._sender.buffered -= batch.size
                 self._space.notify_all()
 
     def send_many(
@@ -476,7 +516,7 @@ class AsyncProducer(_SenderCore):
         `buffer_memory`, the whole call is refused with RecordTooLargeError. Records the
         topic was sent before the call are stored before its own.
         """
-        if self._closed:
+        if self._sender.closed:
             raise ClosedError(_CLOSED)
         spec = self._engine.cached_topic(topic) or self._engine.lookup_topic(topic)
         if keys is not None and len(keys) != len(values):
@@ -531,13 +571,13 @@ class AsyncProducer(_SenderCore):
         with self._lock:
             if not self._on_loop():
                 self._wait_for_room(min(total, self._buffer_memory))
-            if self._closed:
+            if self._sender.closed:
                 raise ClosedError(_CLOSED)
-            self._buffered += total
+            self._sender.buffered += total
             self._in_flight.add(future)  # type: ignore[arg-type]
             # the topic's open batches are stored first: no record overtakes one sent
             # before it, on any engine
-            for batch in [b for b in self._open.values() if b.topic == topic]:
+            for batch in [b for b in self._sender.open.values() if b.topic == topic]:
                 self._seal(batch)
             call_next_turn(self._loop, lambda: self._loop.create_task(store()))
         return BatchFuture(future)
@@ -596,13 +636,13 @@ class AsyncProducer(_SenderCore):
         """Give back a send_many's share of buffer_memory; it is no longer in flight."""
         with self._lock:
             self._in_flight.discard(future)
-            self._buffered -= size
+            self._sender.buffered -= size
             self._space.notify_all()
 
     async def flush(self) -> None:
         """Store every queued record; return once all are durable (errors stay on their futures)."""
         with self._lock:
-            for batch in list(self._open.values()):
+            for batch in list(self._sender.open.values()):
                 self._seal(batch)
             pending = list(self._in_flight)
         if pending:
@@ -613,7 +653,7 @@ class AsyncProducer(_SenderCore):
         with self._lock:
             # Closed before flushing and under the lock, so a send racing this close
             # either joined a batch that the flush below stores, or is refused.
-            self._closed = True
+            self._sender.closed = True
             self._space.notify_all()  # senders waiting for room: refused, not stuck
         try:
             await self.flush()
@@ -623,7 +663,7 @@ class AsyncProducer(_SenderCore):
     def _fail_pending(self) -> None:
         """Fail with ClosedError every future a flush could not finish (it was cancelled)."""
         with self._lock:
-            pending = [b.future for b in self._open.values()] + list(self._in_flight)
+            pending = [b.future for b in self._sender.open.values()] + list(self._in_flight)
         for future in pending:
             if not future.done():
                 future.set_exception(ClosedError(_CLOSED))
