@@ -311,7 +311,7 @@ async def stage_timing(url: str, count: int) -> dict[str, float]:
         engine: Any = bus.engine
         store: Any = engine.store
         # an in-memory store appends inline (append), sqlite through its writer (submit)
-        entry = "append" if engine.appends_inline else "submit"
+        entry = "submit" if store.reads_block else "append"
         submit, bump, wait_for_data = getattr(store, entry), engine._bump, engine.wait_for_data
 
         def timed_submit(batches: Any) -> Any:

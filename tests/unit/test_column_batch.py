@@ -1,4 +1,4 @@
-"""ColumnBatch: the producer's columns, encoded for engines that store bytes and read back."""
+"""ColumnBatch: the producer's columns, encoded by an engine that stores bytes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from tidings.core import batch as codec
 from tidings.core.records import TopicSpec
 from tidings.engines.base import AppendResult, ColumnBatch
 from tidings.engines.log.engine import LogEngine
-from tidings.engines.log.store import StoredBatch
+from tidings.engines.log.store import ProduceBatch, StoredBatch
 from tidings.engines.memory import MemoryStore
 
 
-def test_encoding_and_decoding_keep_every_field() -> None:
+def _fields(produce: ProduceBatch) -> list[tuple[int, bytes | None, bytes | None, object]]:
+    records = codec.decode(produce.topic, produce.partition, 0, produce.batch.data)
+    return [(r.timestamp, r.key, r.value, r.headers) for r in records]
+
+
+def test_encoding_keeps_every_field() -> None:
     columns = ColumnBatch(
         "orders",
         2,
@@ -21,31 +26,20 @@ def test_encoding_and_decoding_keep_every_field() -> None:
         [10, 11, 12],
         [(), (("h", b"1"), ("n", None)), ()],
     )
-    encoded = columns.encode()
+    encoded = ProduceBatch.encode(columns)
     assert (encoded.topic, encoded.partition, encoded.batch.records) == ("orders", 2, 3)
-    records = codec.decode("orders", 2, 0, encoded.batch.data)
-    assert [(r.timestamp, r.key, r.value, r.headers) for r in records] == [
+    assert _fields(encoded) == [
         (10, None, b"a", ()),
         (11, b"k", None, (("h", b"1"), ("n", None))),
         (12, b"", b"", ()),
     ]
-    assert ColumnBatch.decode(encoded) == ColumnBatch(
-        "orders",
-        2,
-        (b"a", None, b""),
-        (None, b"k", b""),
-        (10, 11, 12),
-        ((), (("h", b"1"), ("n", None)), ()),
-    )
 
 
-def test_columns_no_record_has_decode_as_none() -> None:
-    encoded = ColumnBatch("orders", 0, [b"a", b"b"], None, [5, 5], None).encode()
-    decoded = ColumnBatch.decode(encoded)
-    assert decoded.keys is None
-    assert decoded.headers is None
-    assert list(decoded.values) == [b"a", b"b"]
-    assert list(decoded.timestamps) == [5, 5]
+def test_a_batch_of_one_keeps_every_field() -> None:
+    keyed = ColumnBatch("orders", 0, [b"v"], [b"k"], [7], [(("h", b"1"),)])
+    assert _fields(ProduceBatch.encode(keyed)) == [(7, b"k", b"v", (("h", b"1"),))]
+    bare = ColumnBatch("orders", 0, [None], None, [8], None)
+    assert _fields(ProduceBatch.encode(bare)) == [(8, None, None, ())]
 
 
 def test_an_engine_that_stores_bytes_stores_them_encoded() -> None:
@@ -55,7 +49,7 @@ def test_an_engine_that_stores_bytes_stores_them_encoded() -> None:
         await engine.start()
         try:
             await engine.create_topic(TopicSpec("orders", 2))
-            results = await engine.append_columns([columns])
+            results = await engine.append([columns])
             assert results == [AppendResult("orders", 1, 0)]
             return store.read("orders", 1, 0, 1 << 20)
         finally:
@@ -63,4 +57,4 @@ def test_an_engine_that_stores_bytes_stores_them_encoded() -> None:
 
     columns = ColumnBatch("orders", 1, [b"v", b"w"], [b"k", None], [7, 8], None)
     (stored,) = asyncio.run(run())
-    assert stored.data == columns.encode().batch.data
+    assert stored.data == ProduceBatch.encode(columns).batch.data

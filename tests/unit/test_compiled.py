@@ -25,7 +25,7 @@ MODULES = [
 IN_PYTHON = (
     "from tidings.api import producer\n"
     "from tidings.engines.kafka import consumer, producer as kafka\n"
-    "assert producer._SenderCore is producer._PythonSenderCore\n"
+    "assert producer._Sender is producer._PythonSender\n"
     "assert producer.RecordFuture.__mro__[1] is producer._PythonFutureCore\n"
     "assert kafka._produced is kafka._produced_in_python\n"
     "assert kafka._Counter is kafka._PythonCounter\n"
@@ -38,7 +38,7 @@ IN_PYTHON = (
 def test_the_compiled_modules_are_in_use_where_a_compiler_is_at_hand() -> None:
     # the test machines have one: a build that silently fell back to Python fails here
     assert producer._sending is not None, "tidings.api._sending was not built"
-    assert producer.AsyncProducer.send is producer._sending.SenderCore.send
+    assert producer._Sender is producer._sending.Sender
     assert kafka_producer._producing is not None, "tidings.engines.kafka._producing was not built"
     assert kafka_producer._produced is kafka_producer._producing.produced
     assert consumer._records is not None, "tidings.engines.kafka._records was not built"

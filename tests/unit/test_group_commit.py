@@ -12,9 +12,9 @@ import pytest
 
 from tidings import InvalidArgumentError, PartitionNotFoundError, TopicSpec
 from tidings.core import batch as codec
-from tidings.engines.base import ProduceBatch
 from tidings.engines.groups import coordinator
 from tidings.engines.groups.coordinator import GroupState
+from tidings.engines.log.store import ProduceBatch
 from tidings.engines.sqlite.store import SQLiteStore
 
 

@@ -180,37 +180,6 @@ def test_a_batch_has_at_least_one_record(counter: type[Any]) -> None:
         c.expect(0)
 
 
-@pytest.fixture(params=["compiled", "python"])
-def stream(request: pytest.FixtureRequest) -> type[Any]:
-    """Each implementation of a partition's stream, in turn."""
-    return _compiled().Stream if request.param == "compiled" else kafka_producer._PythonStream
-
-
-def test_a_stream_produces_each_record_to_its_partition(
-    stream: type[Any], counter: type[Any]
-) -> None:
-    produce = _Recorder()
-    c, _ = _counted(counter)
-    s = stream(produce, "orders", 4, c)
-    s(b"v", None, 10, None)
-    s(None, b"k", 11, (("h", b"1"), ("g", None)))
-    s(b"w", b"k", 12, ())
-    assert produce.calls == [
-        ("orders", b"v", None, 4, c.done, None, 10, None),
-        ("orders", None, b"k", 4, c.done, None, 11, [("h", b"1"), ("g", None)]),
-        ("orders", b"w", b"k", 4, c.done, None, 12, None),
-    ]
-    assert (s.topic, s.partition, s.counter) == ("orders", 4, c)
-
-
-def test_a_refusal_is_raised_to_the_sender(stream: type[Any], counter: type[Any]) -> None:
-    s = stream(_Recorder({0: BufferError("queue full")}), "orders", 0, _counted(counter)[0])
-    with pytest.raises(BufferError):
-        s(b"v", None, 1, None)
-    with pytest.raises(TypeError):
-        s(b"v", None, 1)
-
-
 class _Delivered:
     """A librdkafka producer stand-in whose reports come inside produce() itself: every
     record is acknowledged before the batch's size is known."""
@@ -223,24 +192,19 @@ class _Delivered:
         args[4](None, _Msg(self.offset - 1))
 
 
-@pytest.mark.parametrize("streamed", [0, 1, 2])
-def test_a_batch_whose_reports_all_came_first_still_completes(streamed: int) -> None:
-    async def main() -> tuple[list[AppendResult], AppendResult]:
+def test_a_batch_whose_reports_all_came_first_still_completes() -> None:
+    async def main() -> list[AppendResult]:
         appender = kafka_producer.Appender(
             parse("kafka://127.0.0.1:9"), lambda _: None, lambda _: None, asyncio.get_running_loop()
         )
         try:
             appender._producer = _Delivered()  # type: ignore[assignment]
-            whole = await appender.append([ColumnBatch("t", 0, [b"a", b"b"], None, [1, 2], None)])
-            stream = appender.stream("t", 0)
-            for value in [b"c", b"d"][:streamed]:
-                stream(value, None, 3, None)
-            batch = ColumnBatch("t", 0, [b"c", b"d"], None, [3, 4], None)
-            durable = await appender.finish(stream, batch, streamed)
-            return whole, await asyncio.wait_for(durable, 5)
+            batches = [
+                ColumnBatch("t", 0, [b"a", b"b"], None, [1, 2], None),
+                ColumnBatch("t", 0, [b"c"], None, [3], None),
+            ]
+            return await asyncio.wait_for(appender.append(batches), 5)
         finally:
             appender._closed = True
 
-    whole, finished = asyncio.run(main())
-    assert whole == [AppendResult("t", 0, 0)]
-    assert finished == AppendResult("t", 0, 2)
+    assert asyncio.run(main()) == [AppendResult("t", 0, 0), AppendResult("t", 0, 2)]

@@ -7,8 +7,11 @@ run on the compiled one, on every engine.
 
 from __future__ import annotations
 
+import gc
+import importlib
+import sys
+import threading
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Any
 
 import pytest
@@ -21,7 +24,7 @@ from tidings import (
     PartitionNotFoundError,
     RecordTooLargeError,
 )
-from tidings.api.producer import AsyncProducer, RecordFuture, _PythonSenderCore
+from tidings.api.producer import AsyncProducer, RecordFuture
 from tidings.core.partitioner import partition_for_key
 from tidings.core.records import now_ms
 
@@ -52,7 +55,7 @@ def way(request: pytest.FixtureRequest) -> Way:
     """Each way of sending, in turn: a producer's send as that way takes it."""
     if request.param == "compiled":
         return lambda p: p.send
-    return lambda p: partial(_PythonSenderCore.send, p)
+    return lambda p: p._send
 
 
 @pytest.fixture
@@ -171,7 +174,7 @@ def test_bad_input_is_refused_with_the_error_python_raises(
     send("one", b"after")  # nothing half-taken: the producer goes on
     _flush(bus, producer)
     assert _stored(bus, "one") == [(0, None, b"after", ())]
-    assert producer._buffered == 0
+    assert producer._sender.buffered == 0
 
 
 def test_a_closed_producer_refuses_records(bus: tidings.Bus, way: Way) -> None:
@@ -192,19 +195,26 @@ def test_an_error_while_a_record_joins_its_batch_is_raised_as_it_is(
         def broken(batch: object) -> None:
             raise ValueError("sealing failed")
 
-        p.aio._seal = broken  # type: ignore[method-assign]
+        p.aio._sender.seal = broken
         with pytest.raises(ValueError, match="sealing failed"):
             send("one", b"x" * 60)
-        del p.aio._seal
+        p.aio._sender.seal = p.aio._seal
         assert send("one", b"y").result(timeout=5).topic == "one"  # the lock was released
 
 
-def test_a_producer_missing_its_state_takes_the_python_path(
-    producer: AsyncProducer, send: Send
-) -> None:
-    del producer._keys  # never done by tidings: the compiled send() must not crash on it
-    with pytest.raises(AttributeError):
-        send("three", b"v", key=b"k")
+def test_the_compiled_sender_takes_only_futures_it_can_make() -> None:
+    compiled = importlib.import_module("tidings.api._sending")  # fails where not built
+    with pytest.raises(TypeError, match="subclass of FutureCore"):
+        compiled.Sender(
+            threading.Lock(),
+            spec_of=dict.get,
+            partition_for_key=max,
+            future_type=object,
+            seal=print,
+            fallback=print,
+            batch_size=1,
+            buffer_memory=1,
+        )
 
 
 @pytest.mark.parametrize("sizes", [{"batch_size": 1e5}, {"buffer_memory": 1 << 70}])
@@ -213,3 +223,19 @@ def test_sizes_that_are_not_whole_bytes_are_refused(
 ) -> None:
     with pytest.raises(tidings.ConfigurationError, match="whole numbers"):
         bus.producer(**sizes)
+
+
+def test_nothing_of_a_record_is_kept_once_its_bus_is_closed(way: Way) -> None:
+    value, key = bytes(range(40)), bytes(range(8))  # objects of their own, not shared
+    held = sys.getrefcount(value), sys.getrefcount(key)
+    with tidings.connect("memory://") as bus:
+        bus.create_topic("three", partitions=3)
+        with bus.producer(linger_ms=60_000) as p:
+            send = way(p.aio)
+            futures = [send("three", value, key=key) for _ in range(500)]
+            futures += [send("three", value, partition=1) for _ in range(500)]
+            p.flush()
+            assert {f.result(timeout=5).topic for f in futures} == {"three"}
+        del futures, p, send
+    gc.collect()
+    assert (sys.getrefcount(value), sys.getrefcount(key)) == held

@@ -25,12 +25,13 @@ from tidings.api.portal import Portal, SyncFace
 FACES: list[tuple[type[SyncFace[Any]], type, set[str]]] = [
     # the face, its core, and the core's public names the face leaves out, with why:
     # start: a face is started when it is made; enqueue, accept, submit, partition: the
-    # thread-safe plain methods the faces and Job are built on; the producer's send and
-    # send_many are the core's own plain methods, set on each face as it is made
+    # thread-safe plain methods the faces and Job are built on; the producer's send (its
+    # sender kernel's, an attribute of each producer) and send_many are the core's own
+    # plain methods, set on each face as it is made
     (tidings.Bus, tidings.AsyncBus, {"start"}),
     (tidings.Consumer, tidings.AsyncConsumer, {"start"}),
     (tidings.Queue, tidings.AsyncQueue, {"start", "enqueue", "accept", "submit", "partition"}),
-    (Producer, tidings.AsyncProducer, {"publish", "send", "send_many"}),
+    (Producer, tidings.AsyncProducer, {"publish", "send_many"}),
 ]
 WRITTEN_BY_HAND = {"Bus.close": "also stops the background loop"}
 """Sync methods whose docstring says more than the core's, with why."""

@@ -1,27 +1,30 @@
 /*
- * The producer's send() for the common record, in C.
+ * The producer's send() for the common record, in C: a kernel that knows its own state
+ * and the callables it is given, nothing of the producer that holds it.
  *
- * Three base classes of tidings.api.producer hold, as C fields, what a send reads and
- * writes on every record:
+ *   Sender(lock, spec_of, partition_for_key, future_type, seal, fallback, batch_size,
+ *          buffer_memory)
  *
- *   SenderCore  (AsyncProducer): the lock, the open batches, buffer accounting;
- *   BatchCore   (_OpenBatch):    a batch's value, timestamp and key columns, its size;
- *   FutureCore  (RecordFuture):  the batch and index a record's future points at.
+ * holds what a send reads and writes on every record: `open`, the open batches by
+ * (topic, partition); `sticky`, per topic the open batch of its sticky partition;
+ * `buffered`, the bytes waiting to be stored; `closed`. Its send() takes the common
+ * record (bytes value, bytes or no key, no headers, no timestamp given, a topic
+ * `spec_of` knows, room in the buffer and an open batch to join) under `lock`: it
+ * appends the record to the batch's columns, calls `seal(batch)` once the batch is full,
+ * and returns a `future_type` (a FutureCore) pointing at the record. Any other call
+ * goes to `fallback` with the same arguments, which also raises every error about a
+ * record: the fast path only ever leaves before it has changed anything, so the two
+ * never both take a record.
  *
- * SenderCore.send takes a record by the fast path when it is the common one: bytes value,
- * bytes or no key, no headers, no timestamp given, a topic in the engine's cache, room in
- * the buffer and an open batch to join. It then does what AsyncProducer._send does for
- * such a record, with the same lock held. Any other record goes to _send, the whole
- * Python implementation, which also raises every error about a record: the fast path
- * only ever leaves before it has changed anything, so the two never both take a record.
+ *   BatchCore: an open batch's columns (values, timestamps, keys) and its size.
+ *   FutureCore: the batch and index a record's future points at.
  *
- * A send costs about a quarter of the Python one; on librdkafka, whose own produce() costs
- * a few hundred nanoseconds a record, that is the difference between keeping up with the
- * bare client and not.
+ * A send costs about a quarter of the Python one.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <time.h>
 
 /* Free `self`, an object of a heap type, after `clear` has dropped its references. */
 static void
@@ -94,8 +97,6 @@ typedef struct {
     PyObject *timestamps;
     PyObject *keys;
     Py_ssize_t size;
-    PyObject *streaming;  /* the engine's stream while it takes each record; else None */
-    Py_ssize_t streamed;  /* how many of the first records it took */
 } BatchCore;
 
 static int
@@ -105,7 +106,6 @@ batch_traverse(BatchCore *self, visitproc visit, void *arg)
     Py_VISIT(self->values);
     Py_VISIT(self->timestamps);
     Py_VISIT(self->keys);
-    Py_VISIT(self->streaming);
     return 0;
 }
 
@@ -115,7 +115,6 @@ batch_clear(BatchCore *self)
     Py_CLEAR(self->values);
     Py_CLEAR(self->timestamps);
     Py_CLEAR(self->keys);
-    Py_CLEAR(self->streaming);
     return 0;
 }
 
@@ -130,10 +129,6 @@ static PyMemberDef batch_members[] = {
     {"timestamps", T_OBJECT_EX, offsetof(BatchCore, timestamps), 0, "Their timestamps."},
     {"keys", T_OBJECT_EX, offsetof(BatchCore, keys), 0, "Their keys; None while none has one."},
     {"size", T_PYSSIZET, offsetof(BatchCore, size), 0, "Bytes of keys, values and headers."},
-    {"streaming", T_OBJECT, offsetof(BatchCore, streaming), 0,
-     "The engine's stream while it takes each record as it is sent; else None."},
-    {"streamed", T_PYSSIZET, offsetof(BatchCore, streamed), 0,
-     "How many of the first records the stream took."},
     {NULL},
 };
 
@@ -154,36 +149,38 @@ static PyType_Spec batch_spec = {
     .slots = batch_slots,
 };
 
-/* -- SenderCore -------------------------------------------------------------------- */
+/* -- Sender ------------------------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
     PyObject *lock, *acquire, *release; /* the lock and its two methods, bound */
     PyObject *open;
     PyObject *sticky;
-    PyObject *cached_topic;
-    PyObject *keys;
+    PyObject *spec_of;
+    PyObject *partition_for_key;
     PyObject *future_type;
+    PyObject *seal;
+    PyObject *fallback;
     Py_ssize_t buffered;
     Py_ssize_t buffer_memory;
     Py_ssize_t batch_size;
     char closed;
-    /* the last spec the engine's cache gave (specs are frozen), read once */
+    /* the last spec spec_of gave (specs are frozen), read once */
     PyObject *spec;
     long long partitions, max_bytes;
     /* the last timestamp stamped: the records of one millisecond share it */
     PyObject *stamp;
     long long stamp_ms;
-} SenderCore;
+} Sender;
 
 /* Module-wide: set once at import (the module holds no per-interpreter state). */
 static PyTypeObject *batch_type;
 static PyTypeObject *future_type;
-static PyObject *s_send, *s_acquire, *s_release, *s_seal, *s_add_key, *s_partitions,
-    *s_config, *s_max_message_bytes, *s_key, *s_headers, *s_partition, *s_timestamp;
+static PyObject *s_acquire, *s_release, *s_partitions, *s_config, *s_max_message_bytes, *s_key,
+    *s_headers, *s_partition, *s_timestamp;
 
 static int
-sender_traverse(SenderCore *self, visitproc visit, void *arg)
+sender_traverse(Sender *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->lock);
@@ -191,24 +188,28 @@ sender_traverse(SenderCore *self, visitproc visit, void *arg)
     Py_VISIT(self->release);
     Py_VISIT(self->open);
     Py_VISIT(self->sticky);
-    Py_VISIT(self->cached_topic);
-    Py_VISIT(self->keys);
+    Py_VISIT(self->spec_of);
+    Py_VISIT(self->partition_for_key);
     Py_VISIT(self->future_type);
+    Py_VISIT(self->seal);
+    Py_VISIT(self->fallback);
     Py_VISIT(self->spec);
     return 0;
 }
 
 static int
-sender_clear(SenderCore *self)
+sender_clear(Sender *self)
 {
     Py_CLEAR(self->lock);
     Py_CLEAR(self->acquire);
     Py_CLEAR(self->release);
     Py_CLEAR(self->open);
     Py_CLEAR(self->sticky);
-    Py_CLEAR(self->cached_topic);
-    Py_CLEAR(self->keys);
+    Py_CLEAR(self->spec_of);
+    Py_CLEAR(self->partition_for_key);
     Py_CLEAR(self->future_type);
+    Py_CLEAR(self->seal);
+    Py_CLEAR(self->fallback);
     Py_CLEAR(self->spec);
     Py_CLEAR(self->stamp);
     return 0;
@@ -228,7 +229,7 @@ typedef struct {
 } Record;
 
 /* 1 when the call is send(topic, value, [key=, partition=, headers=None,
- * timestamp=None]) with the common types, 0 when _send must take it. */
+ * timestamp=None]) with the common types, 0 when the fallback must take it. */
 static int
 unpack(Record *r, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -281,12 +282,12 @@ int_attr(PyObject *obj, PyObject *name, long long *out)
     return exact && !overflow && *out >= 0 ? 1 : 0;
 }
 
-/* Check `r` against the topic's spec and choose its partition: 1, 0 for _send (a record
- * it refuses or routes itself), -1 on error. */
+/* Check `r` against the topic's spec and choose its partition: 1, 0 for the fallback (a
+ * record it refuses or routes itself), -1 on error. */
 static int
-place(SenderCore *self, Record *r)
+place(Sender *self, Record *r)
 {
-    PyObject *spec = PyObject_Vectorcall(self->cached_topic, &r->topic, 1, NULL);
+    PyObject *spec = PyObject_Vectorcall(self->spec_of, &r->topic, 1, NULL);
     if (spec == NULL || spec == Py_None) {
         Py_XDECREF(spec);
         return spec == NULL ? -1 : 0;
@@ -332,7 +333,7 @@ place(SenderCore *self, Record *r)
         return -1;
     }
     PyObject *call[2] = {r->key, count};
-    PyObject *p = PyObject_Vectorcall(self->keys, call, 2, NULL);
+    PyObject *p = PyObject_Vectorcall(self->partition_for_key, call, 2, NULL);
     Py_DECREF(count);
     if (p == NULL) {
         return -1;
@@ -344,7 +345,7 @@ place(SenderCore *self, Record *r)
 
 /* The open batch `r` joins (borrowed), NULL when there is none yet. Lock held. */
 static PyObject *
-open_batch(SenderCore *self, Record *r)
+open_batch(Sender *self, Record *r)
 {
     if (r->p < 0) {
         return PyDict_GetItemWithError(self->sticky, r->topic);
@@ -363,61 +364,34 @@ open_batch(SenderCore *self, Record *r)
     return batch;
 }
 
-/* Give record `index` of `batch` to the engine's stream, if it takes them, as
- * _OpenBatch.hand_over does: after a refusal the stream takes no more, and the record
- * and the rest stay with the batch. Before any seal, so the batch's store never begins
- * without it. Lock held. */
+/* Set `key` as the key of record `index` of `batch`, the last one added: the key column is
+ * made, or filled with None up to `index`, when records before had none. */
 static int
-hand_over(BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
+add_key(BatchCore *batch, PyObject *key, Py_ssize_t index)
 {
-    PyObject *stream = batch->streaming;
-    if (stream == NULL || stream == Py_None || batch->streamed != index) {
-        return 0;
+    if (batch->keys == Py_None) {
+        PyObject *keys = PyList_New(0);
+        if (keys == NULL) {
+            return -1;
+        }
+        Py_SETREF(batch->keys, keys);
     }
-    PyObject *call[4] = {r->value, r->key, ts, Py_None};
-    Py_INCREF(stream);
-    PyObject *taken = PyObject_Vectorcall(stream, call, 4, NULL);
-    Py_DECREF(stream);
-    if (taken != NULL) {
-        Py_DECREF(taken);
-        batch->streamed = index + 1;
-        return 0;
+    while (PyList_GET_SIZE(batch->keys) < index) {
+        if (PyList_Append(batch->keys, Py_None) < 0) {
+            return -1;
+        }
     }
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-        return -1;
-    }
-    PyErr_Clear();
-    Py_XSETREF(batch->streaming, Py_NewRef(Py_None));
-    return 0;
+    return PyList_Append(batch->keys, key);
 }
 
 /* Append `r` to `batch`, stamped `ts`, and seal the batch once full. Lock held. */
 static int
-append(SenderCore *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
+append(Sender *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts)
 {
     if (PyList_Append(batch->values, r->value) < 0 || PyList_Append(batch->timestamps, ts) < 0) {
         return -1;
     }
-    if (r->key != Py_None) {
-        /* add_key makes the column, or fills it up to `index`, when it is not just full */
-        if (batch->keys == Py_None || PyList_GET_SIZE(batch->keys) != index) {
-            PyObject *call[3] = {(PyObject *)batch, NULL, r->key};
-            call[1] = PyLong_FromSsize_t(index);
-            if (call[1] == NULL) {
-                return -1;
-            }
-            PyObject *done = PyObject_VectorcallMethod(s_add_key, call, 3, NULL);
-            Py_DECREF(call[1]);
-            if (done == NULL) {
-                return -1;
-            }
-            Py_DECREF(done);
-        }
-        else if (PyList_Append(batch->keys, r->key) < 0) {
-            return -1;
-        }
-    }
-    if (hand_over(batch, r, index, ts) < 0) {
+    if (r->key != Py_None && add_key(batch, r->key, index) < 0) {
         return -1;
     }
     batch->size += r->size;
@@ -425,31 +399,27 @@ append(SenderCore *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject
     if (batch->size < self->batch_size) {
         return 0;
     }
-    PyObject *call[2] = {(PyObject *)self, (PyObject *)batch};
-    PyObject *done = PyObject_VectorcallMethod(s_seal, call, 2, NULL);
+    PyObject *done = PyObject_CallOneArg(self->seal, (PyObject *)batch);
     Py_XDECREF(done);
     return done == NULL ? -1 : 0;
 }
 
 /* The wall clock's milliseconds as an int (a new reference), as time_ns() // 1_000_000. */
 static PyObject *
-stamp(SenderCore *self)
+stamp(Sender *self)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyTime_t ns;
-    if (PyTime_Time(&ns) < 0) {
+    struct timespec now;
+    if (timespec_get(&now, TIME_UTC) != TIME_UTC) {
+        PyErr_SetString(PyExc_OSError, "the wall clock could not be read");
         return NULL;
     }
-#else
-    _PyTime_t ns = _PyTime_GetSystemClock();
-#endif
-    long long ms = ns / 1000000;
+    long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     if (self->stamp == NULL || ms != self->stamp_ms) {
-        PyObject *now = PyLong_FromLongLong(ms);
-        if (now == NULL) {
+        PyObject *made = PyLong_FromLongLong(ms);
+        if (made == NULL) {
             return NULL;
         }
-        Py_XSETREF(self->stamp, now);
+        Py_XSETREF(self->stamp, made);
         self->stamp_ms = ms;
     }
     return Py_NewRef(self->stamp);
@@ -469,7 +439,7 @@ lock_call(PyObject *method)
 /* Release the lock, keeping the error already raised, if any (an error of release()
  * itself, which a held lock never gives, would take its place). */
 static int
-unlock(SenderCore *self)
+unlock(Sender *self)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *raised = PyErr_GetRaisedException();
@@ -495,24 +465,14 @@ unlock(SenderCore *self)
     return 0;
 }
 
-/* Whether every field the fast path reads is set, the maps exact dicts (else _send). */
-static int
-ready(SenderCore *self)
-{
-    return self->acquire != NULL && self->release != NULL && self->future_type != NULL
-           && self->cached_topic != NULL && self->keys != NULL && self->open != NULL
-           && PyDict_CheckExact(self->open) && self->sticky != NULL
-           && PyDict_CheckExact(self->sticky);
-}
-
-/* The record's future (fast path), NULL with no error set when _send must take the
- * record, NULL with an error set on failure. The future is made as RecordFuture's own
- * construction would make it, its fields set: _future_type adds no __new__ or __init__. */
+/* The record's future (fast path), NULL with no error set when the fallback must take
+ * the record, NULL with an error set on failure. The future is made as its class's own
+ * construction would make it, its fields set: future_type adds no __new__ or __init__. */
 static PyObject *
-send_fast(SenderCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+send_fast(Sender *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     Record r;
-    if (self->closed || !ready(self) || !unpack(&r, args, nargs, kwnames)) {
+    if (self->closed || !unpack(&r, args, nargs, kwnames)) {
         return NULL;
     }
     int placed = place(self, &r);
@@ -532,7 +492,8 @@ send_fast(SenderCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     PyObject *future = NULL;
     int failed = 0;
     BatchCore *batch = NULL;
-    /* full: _send waits for room off the loop; closed: _send refuses (both under the lock) */
+    /* full: the fallback waits for room off the loop; closed: it refuses (both under the
+     * lock) */
     if (!self->closed && self->buffered + r.size <= self->buffer_memory) {
         batch = (BatchCore *)open_batch(self, &r);
         failed = batch == NULL && PyErr_Occurred();
@@ -569,92 +530,67 @@ send_fast(SenderCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 }
 
 static PyObject *
-sender_send(SenderCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+sender_send(Sender *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *future = send_fast(self, args, nargs, kwnames);
     if (future != NULL || PyErr_Occurred()) {
         return future;
     }
-    PyObject *slow = PyObject_GetAttr((PyObject *)self, s_send);
-    if (slow == NULL) {
-        return NULL;
-    }
-    future = PyObject_Vectorcall(slow, args, nargs, kwnames);
-    Py_DECREF(slow);
-    return future;
+    return PyObject_Vectorcall(self->fallback, args, nargs, kwnames);
 }
 
-static int
-sender_set_lock(SenderCore *self, PyObject *value, void *Py_UNUSED(closure))
+static PyObject *
+sender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *acquire = value == NULL ? NULL : PyObject_GetAttr(value, s_acquire);
-    PyObject *release = acquire == NULL ? NULL : PyObject_GetAttr(value, s_release);
-    if (release == NULL) {
+    PyObject *lock, *spec_of, *partition_for_key, *futures, *seal, *fallback;
+    Py_ssize_t batch_size, buffer_memory;
+    static char *names[] = {"lock", "spec_of", "partition_for_key", "future_type", "seal",
+                            "fallback", "batch_size", "buffer_memory", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOnn:Sender", names, &lock, &spec_of,
+                                     &partition_for_key, &futures, &seal, &fallback,
+                                     &batch_size, &buffer_memory)) {
+        return NULL;
+    }
+    if (!PyType_Check(futures) || !PyType_IsSubtype((PyTypeObject *)futures, future_type)) {
+        PyErr_SetString(PyExc_TypeError, "future_type must be a subclass of FutureCore");
+        return NULL;
+    }
+    PyObject *acquire = PyObject_GetAttr(lock, s_acquire);
+    PyObject *release = acquire == NULL ? NULL : PyObject_GetAttr(lock, s_release);
+    Sender *self = release == NULL ? NULL : (Sender *)type->tp_alloc(type, 0);
+    if (self == NULL) {
         Py_XDECREF(acquire);
-        if (value == NULL) {
-            PyErr_SetString(PyExc_TypeError, "_lock cannot be deleted");
-        }
-        return -1;
-    }
-    Py_XSETREF(self->lock, Py_NewRef(value));
-    Py_XSETREF(self->acquire, acquire);
-    Py_XSETREF(self->release, release);
-    return 0;
-}
-
-static PyObject *
-sender_get_lock(SenderCore *self, void *Py_UNUSED(closure))
-{
-    if (self->lock == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_lock");
+        Py_XDECREF(release);
         return NULL;
     }
-    return Py_NewRef(self->lock);
-}
-
-static int
-sender_set_future_type(SenderCore *self, PyObject *value, void *Py_UNUSED(closure))
-{
-    if (value == NULL || !PyType_Check(value)
-        || !PyType_IsSubtype((PyTypeObject *)value, future_type)) {
-        PyErr_SetString(PyExc_TypeError, "_future_type must be a subclass of FutureCore");
-        return -1;
-    }
-    Py_XSETREF(self->future_type, Py_NewRef(value));
-    return 0;
-}
-
-static PyObject *
-sender_get_future_type(SenderCore *self, void *Py_UNUSED(closure))
-{
-    if (self->future_type == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_future_type");
+    self->lock = Py_NewRef(lock);
+    self->acquire = acquire;
+    self->release = release;
+    self->spec_of = Py_NewRef(spec_of);
+    self->partition_for_key = Py_NewRef(partition_for_key);
+    self->future_type = Py_NewRef(futures);
+    self->seal = Py_NewRef(seal);
+    self->fallback = Py_NewRef(fallback);
+    self->batch_size = batch_size;
+    self->buffer_memory = buffer_memory;
+    self->open = PyDict_New();
+    self->sticky = PyDict_New();
+    if (self->open == NULL || self->sticky == NULL) {
+        Py_DECREF(self);
         return NULL;
     }
-    return Py_NewRef(self->future_type);
+    return (PyObject *)self;
 }
-
-static PyGetSetDef sender_getset[] = {
-    {"_lock", (getter)sender_get_lock, (setter)sender_set_lock,
-     "Guards the state below (a threading.Lock).", NULL},
-    {"_future_type", (getter)sender_get_future_type, (setter)sender_set_future_type,
-     "The class of the futures send() returns (a FutureCore).", NULL},
-    {NULL},
-};
 
 static PyMemberDef sender_members[] = {
-    {"_open", T_OBJECT_EX, offsetof(SenderCore, open), 0, "Open batches by (topic, partition)."},
-    {"_sticky_batches", T_OBJECT_EX, offsetof(SenderCore, sticky), 0,
+    {"open", T_OBJECT, offsetof(Sender, open), READONLY,
+     "Open batches by (topic, partition)."},
+    {"sticky", T_OBJECT, offsetof(Sender, sticky), READONLY,
      "Per topic, the open batch of its sticky partition."},
-    {"_cached_topic", T_OBJECT_EX, offsetof(SenderCore, cached_topic), 0,
-     "A topic's spec from the engine's cache, or None."},
-    {"_keys", T_OBJECT_EX, offsetof(SenderCore, keys), 0, "The key partitioner."},
-    {"_buffered", T_PYSSIZET, offsetof(SenderCore, buffered), 0, "Bytes waiting to be stored."},
-    {"_buffer_memory", T_PYSSIZET, offsetof(SenderCore, buffer_memory), 0,
-     "The most bytes that may wait."},
-    {"_batch_size", T_PYSSIZET, offsetof(SenderCore, batch_size), 0,
-     "Bytes at which a batch is sealed."},
-    {"_closed", T_BOOL, offsetof(SenderCore, closed), 0, "Whether sends are refused."},
+    {"seal", T_OBJECT_EX, offsetof(Sender, seal), 0,
+     "Called with a batch once it is full (lock held)."},
+    {"buffered", T_PYSSIZET, offsetof(Sender, buffered), 0, "Bytes waiting to be stored."},
+    {"closed", T_BOOL, offsetof(Sender, closed), 0, "Whether sends are refused."},
     {NULL},
 };
 
@@ -662,10 +598,7 @@ static PyMethodDef sender_methods[] = {
     {"send", (PyCFunction)(void (*)(void))sender_send, METH_FASTCALL | METH_KEYWORDS,
      "send($self, topic, value, *, key=None, headers=None, partition=None, timestamp=None)\n"
      "--\n\n"
-     "Queue one record; the returned future resolves once it is durable.\n\n"
-     "Off the event loop, a send blocks while `buffer_memory` bytes wait to be stored; on "
-     "the loop it never blocks (await the futures for back-pressure). A record larger than "
-     "`buffer_memory` could never fit and raises RecordTooLargeError at once."},
+     "Queue one record: the common one here, any other through the fallback."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -675,16 +608,15 @@ static PyType_Slot sender_slots[] = {
     {Py_tp_clear, sender_clear},
     {Py_tp_dealloc, sender_dealloc},
     {Py_tp_members, sender_members},
-    {Py_tp_getset, sender_getset},
     {Py_tp_methods, sender_methods},
-    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_new, sender_new},
     {0, NULL},
 };
 
 static PyType_Spec sender_spec = {
-    .name = "tidings.api._sending.SenderCore",
-    .basicsize = sizeof(SenderCore),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .name = "tidings.api._sending.Sender",
+    .basicsize = sizeof(Sender),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .slots = sender_slots,
 };
 
@@ -693,7 +625,7 @@ static PyType_Spec sender_spec = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tidings.api._sending",
-    .m_doc = "The producer's send() for the common record, in C.",
+    .m_doc = "The producer's send() for the common record, in C: Sender, BatchCore, FutureCore.",
     .m_size = -1,
 };
 
@@ -704,11 +636,8 @@ intern_names(void)
         PyObject **slot;
         const char *text;
     } names[] = {
-        {&s_send, "_send"},
         {&s_acquire, "acquire"},
         {&s_release, "release"},
-        {&s_seal, "_seal"},
-        {&s_add_key, "add_key"},
         {&s_partitions, "partitions"},
         {&s_config, "config"},
         {&s_max_message_bytes, "max_message_bytes"},

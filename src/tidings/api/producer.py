@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import types
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from concurrent.futures import Future
 from itertools import accumulate
 from time import time_ns
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
-from tidings.core import batch as codec
 from tidings.core.compiled import compiled
 from tidings.core.errors import (
     ClosedError,
@@ -44,7 +44,9 @@ from tidings.core.records import (
     validate_partition,
     validate_timestamp,
 )
-from tidings.engines.base import ColumnBatch, Engine, ProduceBatch, Stream
+from tidings.engines.base import AppendResult, ColumnBatch, Engine
+
+T = TypeVar("T")
 
 _BYTES_OR_NONE = frozenset((bytes, type(None)))
 _CLOSED = "the producer is closed; create a new producer with bus.producer()"
@@ -56,16 +58,12 @@ _Chunk = tuple[int, Sequence[int], Sequence[bytes | None], Sequence[bytes | None
 class _PythonBatchCore:
     """The columns of an open batch that every send appends to (see _sending.c)."""
 
-    __slots__ = ("keys", "size", "streamed", "streaming", "timestamps", "values")
+    __slots__ = ("keys", "size", "timestamps", "values")
 
     values: list[bytes | None]
     timestamps: list[int]
     keys: list[bytes | None] | None
     size: int
-    streaming: Stream | None
-    """The engine's stream while it takes each record as it is sent; else None."""
-    streamed: int
-    """How many of the first records the stream took."""
 
 
 class _PythonFutureCore:
@@ -77,23 +75,10 @@ class _PythonFutureCore:
     _index: int
 
 
-class _PythonSenderCore:
-    """The state every send reads and writes (see _sending.c); here send() is _send."""
+class Send(Protocol):
+    """A producer's send()."""
 
-    _lock: threading.Lock
-    _open: dict[tuple[str, int], _OpenBatch]
-    _sticky_batches: dict[str, _OpenBatch]
-    """Per topic, the open batch of its sticky partition (a shortcut into _open)."""
-    _cached_topic: Callable[[str], TopicSpec | None]
-    _keys: KeyPartitioner
-    _future_type: type[RecordFuture]
-    _buffered: int
-    _buffer_memory: int
-    _batch_size: int
-    _closed: bool
-    _send: Callable[..., RecordFuture]
-
-    def send(
+    def __call__(
         self,
         topic: str,
         value: bytes | None,
@@ -109,7 +94,49 @@ class _PythonSenderCore:
         on the loop it never blocks (await the futures for back-pressure). A record larger
         than `buffer_memory` could never fit and raises RecordTooLargeError at once.
         """
-        return self._send(
+
+
+class _PythonSender:
+    """The state every send reads and writes, and send() (see _sending.c): here every
+    record goes to `fallback`, the whole send in Python."""
+
+    __slots__ = ("buffered", "closed", "fallback", "open", "seal", "sticky")
+
+    def __init__(
+        self,
+        lock: threading.Lock,
+        *,
+        spec_of: Callable[[str], TopicSpec | None],
+        partition_for_key: Callable[[bytes, int], int],
+        future_type: type[RecordFuture],
+        seal: Callable[[_OpenBatch], None],
+        fallback: Send,
+        batch_size: int,
+        buffer_memory: int,
+    ) -> None:
+        # the rest serve the compiled send only, which takes the common record itself
+        self.seal = seal
+        """Called with a batch once it is full (lock held)."""
+        self.fallback = fallback
+        self.open: dict[tuple[str, int], _OpenBatch] = {}
+        self.sticky: dict[str, _OpenBatch] = {}
+        """Per topic, the open batch of its sticky partition (a shortcut into open)."""
+        self.buffered = 0
+        """Bytes waiting to be stored."""
+        self.closed = False
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersInput = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordFuture:
+        """Queue one record (see Send)."""
+        return self.fallback(
             topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
         )
 
@@ -119,11 +146,11 @@ _sending = compiled("tidings.api._sending")
 if TYPE_CHECKING or _sending is None:
     _BatchCore = _PythonBatchCore
     _FutureCore = _PythonFutureCore
-    _SenderCore = _PythonSenderCore
+    _Sender = _PythonSender
 else:
     _BatchCore = _sending.BatchCore
     _FutureCore = _sending.FutureCore
-    _SenderCore = _sending.SenderCore
+    _Sender = _sending.Sender
 
 
 class _OpenBatch(_BatchCore):
@@ -133,16 +160,9 @@ class _OpenBatch(_BatchCore):
     (value only) costs two list appends.
     """
 
-    __slots__ = ("future", "headers", "offsets", "owner", "partition", "stream", "topic")
+    __slots__ = ("future", "headers", "offsets", "owner", "partition", "topic")
 
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        owner: AsyncProducer,
-        stream: Stream | None,
-        held: bool,
-    ) -> None:
+    def __init__(self, topic: str, partition: int, owner: AsyncProducer) -> None:
         self.owner = owner
         self.topic = topic
         self.partition = partition
@@ -152,53 +172,8 @@ class _OpenBatch(_BatchCore):
         self.headers: list[Headers] | None = None
         self.size = 0
         self.future: Future[int] = Future()
-        self.stream = stream
-        """The engine's stream for this batch, which finishes it; None: stored whole."""
-        self.streaming = None if held else stream
-        self.streamed = 0
         self.offsets: Sequence[int] | None = None
         """Each record's offset where they are not consecutive (set before the future)."""
-
-    def hand_over(
-        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers
-    ) -> None:
-        """Give the record just added to the engine's stream, if it takes them.
-
-        A refusal is not an error: the stream takes no more, and that record and the rest
-        stay with the batch, which the engine finishes with them (as the compiled send).
-        """
-        stream = self.streaming
-        if stream is None or self.streamed != len(self.values) - 1:
-            return
-        try:
-            stream(value, key, timestamp, headers or None)
-        except Exception:
-            self.streaming = None
-            return
-        self.streamed += 1
-
-    def catch_up(self) -> None:
-        """Give the engine's stream the records this batch kept, then stream the rest."""
-        if self.stream is None or self.streaming is not None:
-            return
-        _, _, values, keys, timestamps, headers = self.columns()
-        for i in range(self.streamed, len(values)):
-            try:
-                self.stream(
-                    values[i],
-                    None if keys is None else keys[i],
-                    timestamps[i],
-                    None if headers is None else headers[i] or None,
-                )
-            except Exception:
-                return
-            self.streamed = i + 1
-        self.streaming = self.stream
-
-    @property
-    def waits(self) -> bool:
-        """Whether records of this batch wait for it (not all went through a stream)."""
-        return self.streamed < len(self.values)
 
     def add_key(self, index: int, key: bytes) -> None:
         """Set the key of record `index` (the last one added)."""
@@ -259,7 +234,7 @@ class RecordFuture(_FutureCore):
         return self._metadata(future.result())
 
 
-class AsyncProducer(_SenderCore):
+class AsyncProducer:
     """Batches records per partition; a batch is stored when full, after linger_ms, or on flush."""
 
     def __init__(
@@ -288,22 +263,25 @@ class AsyncProducer(_SenderCore):
         self._buffer_memory = buffer_memory
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._open = {}
-        self._sticky_batches = {}
         self._cached_topic = engine.cached_topic
         self._in_flight: set[Future[int]] = set()
-        self._buffered = 0
         self._keys = KeyPartitioner()
         self._sticky = StickyPartitioner()
-        self._closed = False
-        self._direct = not linger_ms and engine.appends_inline
-        self._streams = engine.streams
-        self._held: dict[str | tuple[str, int], int] = {}
-        """Per partition, batches whose records were not all streamed, until the engine
-        has the rest; per topic, send_many calls until stored. While a partition (or its
-        topic) has any, its open batch keeps its records, so none overtakes one sent
-        before it, and hands them over once none is left."""
-        self._future_type = RecordFuture  # last: the compiled send() waits for it
+        self._inline = False
+        """Whether the engine's append has completed without suspending (an in-memory
+        log): with linger 0, a batch is then stored by the task that awaits it."""
+        self._sender = _Sender(
+            self._lock,
+            spec_of=engine.cached_topic,
+            partition_for_key=self._keys,
+            future_type=RecordFuture,
+            seal=self._seal,
+            fallback=self._send,
+            batch_size=batch_size,
+            buffer_memory=buffer_memory,
+        )
+        """What every send reads and writes: open batches, buffered bytes, closed."""
+        self.send: Send = self._sender.send
 
     def _send(
         self,
@@ -321,14 +299,15 @@ class AsyncProducer(_SenderCore):
         value, key, hdrs, size, p, ts = self._accept(
             topic, value, key, headers, partition=partition, timestamp=timestamp
         )
+        sender = self._sender
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__/__exit__ calls cost ~100 ns a record
         try:
-            if self._buffered + size > self._buffer_memory and not self._on_loop():
+            if sender.buffered + size > self._buffer_memory and not self._on_loop():
                 self._wait_for_room(size)
-            if self._closed:  # checked under the lock: close() flushes only what is in
+            if sender.closed:  # checked under the lock: close() flushes only what is in
                 raise ClosedError(_CLOSED)
-            batch = self._sticky_batches.get(topic) if p < 0 else self._open.get((topic, p))
+            batch = sender.sticky.get(topic) if p < 0 else sender.open.get((topic, p))
             if batch is None:
                 batch = self._sticky_batch(topic) if p < 0 else self._start_batch(topic, p)
             values = batch.values
@@ -339,14 +318,13 @@ class AsyncProducer(_SenderCore):
                 batch.add_key(index, key)
             if hdrs:
                 batch.add_headers(index, hdrs)
-            batch.hand_over(value, key, ts, hdrs)  # before a seal lets its store begin
             batch.size += size
-            self._buffered += size
+            sender.buffered += size
             if batch.size >= self._batch_size:
-                self._seal(batch)
+                sender.seal(batch)
         finally:
             lock.release()
-        return self._future_type(batch, index)
+        return RecordFuture(batch, index)
 
     async def publish(
         self,
@@ -364,7 +342,7 @@ class AsyncProducer(_SenderCore):
         record is stored by this call alone, as a batch of one: no batch is kept open, no
         future made, no turn of the loop taken. Otherwise it is a `send` awaited.
         """
-        if not (self._direct and not self._in_flight and self._on_loop()):
+        if not (self._inline and not self._linger_s and not self._in_flight and self._on_loop()):
             return await self.send(
                 topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
             )
@@ -375,8 +353,10 @@ class AsyncProducer(_SenderCore):
             spec = self._spec(topic)
             p = self._sticky.partition(topic, spec.partitions)
             self._sticky.next(topic, spec.partitions, p)
-        batch = codec.encode_one(value, key, ts, hdrs)
-        (result,) = await self._engine.append([ProduceBatch(topic, p, batch)])
+        one = ColumnBatch(
+            topic, p, [value], None if key is None else [key], [ts], [hdrs] if hdrs else None
+        )
+        (result,) = await self._engine.append([one])
         return RecordMetadata(topic, p, result.base_offset, ts)
 
     def _spec(self, topic: str) -> TopicSpec:
@@ -394,7 +374,7 @@ class AsyncProducer(_SenderCore):
     ) -> tuple[bytes | None, bytes | None, Headers, int, int, int]:
         """Check one record: (value, key, headers, size, partition, timestamp), where a
         partition of -1 means the topic's sticky partition (chosen with its batch)."""
-        if self._closed:
+        if self._sender.closed:
             raise ClosedError(_CLOSED)
         spec = self._cached_topic(topic) or self._engine.lookup_topic(topic)
         if value is None:
@@ -425,14 +405,17 @@ class AsyncProducer(_SenderCore):
 
     def _wait_for_room(self, size: int) -> None:
         """Block until `size` more bytes fit in buffer_memory or the producer closes (lock held)."""
-        self._space.wait_for(lambda: self._closed or self._buffered + size <= self._buffer_memory)
+        sender = self._sender
+        self._space.wait_for(lambda: sender.closed or sender.buffered + size <= self._buffer_memory)
 
     def _sticky_batch(self, topic: str) -> _OpenBatch:
         """The open batch unkeyed records of `topic` join now (lock held)."""
         spec = self._spec(topic)
         partition = self._sticky.partition(spec.name, spec.partitions)
-        batch = self._open.get((spec.name, partition)) or self._start_batch(spec.name, partition)
-        self._sticky_batches[spec.name] = batch
+        batch = self._sender.open.get((spec.name, partition))
+        if batch is None:
+            batch = self._start_batch(spec.name, partition)
+        self._sender.sticky[spec.name] = batch
         return batch
 
     def _partition(self, spec: TopicSpec, key: bytes | None, partition: int | None) -> int:
@@ -455,9 +438,8 @@ class AsyncProducer(_SenderCore):
         return on_loop(self._loop)
 
     def _start_batch(self, topic: str, partition: int) -> _OpenBatch:
-        stream = self._engine.stream(topic, partition) if self._streams else None
-        batch = _OpenBatch(topic, partition, self, stream, self._holds(topic, partition))
-        self._open[(topic, partition)] = batch
+        batch = _OpenBatch(topic, partition, self)
+        self._sender.open[(topic, partition)] = batch
         self._in_flight.add(batch.future)
         loop = self._loop
         if self._linger_s:
@@ -471,17 +453,17 @@ class AsyncProducer(_SenderCore):
 
     def _store_now(self, batch: _OpenBatch) -> Coroutine[Any, Any, None] | None:
         """For an engine that appends inline, linger 0: the awaiting task stores the batch."""
-        if self._linger_s or not self._engine.appends_inline or not self._on_loop():
+        if self._linger_s or not self._inline or not self._on_loop():
             return None
         with self._lock:
-            if self._open.get((batch.topic, batch.partition)) is not batch:
+            if self._sender.open.get((batch.topic, batch.partition)) is not batch:
                 return None
             self._close(batch)
         return self._store(batch)
 
     def _linger_expired(self, batch: _OpenBatch) -> None:
         with self._lock:
-            if self._open.get((batch.topic, batch.partition)) is batch:
+            if self._sender.open.get((batch.topic, batch.partition)) is batch:
                 self._seal(batch)
 
     def _seal(self, batch: _OpenBatch) -> None:
@@ -493,46 +475,16 @@ class AsyncProducer(_SenderCore):
 
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
-        del self._open[(batch.topic, batch.partition)]
-        if self._streams and batch.waits:
-            self._count_held((batch.topic, batch.partition), 1)
-        if self._sticky_batches.get(batch.topic) is batch:
-            del self._sticky_batches[batch.topic]
+        del self._sender.open[(batch.topic, batch.partition)]
+        if self._sender.sticky.get(batch.topic) is batch:
+            del self._sender.sticky[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
         if spec is not None:
             self._sticky.next(batch.topic, spec.partitions, batch.partition)
 
-    def _holds(self, topic: str, partition: int) -> bool:
-        """Whether a partition's records must stay with their batch for now (lock held)."""
-        return (topic, partition) in self._held or topic in self._held
-
-    def _count_held(self, where: str | tuple[str, int], change: int) -> None:
-        """Count a batch (or a send_many) in or out of what holds `where`'s records; the
-        open batches there catch up once nothing does (lock held)."""
-        left = self._held.get(where, 0) + change
-        if left:
-            self._held[where] = left
-            return
-        del self._held[where]
-        for (topic, partition), batch in self._open.items():
-            if where in (topic, (topic, partition)) and not self._holds(topic, partition):
-                batch.catch_up()
-
     async def _store(self, batch: _OpenBatch) -> None:
-        where = (batch.topic, batch.partition)
-        counted = self._streams and batch.waits  # counted in by _close
         try:
-            if batch.stream is None:
-                (result,) = await self._engine.append_columns([batch.columns()])
-            else:
-                durable = await self._engine.finish_stream(
-                    batch.stream, batch.columns(), batch.streamed
-                )
-                if counted:  # the engine has all its records: the partition goes on
-                    counted = False
-                    with self._lock:
-                        self._count_held(where, -1)
-                result = await durable
+            (result,) = await self._append([batch.columns()])
         except BaseException as e:
             if not batch.future.done():
                 batch.future.set_exception(e)
@@ -543,9 +495,7 @@ class AsyncProducer(_SenderCore):
         finally:
             with self._lock:
                 self._in_flight.discard(batch.future)
-                self._buffered -= batch.size
-                if counted:
-                    self._count_held(where, -1)
+                self._sender.buffered -= batch.size
                 self._space.notify_all()
 
     def send_many(
@@ -563,9 +513,10 @@ class AsyncProducer(_SenderCore):
         than the whole buffer is not refused (its records are already in memory): it waits
         until nothing else is buffered and is then stored alone. Each record is checked on
         its own, as `send` checks it: over the topic's `max_message_bytes` or over
-        `buffer_memory`, the whole call is refused with RecordTooLargeError.
+        `buffer_memory`, the whole call is refused with RecordTooLargeError. Records the
+        topic was sent before the call are stored before its own.
         """
-        if self._closed:
+        if self._sender.closed:
             raise ClosedError(_CLOSED)
         spec = self._engine.cached_topic(topic) or self._engine.lookup_topic(topic)
         if keys is not None and len(keys) != len(values):
@@ -582,18 +533,18 @@ class AsyncProducer(_SenderCore):
             raise RecordTooLargeError(topic, largest, spec.config.max_message_bytes)
         if largest > self._buffer_memory:
             raise RecordTooLargeError(topic, largest, self._buffer_memory, setting="buffer_memory")
-        ts, chunks, batches = self._encode_many(spec, values, keys, sizes, partition)
+        ts, chunks, batches = self._batches_of_many(spec, values, keys, sizes, partition)
         future: Future[Published] = Future()
 
         async def store() -> None:
             try:
-                results = await self._engine.append(batches)
+                results = await self._append(batches)
             except BaseException as e:
                 if not future.done():
                     future.set_exception(e)
                 return
             finally:
-                self._release(future, total, topic)
+                self._release(future, total)
             if future.done():  # a close that could not wait has failed it
                 return
             consecutive = all(r.offsets is None for r in results)
@@ -620,28 +571,25 @@ class AsyncProducer(_SenderCore):
         with self._lock:
             if not self._on_loop():
                 self._wait_for_room(min(total, self._buffer_memory))
-            if self._closed:
+            if self._sender.closed:
                 raise ClosedError(_CLOSED)
-            self._buffered += total
+            self._sender.buffered += total
             self._in_flight.add(future)  # type: ignore[arg-type]
-            if self._streams:
-                # Whole batches: the topic's open batches go first, and its records sent
-                # from now on stay with their batches until these are stored (no record
-                # overtakes one sent before it).
-                for batch in [b for b in self._open.values() if b.topic == topic]:
-                    self._seal(batch)
-                self._count_held(topic, 1)
+            # the topic's open batches are stored first: no record overtakes one sent
+            # before it, on any engine
+            for batch in [b for b in self._sender.open.values() if b.topic == topic]:
+                self._seal(batch)
             call_next_turn(self._loop, lambda: self._loop.create_task(store()))
         return BatchFuture(future)
 
-    def _encode_many(
+    def _batches_of_many(
         self,
         spec: TopicSpec,
         values: Sequence[bytes | None],
         keys: Sequence[bytes | None] | None,
         sizes: list[int],
         partition: int | None,
-    ) -> tuple[int, list[_Chunk], list[ProduceBatch]]:
+    ) -> tuple[int, list[_Chunk], list[ColumnBatch]]:
         """The batches of a send_many: grouped by key's partition, else cut at batch_size."""
         topic = spec.name
         ts = now_ms()
@@ -671,34 +619,30 @@ class AsyncProducer(_SenderCore):
                 if partition is None:
                     self._sticky.next(topic, spec.partitions, p)
                 start = end
-        batches = [
-            ProduceBatch(
-                topic,
-                p,
-                codec.encode(
-                    v,
-                    k,
-                    [ts] * len(v),
-                    sizes=sizes[idx.start : idx.stop] if isinstance(idx, range) else None,
-                ),
-            )
-            for p, idx, v, k in chunks
-        ]
+        batches = [ColumnBatch(topic, p, v, k, [ts] * len(v), None) for p, idx, v, k in chunks]
         return ts, chunks, batches
 
-    def _release(self, future: Future[Any], size: int, topic: str) -> None:
+    def _append(self, batches: Sequence[ColumnBatch]) -> Awaitable[list[AppendResult]]:
+        """The engine's append, noting whether it completes without suspending."""
+        appending = self._engine.append(batches)
+        if self._inline:
+            return appending
+        return _noting_inline(appending, self._appends_inline)
+
+    def _appends_inline(self) -> None:
+        self._inline = True
+
+    def _release(self, future: Future[Any], size: int) -> None:
         """Give back a send_many's share of buffer_memory; it is no longer in flight."""
         with self._lock:
             self._in_flight.discard(future)
-            self._buffered -= size
-            if self._streams:
-                self._count_held(topic, -1)
+            self._sender.buffered -= size
             self._space.notify_all()
 
     async def flush(self) -> None:
         """Store every queued record; return once all are durable (errors stay on their futures)."""
         with self._lock:
-            for batch in list(self._open.values()):
+            for batch in list(self._sender.open.values()):
                 self._seal(batch)
             pending = list(self._in_flight)
         if pending:
@@ -709,7 +653,7 @@ class AsyncProducer(_SenderCore):
         with self._lock:
             # Closed before flushing and under the lock, so a send racing this close
             # either joined a batch that the flush below stores, or is refused.
-            self._closed = True
+            self._sender.closed = True
             self._space.notify_all()  # senders waiting for room: refused, not stuck
         try:
             await self.flush()
@@ -719,10 +663,31 @@ class AsyncProducer(_SenderCore):
     def _fail_pending(self) -> None:
         """Fail with ClosedError every future a flush could not finish (it was cancelled)."""
         with self._lock:
-            pending = [b.future for b in self._open.values()] + list(self._in_flight)
+            pending = [b.future for b in self._sender.open.values()] + list(self._in_flight)
         for future in pending:
             if not future.done():
                 future.set_exception(ClosedError(_CLOSED))
+
+
+@types.coroutine
+def _noting_inline(awaitable: Awaitable[T], inline: Callable[[], None]) -> Generator[Any, Any, T]:
+    """Await `awaitable`, calling `inline` if it completes without suspending."""
+    steps = awaitable.__await__()
+    try:
+        step = steps.send(None)
+    except StopIteration as done:
+        inline()
+        return done.value  # type: ignore[no-any-return]
+    while True:  # suspended: go on as a plain await would (asyncio only ever sends None)
+        try:
+            try:
+                yield step
+            except BaseException as e:
+                step = steps.throw(e)
+            else:
+                step = steps.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 def _sizes(items: Sequence[bytes | None], what: str) -> list[int]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
-from tidings.core import batch as codec
-from tidings.core.batch import EncodedBatch
 from tidings.core.errors import CapabilityError, ConfigurationError
 from tidings.core.records import (
     Headers,
@@ -51,29 +49,12 @@ class Capability(StrEnum):
     sent with one, counts as delayed, and a released job is shown by peek."""
 
 
-class ProduceBatch(NamedTuple):
-    """Records for one partition, encoded as a log stores them, ready to append."""
-
-    topic: str
-    partition: int
-    batch: EncodedBatch
-
-
-class Stream(typing.Protocol):
-    """A partition's records handed to the engine one at a time, as they are sent."""
-
-    def __call__(
-        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers | None
-    ) -> None:
-        """Hand over one record (headers None for none); raises if the engine cannot take it
-        now, and the record then waits for its batch."""
-
-
 class ColumnBatch(NamedTuple):
     """Records for one partition as a producer gathers them: a column per field.
 
-    An engine that hands records one by one to a client library (Kafka, NATS) reads them
-    from here, so they are never encoded into one blob only to be taken apart again.
+    The one form in which records reach an engine. An engine that stores bytes encodes
+    them; one that hands records one by one to a client library (Kafka, NATS) reads the
+    columns, so no batch is encoded only to be taken apart again.
     """
 
     topic: str
@@ -84,28 +65,6 @@ class ColumnBatch(NamedTuple):
     timestamps: Sequence[int]
     headers: Sequence[Headers] | None
     """None when no record has headers."""
-
-    @classmethod
-    def decode(cls, produce: ProduceBatch) -> ColumnBatch:
-        """The columns of an encoded batch."""
-        records = codec.decode(produce.topic, produce.partition, 0, produce.batch.data)
-        _, _, _, timestamps, keys, values, headers = zip(*records, strict=True)
-        return cls(
-            produce.topic,
-            produce.partition,
-            values,
-            None if keys.count(None) == len(keys) else keys,
-            timestamps,
-            headers if any(headers) else None,
-        )
-
-    def encode(self) -> ProduceBatch:
-        """The batch encoded, as an engine that stores bytes appends it."""
-        return ProduceBatch(
-            self.topic,
-            self.partition,
-            codec.encode(self.values, self.keys, self.timestamps, self.headers),
-        )
 
 
 class AppendResult(NamedTuple):
@@ -397,11 +356,6 @@ class Engine(ABC):
 
     url: str
     capabilities: frozenset[Capability]
-    appends_inline = False
-    """Whether append() completes without waiting on I/O (an in-memory store): a
-    producer may then store a batch in the task that awaits it."""
-    streams = False
-    """Whether stream() gives streams (see there)."""
 
     def require(self, capability: Capability, what: str) -> None:
         """Raise CapabilityError unless this engine provides `capability`."""
@@ -452,32 +406,24 @@ class Engine(ABC):
         """A topic's spec read now, blocking; callable from any thread (TopicNotFoundError)."""
 
     @abstractmethod
-    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
-        """Store `batches` durably, in order per partition; returns where each went."""
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
+        """Store the batches of one producer flush durably, in order per partition; where
+        each went, in the order given.
 
-    def append_columns(self, batches: Sequence[ColumnBatch]) -> Awaitable[list[AppendResult]]:
-        """Store batches given as columns, as append() does; this encodes them for it.
+        The one way records reach an engine. `batches` is what a producer hands over at
+        once, across partitions (a partition may come more than once, its batches in the
+        order sent). What an engine does with them is its own: a log encodes each batch
+        and commits it with others, the Kafka engine produces the records through
+        librdkafka, the NATS engine publishes them. An engine that can append without
+        waiting on I/O (an in-memory log) may complete without suspending; a producer
+        that sees it do so stores a batch in the task that awaits it.
 
-        An engine that sends records one by one overrides this to read the columns.
+        Why one call per flush rather than per partition: a transaction (records to
+        several partitions plus a group's offsets, committed or aborted together) is then
+        a sequence of these calls between its begin and its commit or abort, with the
+        offsets written at commit. It needs no second way in, only the engine knowing
+        which transaction a call belongs to.
         """
-        return self.append([b.encode() for b in batches])
-
-    def stream(self, topic: str, partition: int) -> Stream | None:
-        """Where the next batch of a partition may hand over its records as they are sent,
-        or None: they wait for the batch (what every engine does unless it overrides this).
-
-        A client library that batches and lingers on its own (librdkafka) takes each record
-        at once; the producer's batch then only collects the acknowledgements.
-        """
-        return None
-
-    async def finish_stream(
-        self, stream: Stream, batch: ColumnBatch, streamed: int
-    ) -> Awaitable[AppendResult]:
-        """Hand over the records of `batch` that `stream` did not take (from `streamed`),
-        in order after them. Returns once they are handed over, with what gives where the
-        batch starts once all of its records are durable."""
-        raise NotImplementedError(f"the engine at {self.url} gives no streams")
 
     @abstractmethod
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:

@@ -11,10 +11,17 @@ from dataclasses import dataclass, field
 from tidings.core.batch import EncodedBatch
 from tidings.core.errors import PartitionNotFoundError, TopicExistsError, TopicNotFoundError
 from tidings.core.records import TopicSpec, now_ms
-from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.base import AppendResult, PartitionState
 from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log.share import ShareState
-from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.log.store import (
+    Appended,
+    BatchMeta,
+    LogStore,
+    ProduceBatch,
+    StoredBatch,
+    T,
+)
 
 
 @dataclass

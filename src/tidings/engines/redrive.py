@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tidings.core import batch as codec
 from tidings.core.errors import ConfigurationError
 from tidings.core.records import Headers, Record, TopicPartition
-from tidings.engines.base import Ack, AckKind, Engine, ProduceBatch, ShareConfig
+from tidings.engines.base import Ack, AckKind, ColumnBatch, Engine, ShareConfig
 
 REDRIVE_PREFIX = "__redrive."
 """Share groups named so mark which dead letters of a queue were already redriven."""
@@ -111,15 +110,13 @@ async def redrive(
                 by_partition[origin_partition(d.record, partitions)].append(d.record)
             await engine.append(
                 [
-                    ProduceBatch(
+                    ColumnBatch(
                         config.topic,
                         p,
-                        codec.encode(
-                            [r.value for r in records],
-                            [r.key for r in records],
-                            [r.timestamp for r in records],
-                            [redriven_headers(r) for r in records],
-                        ),
+                        [r.value for r in records],
+                        [r.key for r in records],
+                        [r.timestamp for r in records],
+                        [redriven_headers(r) for r in records],
                     )
                     for p, records in sorted(by_partition.items())
                 ]

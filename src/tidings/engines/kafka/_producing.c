@@ -10,10 +10,6 @@
  *   stops at the first record produce() refuses: `next` is that record's index (the
  *   batch's length when all went) and `error` the exception raised, else None.
  *
- * Stream(produce, topic, partition, counter), called (value, key, timestamp, headers),
- *   produces one record to the partition as it is sent, its report going to counter.done
- *   (headers: None or a sequence of (name, value) pairs).
- *
  * Counter, the base class of the engine's _Delivery, counts a batch's reports in
  *   librdkafka's delivery thread. done(err, msg) is called once per record: it keeps the
  *   records' offsets (the first, and each one where they stop being consecutive: records
@@ -22,15 +18,15 @@
  *   report is already in, it returns the last one's message (the caller completes the
  *   batch), else None. Exactly one of the two sees the batch complete.
  *
- * The same as _produced_in_python, _PythonStream and _PythonCounter in producer.py, which
- * stand in where this module was not built. What goes away is the interpreter's work
+ * The same as _produced_in_python and _PythonCounter in producer.py, which stand in
+ * where this module was not built. What goes away is the interpreter's work
  * around each produce() and each report, about 200 ns a record, paid while holding the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
-static PyObject *s_complete, *s_offset, *s_done;
+static PyObject *s_complete, *s_offset;
 
 static PyObject *raised(void);
 
@@ -275,124 +271,6 @@ static PyType_Spec counter_spec = {
     .slots = counter_slots,
 };
 
-/* -- Stream ------------------------------------------------------------------------ */
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *produce, *topic, *partition, *counter, *done;
-    vectorcallfunc vectorcall;
-} Stream;
-
-static PyObject *
-stream_call(Stream *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    if (PyVectorcall_NARGS(nargsf) != 4 || kwnames != NULL) {
-        PyErr_SetString(PyExc_TypeError, "a stream takes (value, key, timestamp, headers)");
-        return NULL;
-    }
-    PyObject *headers = args[3];
-    if (headers != Py_None) {
-        headers = PySequence_List(headers);
-        if (headers == NULL) {
-            return NULL;
-        }
-        if (PyList_GET_SIZE(headers) == 0) {
-            Py_SETREF(headers, Py_NewRef(Py_None));
-        }
-    }
-    else {
-        Py_INCREF(headers);
-    }
-    PyObject *call[8] = {self->topic, args[0], args[1], self->partition,
-                         self->done,  Py_None, args[2], headers};
-    PyObject *r = PyObject_Vectorcall(self->produce, call, 8, NULL);
-    Py_DECREF(headers);
-    return r;
-}
-
-static PyObject *
-stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
-{
-    PyObject *produce, *topic, *partition, *counter;
-    static char *names[] = {"produce", "topic", "partition", "counter", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OUO!O:Stream", names, &produce, &topic,
-                                     &PyLong_Type, &partition, &counter)) {
-        return NULL;
-    }
-    PyObject *done = PyObject_GetAttr(counter, s_done);
-    if (done == NULL) {
-        return NULL;
-    }
-    Stream *self = (Stream *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        Py_DECREF(done);
-        return NULL;
-    }
-    self->produce = Py_NewRef(produce);
-    self->topic = Py_NewRef(topic);
-    self->partition = Py_NewRef(partition);
-    self->counter = Py_NewRef(counter);
-    self->done = done;
-    self->vectorcall = (vectorcallfunc)stream_call;
-    return (PyObject *)self;
-}
-
-static int
-stream_traverse(Stream *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->produce);
-    Py_VISIT(self->topic);
-    Py_VISIT(self->partition);
-    Py_VISIT(self->counter);
-    Py_VISIT(self->done);
-    return 0;
-}
-
-static int
-stream_clear(Stream *self)
-{
-    Py_CLEAR(self->produce);
-    Py_CLEAR(self->topic);
-    Py_CLEAR(self->partition);
-    Py_CLEAR(self->counter);
-    Py_CLEAR(self->done);
-    return 0;
-}
-
-static void
-stream_dealloc(PyObject *self)
-{
-    dealloc(self, (inquiry)stream_clear);
-}
-
-static PyMemberDef stream_members[] = {
-    {"topic", T_OBJECT, offsetof(Stream, topic), READONLY, "The topic records go to."},
-    {"partition", T_OBJECT, offsetof(Stream, partition), READONLY, "Their partition."},
-    {"counter", T_OBJECT, offsetof(Stream, counter), READONLY, "Where their reports go."},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Stream, vectorcall), READONLY},
-    {NULL},
-};
-
-static PyType_Slot stream_slots[] = {
-    {Py_tp_doc, "Stream(produce, topic, partition, counter): one partition's records, "
-                "produced as they are sent."},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_dealloc, stream_dealloc},
-    {Py_tp_traverse, stream_traverse},
-    {Py_tp_clear, stream_clear},
-    {Py_tp_members, stream_members},
-    {Py_tp_new, stream_new},
-    {0, NULL},
-};
-
-static PyType_Spec stream_spec = {
-    .name = "tidings.engines.kafka._producing.Stream",
-    .basicsize = sizeof(Stream),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .slots = stream_slots,
-};
-
 /* -- produced ---------------------------------------------------------------------- */
 
 enum { TOPIC, PARTITION, VALUES, KEYS, TIMESTAMPS, HEADERS, COLUMNS };
@@ -538,12 +416,11 @@ PyInit__producing(void)
 {
     s_complete = PyUnicode_InternFromString("_complete");
     s_offset = PyUnicode_InternFromString("offset");
-    s_done = PyUnicode_InternFromString("done");
-    if (s_complete == NULL || s_offset == NULL || s_done == NULL) {
+    if (s_complete == NULL || s_offset == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
-    if (m == NULL || add_type(m, &counter_spec) < 0 || add_type(m, &stream_spec) < 0) {
+    if (m == NULL || add_type(m, &counter_spec) < 0) {
         Py_XDECREF(m);
         return NULL;
     }

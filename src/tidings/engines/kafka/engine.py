@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -28,8 +28,6 @@ from tidings.engines.base import (
     EngineConsumer,
     GroupDescription,
     PartitionState,
-    ProduceBatch,
-    Stream,
 )
 from tidings.engines.kafka.admin import KafkaAdmin
 from tidings.engines.kafka.errors import AUTHENTICATION, translate
@@ -59,8 +57,6 @@ CONNECT_SLICE_S = 0.25
 
 class KafkaEngine(Engine):
     """Topics, records and groups on a Kafka-compatible cluster."""
-
-    streams = True
 
     def __init__(self, url: str) -> None:
         self.settings: KafkaSettings = parse(url)
@@ -201,29 +197,11 @@ class KafkaEngine(Engine):
 
     # -- records -------------------------------------------------------------------------
 
-    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
-        """Produce encoded batches, record by record, as append_columns does."""
-        return await self.append_columns([ColumnBatch.decode(b) for b in batches])
-
-    async def append_columns(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Produce batches; each acknowledged by all in-sync replicas."""
         if self._appender is None or self._closed:
             raise ClosedError(f"the engine at {self.url} is closed; connect again")
         return await self._appender.append(batches)
-
-    def stream(self, topic: str, partition: int) -> Stream | None:
-        """A stream producing to librdkafka as records are sent (it batches and lingers)."""
-        if self._appender is None or self._closed:
-            return None
-        return self._appender.stream(topic, partition)
-
-    async def finish_stream(
-        self, stream: Stream, batch: ColumnBatch, streamed: int
-    ) -> Awaitable[AppendResult]:
-        """Produce what the stream did not take; then what gives where the batch starts."""
-        if self._appender is None or self._closed:
-            raise ClosedError(f"the engine at {self.url} is closed; connect again")
-        return await self._appender.finish(stream, batch, streamed)
 
     def consumer(self, config: ConsumerConfig) -> EngineConsumer:
         """A consumer on its own librdkafka client."""

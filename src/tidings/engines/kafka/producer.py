@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -17,8 +17,8 @@ from tidings.core.errors import (
     RecordTooLargeError,
     TidingsError,
 )
-from tidings.core.records import Headers, TopicSpec
-from tidings.engines.base import AppendResult, ColumnBatch, Stream
+from tidings.core.records import TopicSpec
+from tidings.engines.base import AppendResult, ColumnBatch
 from tidings.engines.kafka.errors import translate
 from tidings.engines.kafka.settings import KafkaSettings
 
@@ -92,36 +92,6 @@ class _PythonCounter:
         raise NotImplementedError
 
 
-class _PythonStream:
-    """One partition's records, produced as they are sent (see _producing.c)."""
-
-    __slots__ = ("counter", "done", "partition", "produce", "topic")
-
-    def __init__(
-        self, produce: Callable[..., None], topic: str, partition: int, counter: _Delivery
-    ) -> None:
-        self.produce = produce
-        self.topic = topic
-        self.partition = partition
-        self.counter = counter
-        self.done = counter.done
-
-    def __call__(
-        self, value: bytes | None, key: bytes | None, timestamp: int, headers: Headers | None
-    ) -> None:
-        """Produce one record; its report goes to the counter."""
-        self.produce(
-            self.topic,
-            value,
-            key,
-            self.partition,
-            self.done,
-            None,
-            timestamp,
-            None if headers is None else list(headers) or None,
-        )
-
-
 def _produced_in_python(
     produce: Callable[..., None],
     batch: ColumnBatch,
@@ -154,11 +124,9 @@ def _produced_in_python(
 _producing = compiled("tidings.engines.kafka._producing")
 if TYPE_CHECKING or _producing is None:
     _Counter = _PythonCounter
-    _Stream = _PythonStream
     _produced = _produced_in_python
 else:
     _Counter = _producing.Counter
-    _Stream = _producing.Stream
     _produced = _producing.produced
 
 
@@ -206,9 +174,8 @@ class _Delivery(_Counter):
 class Appender:
     """One librdkafka producer (idempotent, acks=all) and the thread serving its reports.
 
-    Records reach librdkafka two ways: a stream hands each one over as it is sent (the
-    producer's batch then only waits for its reports), and append() hands over whole
-    batches. librdkafka's own queue does the lingering and batching either way.
+    append() hands librdkafka whole batches, in the order they come, and its own queue
+    does the lingering and batching for the wire.
     """
 
     def __init__(
@@ -252,25 +219,6 @@ class Appender:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"the engine at {self._settings.url} is closed; connect again")
-
-    def stream(self, topic: str, partition: int) -> _Stream:
-        """A stream producing a batch's records to `partition` as they are sent."""
-        self._check_open()
-        return _Stream(self._producer.produce, topic, partition, _Delivery(self, self._loop))
-
-    async def finish(
-        self, stream: Stream, batch: ColumnBatch, streamed: int
-    ) -> Awaitable[AppendResult]:
-        """Produce what `stream` did not take of `batch` (from `streamed`); once they are
-        all with librdkafka, what gives where the batch starts once all are acknowledged."""
-        self._check_open()
-        delivery = cast(_Stream, stream).counter
-        if streamed < len(batch.values):
-            async with self._producing:
-                await self._produce(batch, delivery, streamed)
-        else:
-            self._expect(batch, delivery)
-        return delivery.result(batch)
 
     async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Produce every record of `batches`; where each batch starts, once all are acked."""

@@ -34,12 +34,12 @@ from tidings.engines import redrive
 from tidings.engines.base import (
     AppendResult,
     Capability,
+    ColumnBatch,
     ConsumerConfig,
     EngineConsumer,
     EngineShareConsumer,
     GroupDescription,
     PartitionState,
-    ProduceBatch,
     QueueDepth,
     ShareConfig,
 )
@@ -47,7 +47,7 @@ from tidings.engines.groups import coordinator
 from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log import cleaner
 from tidings.engines.log.served import PartitionBatches, PartitionRead, ServedLog
-from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch
+from tidings.engines.log.store import Appended, BatchMeta, LogStore, ProduceBatch, StoredBatch
 from tidings.engines.log.tail import Tail
 
 R = TypeVar("R")
@@ -83,7 +83,6 @@ class LogEngine(ServedLog):
         self.store = store
         self.max_partitions = max_partitions
         """The most partitions a topic may have: a bound on what one request can cost."""
-        self.appends_inline = not store.reads_block
         self.url = store.url
         caps = set(LOG_CAPABILITIES) - {Capability.DURABLE, Capability.MULTI_PROCESS}
         if store.durable:
@@ -309,12 +308,16 @@ class LogEngine(ServedLog):
 
     # -- records -------------------------------------------------------------------------
 
-    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
-        """Store batches durably."""
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
+        """Encode the batches and store them durably."""
+        return await self.append_encoded([ProduceBatch.encode(b) for b in batches])
+
+    async def append_encoded(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Store batches already encoded (a Kafka client's, copied through) durably."""
         for batch in batches:  # refused here, before it could join others' group commit
             if type(batch.partition) is not int:
                 validate_partition(batch.partition)
-        if self.appends_inline:
+        if not self.store.reads_block:  # in memory: stored without suspending
             return self.store.append(batches)
         return await result_of(self.store.submit(batches))
 

@@ -26,12 +26,12 @@ from tidings.engines.base import (
     Delivery,
     EngineShareConsumer,
     PartitionState,
-    ProduceBatch,
     QueueDepth,
     ShareConfig,
 )
 from tidings.engines.log import share
 from tidings.engines.log.share import ACQUIRED, AVAILABLE, Fresh, Settled, ShareState, Taken
+from tidings.engines.log.store import ProduceBatch
 from tidings.engines.redrive import (
     REDRIVE_PREFIX,
     dead_letter_headers,

@@ -14,9 +14,9 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 from tidings.core.records import Record, TopicPartition, TopicSpec
-from tidings.engines.base import Engine, PartitionState
+from tidings.engines.base import AppendResult, Engine, PartitionState
 from tidings.engines.groups.coordinator import GroupState
-from tidings.engines.log.store import Appended, BatchMeta, StoredBatch
+from tidings.engines.log.store import Appended, BatchMeta, ProduceBatch, StoredBatch
 from tidings.engines.log.tail import Tail
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "BatchMeta",
     "PartitionBatches",
     "PartitionRead",
+    "ProduceBatch",
     "ServedLog",
     "StoredBatch",
     "Tail",
@@ -90,6 +91,10 @@ class ServedLog(Engine):
     @abstractmethod
     async def record_at_time(self, tp: TopicPartition, timestamp: int) -> Record | None:
         """The first record of a partition whose timestamp is at or after `timestamp`."""
+
+    @abstractmethod
+    async def append_encoded(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
+        """Store batches already encoded (a Kafka client's, copied through) durably."""
 
     @abstractmethod
     async def batch_index(self, topic: str, partition: int) -> list[BatchMeta]:

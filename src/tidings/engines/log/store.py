@@ -13,13 +13,37 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import NamedTuple, TypeVar
 
+from tidings.core import batch as codec
 from tidings.core.batch import EncodedBatch
 from tidings.core.records import TopicSpec
-from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.base import AppendResult, ColumnBatch, PartitionState
 from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log.share import ShareState
 
 T = TypeVar("T")
+
+
+class ProduceBatch(NamedTuple):
+    """Records for one partition, encoded as the log stores them, ready to append."""
+
+    topic: str
+    partition: int
+    batch: EncodedBatch
+
+    @classmethod
+    def encode(cls, columns: ColumnBatch) -> ProduceBatch:
+        """A producer's columns, encoded (a batch of one by the codec's short path)."""
+        topic, partition, values, keys, timestamps, headers = columns
+        if len(values) == 1:
+            batch = codec.encode_one(
+                values[0],
+                None if keys is None else keys[0],
+                timestamps[0],
+                () if headers is None else headers[0],
+            )
+        else:
+            batch = codec.encode(values, keys, timestamps, headers)
+        return cls(topic, partition, batch)
 
 
 class StoredBatch(NamedTuple):

@@ -49,7 +49,6 @@ from tidings.engines.base import (
     EngineShareConsumer,
     GroupDescription,
     PartitionState,
-    ProduceBatch,
     QueueDepth,
     ShareConfig,
 )
@@ -406,11 +405,7 @@ class NatsEngine(Engine):
 
     # -- records -------------------------------------------------------------------------
 
-    async def append(self, batches: Sequence[ProduceBatch]) -> list[AppendResult]:
-        """Publish encoded batches, record by record, as append_columns does."""
-        return await self.append_columns([ColumnBatch.decode(b) for b in batches])
-
-    async def append_columns(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
+    async def append(self, batches: Sequence[ColumnBatch]) -> list[AppendResult]:
         """Publish each record as a message and wait for every acknowledgement.
 
         Batches for one partition go one at a time from this process, so a batch's

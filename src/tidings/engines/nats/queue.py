@@ -22,15 +22,14 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
-from tidings.core import batch as codec
 from tidings.core.errors import ClosedError
 from tidings.core.records import DELIVER_AT, Record, TopicPartition, TopicSpec, now_ms
 from tidings.engines.base import (
     Ack,
     AckKind,
+    ColumnBatch,
     Delivery,
     EngineShareConsumer,
-    ProduceBatch,
     QueueDepth,
     ShareConfig,
 )
@@ -209,15 +208,15 @@ class NatsShareConsumer(EngineShareConsumer):
         target = self._config.dead_letter_topic
         if target is not None:
             spec = await self._engine.topic(target)
-            batch = codec.encode(
+            batch = ColumnBatch(
+                target,
+                record.partition % spec.partitions,
                 [record.value],
                 [record.key],
                 [record.timestamp],
                 [dead_letter_headers(record, deliveries, reason)],
             )
-            await self._engine.append(
-                [ProduceBatch(target, record.partition % spec.partitions, batch)]
-            )
+            await self._engine.append([batch])
         with translated(self._engine.url, "terminate a dead-lettered job"):
             await msg.term()
 

@@ -36,10 +36,17 @@ from tidings.core.errors import (
     TopicNotFoundError,
 )
 from tidings.core.records import TopicConfig, TopicSpec, now_ms
-from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
+from tidings.engines.base import AppendResult, PartitionState
 from tidings.engines.groups.coordinator import GroupState
 from tidings.engines.log.share import ShareState
-from tidings.engines.log.store import Appended, BatchMeta, LogStore, StoredBatch, T
+from tidings.engines.log.store import (
+    Appended,
+    BatchMeta,
+    LogStore,
+    ProduceBatch,
+    StoredBatch,
+    T,
+)
 from tidings.engines.sqlite.failures import store_error
 from tidings.engines.sqlite.modes import DEFAULT_MODE, directory_mode, file_mode
 from tidings.engines.sqlite.notify import Notifier

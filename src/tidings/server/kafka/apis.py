@@ -31,8 +31,8 @@ from tidings.core.errors import (
 )
 from tidings.core.kafka_batch import BatchHeader, InvalidBatchError, InvalidRecordsError
 from tidings.core.records import TopicPartition, TopicSpec, validate_topic_name
-from tidings.engines.base import AppendResult, PartitionState, ProduceBatch
-from tidings.engines.log.served import ServedLog
+from tidings.engines.base import AppendResult, PartitionState
+from tidings.engines.log.served import ProduceBatch, ServedLog
 from tidings.server.acls import AclStore, Authorizer, Operation, ResourceType
 from tidings.server.kafka.acl_apis import CLUSTER_DENIED, TOPIC_DENIED, AclApis
 from tidings.server.kafka.admin import AdminApis, error, topic_id
@@ -363,7 +363,7 @@ class KafkaApis:
     async def _append(
         self, batches: Sequence[tuple[Where, BatchHeader, bytes]]
     ) -> list[AppendResult]:
-        return await self.engine.append(
+        return await self.engine.append_encoded(
             [
                 ProduceBatch(
                     topic,
