@@ -42,7 +42,7 @@ lockcheck:
 # exactly the lock, nothing else (uv pip sync removes what it does not name), then tidings
 # itself, built with the lock's setuptools; all compiled to bytecode once, as pip would
 # (the tests start the CLI hundreds of times, and each start would compile it again)
-$(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.c) | $(UV)
+$(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.[ch] src/tidings/*/*/*.[ch]) | $(UV)
 	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
