@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tidings.api import producer
-from tidings.core import kafka_batch
+from tidings.core import kafka_batch, records
 from tidings.core.compiled import NO_EXTENSIONS
 from tidings.engines.kafka import consumer
 from tidings.engines.kafka import producer as kafka_producer
@@ -20,6 +20,7 @@ MODULES = [
     "tidings.engines.kafka._producing",
     "tidings.engines.kafka._records",
     "tidings.core._kafka_check",
+    "tidings.core._records",
 ]
 
 IN_PYTHON = (
@@ -32,6 +33,8 @@ IN_PYTHON = (
     "assert consumer._made is consumer._made_in_python\n"
     "from tidings.core import kafka_batch\n"
     "assert kafka_batch._records_problem is kafka_batch._records_problem_in_python\n"
+    "from tidings.core import records\n"
+    "assert records._records is records._records_in_python\n"
 )
 
 
@@ -45,6 +48,8 @@ def test_the_compiled_modules_are_in_use_where_a_compiler_is_at_hand() -> None:
     assert consumer._made is consumer._records.made
     assert kafka_batch._kafka_check is not None, "tidings.core._kafka_check was not built"
     assert kafka_batch._records_problem is kafka_batch._kafka_check.records_problem
+    assert records._compiled is not None, "tidings.core._records was not built"
+    assert records._records is records._compiled.records
 
 
 def _run(code: str, **env: str) -> None:

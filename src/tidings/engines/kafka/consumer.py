@@ -36,7 +36,7 @@ from tidings.core.errors import (
     TidingsError,
     TopicNotFoundError,
 )
-from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, building_records
+from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, records_from
 from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
@@ -94,7 +94,7 @@ def _made_in_python(
 
     What the compiled `_records.made` does, where it was not built. Each field is read
     for all messages at once by map (the methods of `message_type`), and the records are
-    made by tuple.__new__ from the zipped fields: no Python code runs per message unless
+    made from the zipped fields by records_from: no Python code runs per message unless
     they carry headers.
     """
     if not messages:
@@ -105,21 +105,18 @@ def _made_in_python(
     headers: Iterable[object] = repeat(no_headers)
     if any(listed):
         headers = [tuple(h) if h else no_headers for h in listed]
-    records: list[Record] = list(
-        map(
-            tuple.__new__,
-            repeat(record),
-            zip(
-                topics,
-                partitions,
-                map(message_type.offset, messages),
-                map(_MILLIS, map(message_type.timestamp, messages)),
-                map(message_type.key, messages),
-                map(message_type.value, messages),
-                headers,
-                strict=False,  # repeat(no_headers) stands for headers no record has
-            ),
-        )
+    records = records_from(
+        zip(
+            topics,
+            partitions,
+            map(message_type.offset, messages),
+            map(_MILLIS, map(message_type.timestamp, messages)),
+            map(message_type.key, messages),
+            map(message_type.value, messages),
+            headers,
+            strict=False,  # repeat(no_headers) stands for headers no record has
+        ),
+        record,
     )
     n = len(records)
     if topics.count(topics[0]) == n and partitions.count(partitions[0]) == n:
@@ -489,12 +486,10 @@ class KafkaConsumer(PositionedConsumer):
 
     def _fetched(self, client: Consumer, messages: list[Message], wanted: int, runs: Runs) -> Runs:
         """Thread: `runs` with the records of `messages` and of up to `wanted` more already
-        fetched, the collector paused (see building_records) while librdkafka makes its
-        messages and this consumer its records. The messages are freed before it runs
-        again, so it scans only the records."""
-        with building_records():
-            self._records(self._drain(client, messages, wanted), runs)
-            messages.clear()
+        fetched. The messages are freed at once; the records, made untracked by the cyclic
+        collector (see records_from), add nothing for it to scan."""
+        self._records(self._drain(client, messages, wanted), runs)
+        messages.clear()
         return runs
 
     def _drain(self, client: Consumer, messages: list[Message], wanted: int) -> list[Message]:
