@@ -23,6 +23,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <time.h>
+
 /* Free `self`, an object of a heap type, after `clear` has dropped its references. */
 static void
 dealloc(PyObject *self, inquiry clear)
@@ -431,19 +433,17 @@ append(SenderCore *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject
     return done == NULL ? -1 : 0;
 }
 
-/* The wall clock's milliseconds as an int (a new reference), as time_ns() // 1_000_000. */
+/* The wall clock's milliseconds as an int (a new reference), as time_ns() // 1_000_000.
+ * C11's clock, the one time.time_ns() reads, is read the same way on every Python. */
 static PyObject *
 stamp(SenderCore *self)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyTime_t ns;
-    if (PyTime_Time(&ns) < 0) {
+    struct timespec now_ts;
+    if (timespec_get(&now_ts, TIME_UTC) != TIME_UTC) {
+        PyErr_SetString(PyExc_OSError, "the system clock could not be read");
         return NULL;
     }
-#else
-    _PyTime_t ns = _PyTime_GetSystemClock();
-#endif
-    long long ms = ns / 1000000;
+    long long ms = (long long)now_ts.tv_sec * 1000 + now_ts.tv_nsec / 1000000;
     if (self->stamp == NULL || ms != self->stamp_ms) {
         PyObject *now = PyLong_FromLongLong(ms);
         if (now == NULL) {
