@@ -71,8 +71,10 @@ vendor:
 run: setup
 	$(BIN)/tidings serve
 
+# PYTEST_ARGS narrows a run (paths, -k ...); with PYTHON=... VENV=.venv-3.13 it runs on
+# another interpreter, in a venv of its own from the same lock (see README, Development)
 test: setup lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10 $(PYTEST_ARGS)
 
 # the structure-aware fuzz of every Kafka API and version against one broker, for an hour
 # (make test runs it for a minute); FUZZ_SEED=n replays a run whose seed a failure named
