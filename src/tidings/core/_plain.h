@@ -5,8 +5,8 @@
  * holding only strings, integers, bytes, None and tuples of those cannot be part of a
  * reference cycle, so it is not tracked by the collector, as CPython does for such plain
  * tuples. Thousands of records read at once then add nothing for the collector to scan,
- * however long the application keeps them. Only public C API is used: a record is made
- * by tuple's own constructor, which sets up whatever a Python version's tuple holds.
+ * however long the application keeps them. Only public C API is used (see
+ * TIDINGS_TUPLE_IS_ITEMS for how a record is made on each Python).
  */
 #ifndef TIDINGS_PLAIN_H
 #define TIDINGS_PLAIN_H
@@ -16,16 +16,16 @@
 
 /* Whether `v` is a value no reference cycle can pass through: None, or an exact str,
  * int or bytes. */
-static int
+static inline int
 is_plain(PyObject *v)
 {
     return v == Py_None || PyUnicode_CheckExact(v) || PyLong_CheckExact(v)
            || PyBytes_CheckExact(v);
 }
 
-/* Whether every item of `fields` is plain, or an exact tuple of exact tuples of plain
- * values (a record's headers). */
-static int
+/* Whether every item of the tuple `fields` is plain, or an exact tuple of exact tuples
+ * of plain values (a record's headers). */
+static inline int
 holds_only_plain_values(PyObject *fields)
 {
     for (Py_ssize_t f = 0; f < PyTuple_GET_SIZE(fields); f++) {
@@ -51,25 +51,87 @@ holds_only_plain_values(PyObject *fields)
     return 1;
 }
 
-/* A `record` (a tuple subclass without a __dict__) holding the items of the tuple
- * `fields`, untracked by the collector when they are plain; a new reference. */
-static PyObject *
+/* `r`, a new record of type `record` (or NULL), untracked when it holds only plain
+ * values and its type has no __dict__ that could hold anything. */
+static inline PyObject *
+untracked_if_plain(PyTypeObject *record, PyObject *r)
+{
+    if (r != NULL && record->tp_dictoffset == 0 && holds_only_plain_values(r)) {
+        PyObject_GC_UnTrack(r);
+    }
+    return r;
+}
+
+/*
+ * Up to 3.13 a tuple holds nothing but its items, and tuple.__new__ of a subclass comes
+ * down to tp_alloc and the items: done here directly, without packing the arguments and
+ * parsing them again, which would add a third to the cost of a record made from
+ * librdkafka's message. 3.14 also caches a tuple's hash, which only tuple's own
+ * constructor sets up, so from 3.14 on the record is made by it.
+ */
+#define TIDINGS_TUPLE_IS_ITEMS (PY_VERSION_HEX < 0x030E0000)
+
+/* A `record` (a tuple subclass) holding the items of the tuple `fields`, untracked when
+ * they are plain; a new reference. */
+static inline PyObject *
 plain_record(PyTypeObject *record, PyObject *fields)
 {
+#if TIDINGS_TUPLE_IS_ITEMS
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    PyObject *r = record->tp_alloc(record, n);
+    if (r != NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(r, i, Py_NewRef(PyTuple_GET_ITEM(fields, i)));
+        }
+    }
+#else
     PyObject *args = PyTuple_Pack(1, fields);
     if (args == NULL) {
         return NULL;
     }
     PyObject *r = PyTuple_Type.tp_new(record, args, NULL);
     Py_DECREF(args);
-    if (r != NULL && record->tp_dictoffset == 0 && holds_only_plain_values(fields)) {
-        PyObject_GC_UnTrack(r);
+#endif
+    return untracked_if_plain(record, r);
+}
+
+/* A `record` holding the `n` values of `items`, whose references it takes (dropping
+ * them when it fails), untracked when they are plain; a new reference. */
+static inline PyObject *
+plain_record_of(PyTypeObject *record, PyObject *const *items, Py_ssize_t n)
+{
+#if TIDINGS_TUPLE_IS_ITEMS
+    PyObject *r = record->tp_alloc(record, n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (r != NULL) {
+            PyTuple_SET_ITEM(r, i, items[i]);
+        }
+        else {
+            Py_DECREF(items[i]);
+        }
     }
+    return untracked_if_plain(record, r);
+#else
+    PyObject *fields = PyTuple_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (fields != NULL) {
+            PyTuple_SET_ITEM(fields, i, items[i]);
+        }
+        else {
+            Py_DECREF(items[i]);
+        }
+    }
+    if (fields == NULL) {
+        return NULL;
+    }
+    PyObject *r = plain_record(record, fields);
+    Py_DECREF(fields);
     return r;
+#endif
 }
 
 /* Whether `record` is a type plain_record can make: a subclass of tuple. */
-static int
+static inline int
 is_record_type(PyObject *record)
 {
     return PyType_Check(record) && PyType_IsSubtype((PyTypeObject *)record, &PyTuple_Type);

@@ -100,20 +100,17 @@ made(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *m = PyTuple_GET_ITEM(messages, i);
-        PyObject *fields = PyTuple_New(FIELDS);
-        if (fields == NULL) {
-            goto done;
-        }
+        PyObject *items[FIELDS];
         for (int f = 0; f < FIELDS; f++) {
-            PyObject *v = field_of(m, f, readers, no_headers);
-            if (v == NULL) {
-                Py_DECREF(fields);
+            items[f] = field_of(m, f, readers, no_headers);
+            if (items[f] == NULL) {
+                while (f > 0) {
+                    Py_DECREF(items[--f]);
+                }
                 goto done;
             }
-            PyTuple_SET_ITEM(fields, f, v);
         }
-        PyObject *r = plain_record(record, fields);
-        Py_DECREF(fields);
+        PyObject *r = plain_record_of(record, items, FIELDS);
         if (r == NULL) {
             goto done;
         }
