@@ -42,7 +42,7 @@ lockcheck:
 # exactly the lock, nothing else (uv pip sync removes what it does not name), then tidings
 # itself, built with the lock's setuptools; all compiled to bytecode once, as pip would
 # (the tests start the CLI hundreds of times, and each start would compile it again)
-$(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.c src/tidings/*/*/*.c) | $(UV)
+$(STAMP): $(LOCK) pyproject.toml $(wildcard src/tidings/*/*.[ch] src/tidings/*/*/*.[ch]) | $(UV)
 	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
@@ -71,8 +71,10 @@ vendor:
 run: setup
 	$(BIN)/tidings serve
 
+# PYTEST_ARGS narrows a run (paths, -k ...); with PYTHON=... VENV=.venv-3.13 it runs on
+# another interpreter, in a venv of its own from the same lock (see README, Development)
 test: setup lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10 $(PYTEST_ARGS)
 
 # the inner loop, in about a minute: lint, types, the unit tests and the conformance suite
 # on memory:// and sqlite://; what needs servers or takes long (marked servers or slow) is

@@ -82,7 +82,9 @@ def litequeue(path: Path, jobs: int) -> PeerResult:
             message = queue.pop()
             if message is None:
                 raise RuntimeError("litequeue ran dry before every job was taken")
-            queue.done(message.message_id)
+            # litequeue 0.14 (the lock's from Python 3.12 on) asks for the claim too
+            claim = getattr(message, "claim_id", None)
+            queue.done(message.message_id, **({} if claim is None else {"claim_id": claim}))
         take = time.perf_counter() - start
     finally:
         queue.conn.close()

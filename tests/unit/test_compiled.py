@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tidings.api import producer
-from tidings.core import kafka_batch
 from tidings.core.compiled import NO_EXTENSIONS
-from tidings.engines.kafka import consumer
-from tidings.engines.kafka import producer as kafka_producer
 
 MODULES = [
     "tidings.api._sending",
     "tidings.engines.kafka._producing",
     "tidings.engines.kafka._records",
     "tidings.core._kafka_check",
+    "tidings.core._records",
 ]
 
 IN_PYTHON = (
@@ -32,23 +29,36 @@ IN_PYTHON = (
     "assert consumer._made is consumer._made_in_python\n"
     "from tidings.core import kafka_batch\n"
     "assert kafka_batch._records_problem is kafka_batch._records_problem_in_python\n"
+    "from tidings.core import records\n"
+    "assert records._records is records._records_in_python\n"
 )
 
 
-def test_the_compiled_modules_are_in_use_where_a_compiler_is_at_hand() -> None:
-    # the test machines have one: a build that silently fell back to Python fails here
-    assert producer._sending is not None, "tidings.api._sending was not built"
-    assert producer._Sender is producer._sending.Sender
-    assert kafka_producer._producing is not None, "tidings.engines.kafka._producing was not built"
-    assert kafka_producer._produced is kafka_producer._producing.produced
-    assert consumer._records is not None, "tidings.engines.kafka._records was not built"
-    assert consumer._made is consumer._records.made
-    assert kafka_batch._kafka_check is not None, "tidings.core._kafka_check was not built"
-    assert kafka_batch._records_problem is kafka_batch._kafka_check.records_problem
+IN_C = (
+    "from tidings.api import producer\n"
+    "from tidings.engines.kafka import consumer, producer as kafka\n"
+    "from tidings.core import kafka_batch, records\n"
+    "assert producer._sending is not None, 'tidings.api._sending was not built'\n"
+    "assert producer._Sender is producer._sending.Sender\n"
+    "assert kafka._producing is not None, 'tidings.engines.kafka._producing was not built'\n"
+    "assert kafka._produced is kafka._producing.produced\n"
+    "assert consumer._records is not None, 'tidings.engines.kafka._records was not built'\n"
+    "assert consumer._made is consumer._records.made\n"
+    "assert kafka_batch._kafka_check is not None, 'tidings.core._kafka_check was not built'\n"
+    "assert kafka_batch._records_problem is kafka_batch._kafka_check.records_problem\n"
+    "assert records._compiled is not None, 'tidings.core._records was not built'\n"
+    "assert records._records is records._compiled.records\n"
+)
 
 
 def _run(code: str, **env: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, **env})
+
+
+def test_the_compiled_modules_are_in_use_where_a_compiler_is_at_hand() -> None:
+    # the test machines have one: a build that silently fell back to Python fails here,
+    # in a process of its own with the modules switched on, whatever this run's switch
+    _run(IN_C, **{NO_EXTENSIONS: "0"})
 
 
 def test_where_the_modules_were_not_built_python_runs_in_their_place() -> None:

@@ -26,6 +26,8 @@
 #include <structmember.h>
 #include <time.h>
 
+#include <time.h>
+
 /* Free `self`, an object of a heap type, after `clear` has dropped its references. */
 static void
 dealloc(PyObject *self, inquiry clear)
@@ -404,7 +406,8 @@ append(Sender *self, BatchCore *batch, Record *r, Py_ssize_t index, PyObject *ts
     return done == NULL ? -1 : 0;
 }
 
-/* The wall clock's milliseconds as an int (a new reference), as time_ns() // 1_000_000. */
+/* The wall clock's milliseconds as an int (a new reference), as time_ns() // 1_000_000.
+ * C11's clock, the one time.time_ns() reads, is read the same way on every Python. */
 static PyObject *
 stamp(Sender *self)
 {

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from tidings.core import kafka_batch
 from tidings.core.errors import StoreCorruptError
-from tidings.core.records import NO_HEADERS, Headers, Record, building_records
+from tidings.core.records import NO_HEADERS, Headers, Record, records_from
 
 T = TypeVar("T")
 
@@ -209,8 +209,7 @@ def decode(topic: str, partition: int, base_offset: int, data: bytes) -> list[Re
             pos = ends[-1]
     headers: object = _decode_headers(data, pos, count) if flags & HEADERS else repeat(NO_HEADERS)
     columns = zip(repeat(topic), repeat(partition), offsets, timestamps, keys, values, headers)  # type: ignore[call-overload]
-    with building_records():
-        return list(map(tuple.__new__, repeat(Record), columns))
+    return records_from(columns)
 
 
 def _one(topic: str, partition: int, offset: int, data: bytes, *, timestamp: int) -> Record:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any, Literal, NamedTuple
 
+from tidings.core.compiled import compiled
 from tidings.core.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -23,24 +23,6 @@ Headers = tuple[Header, ...]
 HeadersInput = Mapping[str, bytes | str | None] | Iterable[tuple[str, bytes | str | None]] | None
 
 NO_HEADERS: Headers = ()
-
-
-@contextmanager
-def building_records() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch of records is made.
-
-    Thousands of fresh tuples would trigger many young-generation collections, each
-    scanning the records made so far again (and, as they survive, older generations
-    too); the collector runs once the batch is built instead.
-    """
-    collecting = gc.isenabled()
-    if collecting:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 DELIVER_AT = "tidings.deliver-at"
@@ -86,6 +68,27 @@ class TopicPartition(NamedTuple):
 
     topic: str
     partition: int
+
+
+def _records_in_python(record: type[Record], rows: Iterable[tuple[Any, ...]]) -> list[Record]:
+    """What the compiled `_records.records` does, where it was not built: the same records,
+    tracked by the cyclic garbage collector as every tuple subclass is in Python."""
+    return list(map(tuple.__new__, repeat(record), rows))
+
+
+_compiled = compiled("tidings.core._records")
+_records = _records_in_python if _compiled is None else _compiled.records
+
+
+def records_from(rows: Iterable[tuple[Any, ...]], record: type[Record] = Record) -> list[Record]:
+    """Records made from rows of their fields, left out of the cyclic collector's scans.
+
+    A record holding only strings, ints, bytes, None and header tuples cannot be part of a
+    reference cycle; compiled, it is not tracked by the collector (as CPython does for
+    plain tuples), so thousands read at once cost the collector nothing, and the
+    application's own collector setting is never touched.
+    """
+    return _records(record, rows)
 
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]

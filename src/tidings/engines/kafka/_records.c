@@ -11,13 +11,11 @@
  * stands in where this module was not built.
  *
  * Two costs of making records in Python go away here: each field is read by calling the
- * message type's method descriptor directly, and a record, which holds only strings,
- * integers, bytes, None and tuples of those, cannot be part of a reference cycle, so it
- * is not tracked by the cyclic garbage collector (as CPython does for such plain tuples).
- * A record holding anything else (from a message made in Python, say) stays tracked.
+ * message type's method descriptor directly, and a record holding only plain values is
+ * not tracked by the cyclic garbage collector (see core/_plain.h). A record holding
+ * anything else (from a message made in Python, say) stays tracked.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "../../core/_plain.h"
 
 enum { TOPIC, PARTITION, OFFSET, TIMESTAMP, KEY, VALUE, HEADERS, FIELDS };
 
@@ -59,39 +57,6 @@ field_of(PyObject *m, int field, PyObject *const *readers, PyObject *no_headers)
     return v;
 }
 
-/* Whether `v` is a value no reference cycle can pass through: None, or an exact str,
- * int or bytes. */
-static int
-is_plain(PyObject *v)
-{
-    return v == Py_None || PyUnicode_CheckExact(v) || PyLong_CheckExact(v)
-           || PyBytes_CheckExact(v);
-}
-
-/* Whether every field of record `r` is plain, its headers an exact tuple of exact
- * (plain, plain) tuples. */
-static int
-holds_only_plain_values(PyObject *r)
-{
-    for (int f = 0; f < HEADERS; f++) {
-        if (!is_plain(PyTuple_GET_ITEM(r, f))) {
-            return 0;
-        }
-    }
-    PyObject *headers = PyTuple_GET_ITEM(r, HEADERS);
-    if (!PyTuple_CheckExact(headers)) {
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
-        PyObject *h = PyTuple_GET_ITEM(headers, i);
-        if (!PyTuple_CheckExact(h) || PyTuple_GET_SIZE(h) != 2
-            || !is_plain(PyTuple_GET_ITEM(h, 0)) || !is_plain(PyTuple_GET_ITEM(h, 1))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* 1 when record `a` and record `b` come from the same topic and partition, 0 when not,
  * -1 on error. */
 static int
@@ -108,8 +73,8 @@ same_partition(PyObject *a, PyObject *b)
 static PyObject *
 made(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyList_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])
-        || !PyType_IsSubtype((PyTypeObject *)args[2], &PyTuple_Type)) {
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyType_Check(args[1])
+        || !is_record_type(args[2])) {
         PyErr_SetString(PyExc_TypeError,
                         "made(messages: list, message_type: type, record: a tuple subclass, "
                         "no_headers)");
@@ -117,8 +82,6 @@ made(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     PyTypeObject *record = (PyTypeObject *)args[2];
     PyObject *no_headers = args[3];
-    /* a record type with a __dict__ could hold anything: leave those tracked */
-    int may_untrack = record->tp_dictoffset == 0;
     PyObject *readers[FIELDS] = {NULL};
     /* a copy, which no field reader can change under the loop */
     PyObject *messages = PyList_AsTuple(args[0]);
@@ -137,25 +100,21 @@ made(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *m = PyTuple_GET_ITEM(messages, i);
-        PyObject *r = record->tp_alloc(record, FIELDS);
+        PyObject *items[FIELDS];
+        for (int f = 0; f < FIELDS; f++) {
+            items[f] = field_of(m, f, readers, no_headers);
+            if (items[f] == NULL) {
+                while (f > 0) {
+                    Py_DECREF(items[--f]);
+                }
+                goto done;
+            }
+        }
+        PyObject *r = plain_record_of(record, items, FIELDS);
         if (r == NULL) {
             goto done;
         }
-#if PY_VERSION_HEX >= 0x030E0000
-        /* 3.14 caches a tuple's hash; tp_alloc's zeroed memory would read as hash 0 */
-        ((PyTupleObject *)r)->ob_hash = -1;
-#endif
         PyList_SET_ITEM(records, i, r);
-        for (int f = 0; f < FIELDS; f++) {
-            PyObject *v = field_of(m, f, readers, no_headers);
-            if (v == NULL) {
-                goto done;
-            }
-            PyTuple_SET_ITEM(r, f, v);
-        }
-        if (may_untrack && holds_only_plain_values(r)) {
-            PyObject_GC_UnTrack(r);
-        }
         int same = i == 0 ? 0 : same_partition(PyList_GET_ITEM(records, i - 1), r);
         if (same < 0) {
             goto done;

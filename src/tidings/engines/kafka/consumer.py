@@ -5,6 +5,13 @@ lock): on the consumer's own thread, or for a sync poll on the caller's thread, 
 waits anyway. librdkafka's rebalance callbacks run where it expects them: inside poll.
 Positions are tidings': the next offset per partition after the records handed out, set
 explicitly when a partition is assigned and moved by seek and rewind.
+
+Two threads write a consumer's state: the event loop's (seek, pause, resume, and the
+records a poll hands out) and the thread polling librdkafka (joins, assignments and the
+rebalance callbacks inside its poll). What both write (positions, seek epochs, pauses,
+records held, rebalances) changes only under the consumer's state lock, held for a few
+dict operations and never across a call into librdkafka; the rest is the polling
+thread's own.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from tidings.core.errors import (
     TidingsError,
     TopicNotFoundError,
 )
-from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, building_records
+from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, records_from
 from tidings.core.subjects import compile_pattern, is_pattern, matching
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
@@ -94,7 +101,7 @@ def _made_in_python(
 
     What the compiled `_records.made` does, where it was not built. Each field is read
     for all messages at once by map (the methods of `message_type`), and the records are
-    made by tuple.__new__ from the zipped fields: no Python code runs per message unless
+    made from the zipped fields by records_from: no Python code runs per message unless
     they carry headers.
     """
     if not messages:
@@ -105,21 +112,18 @@ def _made_in_python(
     headers: Iterable[object] = repeat(no_headers)
     if any(listed):
         headers = [tuple(h) if h else no_headers for h in listed]
-    records: list[Record] = list(
-        map(
-            tuple.__new__,
-            repeat(record),
-            zip(
-                topics,
-                partitions,
-                map(message_type.offset, messages),
-                map(_MILLIS, map(message_type.timestamp, messages)),
-                map(message_type.key, messages),
-                map(message_type.value, messages),
-                headers,
-                strict=False,  # repeat(no_headers) stands for headers no record has
-            ),
-        )
+    records = records_from(
+        zip(
+            topics,
+            partitions,
+            map(message_type.offset, messages),
+            map(_MILLIS, map(message_type.timestamp, messages)),
+            map(message_type.key, messages),
+            map(message_type.value, messages),
+            headers,
+            strict=False,  # repeat(no_headers) stands for headers no record has
+        ),
+        record,
     )
     n = len(records)
     if topics.count(topics[0]) == n and partitions.count(partitions[0]) == n:
@@ -150,6 +154,9 @@ class KafkaConsumer(PositionedConsumer):
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="tidings-kafka-consumer")
         self._busy = threading.Lock()
         """Held by every call into librdkafka: one at a time, whichever thread makes it."""
+        self._state = threading.Lock()
+        """Held while the positions, epochs, pauses, held records or rebalances change (or
+        are read to be changed): the loop and the polling thread both write them."""
         self._client: Consumer | None = None
         self._positions: dict[TopicPartition, int | None] = {}
         self._paused: set[TopicPartition] = set()
@@ -295,8 +302,10 @@ class KafkaConsumer(PositionedConsumer):
             return
         err = msg.error()
         if err is None:
-            for run in self._records([msg], {}).values():
-                self._held.extend(run)
+            runs = self._records([msg], {})
+            with self._state:
+                for run in runs.values():
+                    self._held.extend(run)
             return
         try:
             self._raise_for(err, msg)
@@ -321,10 +330,12 @@ class KafkaConsumer(PositionedConsumer):
             extents = self._engine.admin.extents(new)
             starts = {tp: extents[tp][1 if initial else 0] for tp in new}
             client.incremental_assign([KafkaPartition(*tp, starts[tp]) for tp in new])
-            self._positions.update(starts)
+            with self._state:
+                self._positions.update(starts)
             self._settled = False
         if new or gone:
-            self._rebalances.append(Rebalance(tuple(gone), tuple(new)))
+            with self._state:
+                self._rebalances.append(Rebalance(tuple(gone), tuple(new)))
 
     def _refresh(self, client: Consumer) -> None:
         """Thread: follow topics created or deleted since, when a pattern is subscribed."""
@@ -375,10 +386,11 @@ class KafkaConsumer(PositionedConsumer):
             client.incremental_assign(chosen)
         else:
             client.assign(chosen)
-        self._positions.update(starts)
+        with self._state:
+            self._positions.update(starts)
+            self._rebalances.append(Rebalance((), tuple(tps)))
         self._settled = False
         self._joined = True
-        self._rebalances.append(Rebalance((), tuple(tps)))
 
     def _on_revoke(self, client: Consumer, partitions: list[KafkaPartition]) -> None:
         gone = [_tp(p) for p in partitions]
@@ -400,13 +412,16 @@ class KafkaConsumer(PositionedConsumer):
             client.unassign()
         self._drop(gone)
         if gone:
-            self._rebalances.append(Rebalance(tuple(gone), ()))
+            with self._state:
+                self._rebalances.append(Rebalance(tuple(gone), ()))
 
     def _drop(self, partitions: Sequence[TopicPartition]) -> None:
-        for tp in partitions:
-            self._positions.pop(tp, None)
-            self._paused.discard(tp)
-        self._held = [r for r in self._held if (r.topic, r.partition) not in set(partitions)]
+        gone = set(partitions)
+        with self._state:
+            for tp in gone:
+                self._positions.pop(tp, None)
+                self._paused.discard(tp)
+            self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
 
     async def assign(self, partitions: Sequence[TopicPartition]) -> None:
         """Read exactly these partitions."""
@@ -422,9 +437,15 @@ class KafkaConsumer(PositionedConsumer):
                 raise PartitionNotFoundError(tp.topic, tp.partition, counts[tp.topic])
         starts = self._starts(client, partitions)
         client.assign([KafkaPartition(*tp, _or_invalid(s)) for tp, s in starts.items()])
-        self._positions = dict(starts)
-        self._paused &= set(partitions)
+        with self._state:
+            self._positions = dict(starts)
+            self._paused &= set(partitions)
         self._settled = False
+
+    def take_rebalances(self) -> list[Rebalance]:
+        """Rebalances since the last call."""
+        with self._state:
+            return super().take_rebalances()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -445,13 +466,14 @@ class KafkaConsumer(PositionedConsumer):
     def _kept(self, runs: Runs, epochs: dict[TopicPartition, int]) -> list[Record]:
         """The records of `runs` still wanted, moving the positions past them."""
         out: list[Record] = []
-        for tp, run in runs.items():
-            if self._epochs.get(tp, 0) != epochs.get(tp, 0) or tp in self._paused:
-                continue  # moved by a seek while fetching, or paused: read again later
-            if tp not in self._positions:
-                continue  # revoked meanwhile
-            out += run
-            self._positions[tp] = run[-1].offset + 1
+        with self._state:
+            for tp, run in runs.items():
+                if self._epochs.get(tp, 0) != epochs.get(tp, 0) or tp in self._paused:
+                    continue  # moved by a seek while fetching, or paused: read again later
+                if tp not in self._positions:
+                    continue  # revoked meanwhile
+                out += run
+                self._positions[tp] = run[-1].offset + 1
         return out
 
     def _poll_blocking(self, max_records: int, timeout_s: float) -> Runs:
@@ -467,8 +489,9 @@ class KafkaConsumer(PositionedConsumer):
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
-        if self._held:
+        with self._state:
             held, self._held = self._held[:max_records], self._held[max_records:]
+        if held:
             runs: Runs = {}
             for r in held:
                 runs.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
@@ -489,12 +512,10 @@ class KafkaConsumer(PositionedConsumer):
 
     def _fetched(self, client: Consumer, messages: list[Message], wanted: int, runs: Runs) -> Runs:
         """Thread: `runs` with the records of `messages` and of up to `wanted` more already
-        fetched, the collector paused (see building_records) while librdkafka makes its
-        messages and this consumer its records. The messages are freed before it runs
-        again, so it scans only the records."""
-        with building_records():
-            self._records(self._drain(client, messages, wanted), runs)
-            messages.clear()
+        fetched. The messages are freed at once; the records, made untracked by the cyclic
+        collector (see records_from), add nothing for it to scan."""
+        self._records(self._drain(client, messages, wanted), runs)
+        messages.clear()
         return runs
 
     def _drain(self, client: Consumer, messages: list[Message], wanted: int) -> list[Message]:
@@ -561,14 +582,17 @@ class KafkaConsumer(PositionedConsumer):
 
     def rewind(self, partition: TopicPartition, offset: int) -> None:
         """Make `offset` the next record of `partition` (records given back, or a seek)."""
-        self._positions[partition] = offset
-        self._epochs[partition] = self._epochs.get(partition, 0) + 1
-        self._held = [r for r in self._held if (r.topic, r.partition) != partition]
+        with self._state:
+            self._positions[partition] = offset
+            self._epochs[partition] = self._epochs.get(partition, 0) + 1
+            self._held = [r for r in self._held if (r.topic, r.partition) != partition]
         self._ops.append(lambda client: self._seek_blocking(client, partition))
 
     def _seek_blocking(self, client: Consumer, partition: TopicPartition) -> None:
-        position = self._positions.get(partition)
-        if position is None or partition in self._paused:
+        with self._state:
+            position = self._positions.get(partition)
+            paused = partition in self._paused
+        if position is None or paused:
             return  # revoked since, or seeks again when resumed
         try:
             client.seek(KafkaPartition(*partition, position))
@@ -659,14 +683,16 @@ class KafkaConsumer(PositionedConsumer):
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
         """Stop returning records from `partitions`."""
         tps = [TopicPartition(*tp) for tp in partitions]
-        self._paused.update(tps)
-        self._held = [r for r in self._held if (r.topic, r.partition) not in set(tps)]
+        with self._state:
+            self._paused.update(tps)
+            self._held = [r for r in self._held if (r.topic, r.partition) not in set(tps)]
         self._ops.append(lambda client: client.pause([KafkaPartition(*tp) for tp in tps]))
 
     def resume(self, partitions: Sequence[TopicPartition]) -> None:
         """Return records from `partitions` again, from where this consumer left them."""
-        tps = [TopicPartition(*tp) for tp in partitions if tuple(tp) in self._paused]
-        self._paused.difference_update(tps)
+        with self._state:
+            tps = [TopicPartition(*tp) for tp in partitions if tuple(tp) in self._paused]
+            self._paused.difference_update(tps)
 
         def resume(client: Consumer) -> None:
             client.resume([KafkaPartition(*tp) for tp in tps])
