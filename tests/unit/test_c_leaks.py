@@ -203,7 +203,6 @@ def test_the_kafka_produce_path_leaks_nothing() -> None:
     headers = [None, [("h", b"1")], None]
     short = ColumnBatch("orders", 0, [b"a", b"b"], [b"k"], [1, 2], None)
     produce, refusing = _Recorder(), _Recorder(every=2)
-    refused = producing.Stream(_Recorder(every=1), "orders", 0, Counted())
     reports = [_Report(o) for o in (5, 6, 9, 10)]
 
     def count_reports() -> None:
@@ -212,22 +211,14 @@ def test_the_kafka_produce_path_leaks_nothing() -> None:
             counter.done(None, report)
         counter.expect(len(reports))  # offsets kept: the reports are not consecutive
 
-    def stream_records() -> None:
-        stream = producing.Stream(produce, "orders", 4, Counted())
-        stream(b"v", None, 10, None)
-        stream(None, b"k", 11, (("h", b"1"), ("g", None)))
-
     _assert_no_growth(
         [
             lambda: producing.produced(produce, batch, headers, _Report, 0),
             lambda: producing.produced(refusing, batch, None, _Report, 1),  # a refusal
             count_reports,
-            stream_records,
             _refused(lambda: producing.produced(produce, short, None, _Report, 0), TypeError),
             _refused(lambda: producing.produced(produce, ("o", 0), None, _Report, 0), TypeError),
             _refused(lambda: Counted().expect(0), ValueError),
-            _refused(lambda: refused(b"v", None, 1, None), BufferError),
-            _refused(lambda: refused(b"v", None, 1), TypeError),
         ],
         batch,
         values[0],
