@@ -23,6 +23,15 @@ def is_pattern(name: str) -> bool:
     return name.startswith("^") or "*" in name or ">" in name
 
 
+def split_subscription(topics: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(patterns, names) of a subscription, each once and in order; a bad pattern raises."""
+    unique = list(dict.fromkeys(topics))
+    patterns = [t for t in unique if is_pattern(t)]
+    for pattern in patterns:
+        compile_pattern(pattern)  # refuse a bad pattern now
+    return patterns, [t for t in unique if not is_pattern(t)]
+
+
 def compile_pattern(pattern: str) -> Callable[[str], bool]:
     """A predicate telling whether a topic name matches `pattern`."""
     if pattern.startswith("^"):

@@ -27,7 +27,7 @@ from tidings.core.errors import (
     TidingsError,
 )
 from tidings.core.records import Record, TopicPartition, TopicSpec, now_ms
-from tidings.core.subjects import compile_pattern, is_pattern, matching
+from tidings.core.subjects import matching, split_subscription
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.groups import coordinator
 from tidings.engines.groups.coordinator import GroupState, MemberState, UnknownMemberError
@@ -68,11 +68,7 @@ class GroupMember(PositionedConsumer):
 
     async def subscribe(self, topics: Sequence[str]) -> None:
         """Follow `topics` (names or patterns): in the group, or alone from their end."""
-        names = list(dict.fromkeys(topics))
-        self._patterns = [t for t in names if is_pattern(t)]
-        for pattern in self._patterns:
-            compile_pattern(pattern)  # refuse a bad pattern now
-        self._literal = [t for t in names if not is_pattern(t)]
+        self._patterns, self._literal = split_subscription(topics)
         for topic in self._literal:
             await self._topic(topic)
         self._subscribed = True

@@ -44,7 +44,7 @@ from tidings.core.errors import (
     TopicNotFoundError,
 )
 from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, records_from
-from tidings.core.subjects import compile_pattern, is_pattern, matching
+from tidings.core.subjects import matching, split_subscription
 from tidings.engines.base import ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
 from tidings.engines.positions import PositionedConsumer
@@ -245,11 +245,7 @@ class KafkaConsumer(PositionedConsumer):
 
     async def subscribe(self, topics: Sequence[str]) -> None:
         """Follow `topics` (names or patterns): in the group, or alone from their end."""
-        names = list(dict.fromkeys(topics))
-        self._patterns = [t for t in names if is_pattern(t)]
-        for pattern in self._patterns:
-            compile_pattern(pattern)  # refuse a bad pattern now
-        self._literal = [t for t in names if not is_pattern(t)]
+        self._patterns, self._literal = split_subscription(topics)
         await self._call(self._subscribe_blocking)
 
     def _subscribe_blocking(self) -> None:
