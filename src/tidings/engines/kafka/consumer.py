@@ -67,6 +67,9 @@ FETCH_QUEUE_BACKOFF_MS = 10
 """librdkafka's pause before fetching more once enough is fetched ahead (its default 1 s)."""
 FETCHED_WAIT_S = 0.002
 """How long a poll that has records waits for more of the same fetch to be queued."""
+DRAIN_CHUNK = 500
+"""Messages taken from librdkafka at a time: fewer than the collector's young generation
+holds (700), so they are freed before it would move them to an older one."""
 OUT_OF_GROUP = {
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError.ILLEGAL_GENERATION,
@@ -508,21 +511,18 @@ class KafkaConsumer(PositionedConsumer):
 
     def _fetched(self, client: Consumer, messages: list[Message], wanted: int, runs: Runs) -> Runs:
         """Thread: `runs` with the records of `messages` and of up to `wanted` more already
-        fetched. The messages are freed at once; the records, made untracked by the cyclic
-        collector (see records_from), add nothing for it to scan."""
-        self._records(self._drain(client, messages, wanted), runs)
+        fetched. Messages are asked for DRAIN_CHUNK at a time and freed as soon as their
+        records are made: the collector then finds them young, and the records, untracked
+        by it (see records_from), add nothing for it to scan."""
+        self._records(messages, runs)
         messages.clear()
-        return runs
-
-    def _drain(self, client: Consumer, messages: list[Message], wanted: int) -> list[Message]:
-        """Thread: add up to `wanted` messages already fetched to `messages`."""
-        goal = len(messages) + wanted
-        while len(messages) < goal:
-            more = client.consume(goal - len(messages), FETCHED_WAIT_S)
+        while wanted > 0:
+            more = client.consume(min(wanted, DRAIN_CHUNK), FETCHED_WAIT_S)
             if not more:
                 break
-            messages.extend(more)
-        return messages
+            wanted -= len(more)
+            self._records(more, runs)
+        return runs
 
     def _check_positions(self) -> None:
         """Thread: a partition with no commit to start from and reset 'none' is an error."""
