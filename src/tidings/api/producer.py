@@ -97,10 +97,10 @@ class Send(Protocol):
 
 
 class _PythonSender:
-    """The state every send reads and writes, and send() (see _sending.c): here every
-    record goes to `fallback`, the whole send in Python."""
+    """The state every send reads and writes, and send() (see _sending.c): here send is
+    `fallback` itself, the whole send in Python."""
 
-    __slots__ = ("buffered", "closed", "fallback", "open", "seal", "sticky")
+    __slots__ = ("buffered", "closed", "fallback", "open", "seal", "send", "sticky")
 
     def __init__(
         self,
@@ -118,27 +118,14 @@ class _PythonSender:
         self.seal = seal
         """Called with a batch once it is full (lock held)."""
         self.fallback = fallback
+        self.send: Send = fallback
+        """Queue one record (see Send)."""
         self.open: dict[tuple[str, int], _OpenBatch] = {}
         self.sticky: dict[str, _OpenBatch] = {}
         """Per topic, the open batch of its sticky partition (a shortcut into open)."""
         self.buffered = 0
         """Bytes waiting to be stored."""
         self.closed = False
-
-    def send(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None = None,
-        headers: HeadersInput = None,
-        partition: int | None = None,
-        timestamp: int | None = None,
-    ) -> RecordFuture:
-        """Queue one record (see Send)."""
-        return self.fallback(
-            topic, value, key=key, headers=headers, partition=partition, timestamp=timestamp
-        )
 
 
 # In C where it was built: send() takes the common record without running Python code.
