@@ -17,10 +17,12 @@ from typing import Any, assert_type
 import pytest
 
 import tidings
+import tidings.eventsourcing
 from tidings import Record, RecordMetadata, TopicPartition
 from tidings.api.bus import Producer
 from tidings.api.face import blocking, on_loop, opening, passthrough, reading
 from tidings.api.portal import Portal, SyncFace
+from tidings.eventsourcing import AppendResult, AsyncEventStore, Event, EventStore, RecordedEvent
 
 FACES: list[tuple[type[SyncFace[Any]], type, set[str]]] = [
     # the face, its core, and the core's public names the face leaves out, with why:
@@ -32,9 +34,17 @@ FACES: list[tuple[type[SyncFace[Any]], type, set[str]]] = [
     (tidings.Consumer, tidings.AsyncConsumer, {"start"}),
     (tidings.Queue, tidings.AsyncQueue, {"start", "enqueue", "accept", "submit", "partition"}),
     (Producer, tidings.AsyncProducer, {"publish", "send_many"}),
+    # check_open, call: how the core runs the store's calls in its thread
+    (EventStore, AsyncEventStore, {"start", "check_open", "call"}),
 ]
-WRITTEN_BY_HAND = {"Bus.close": "also stops the background loop"}
+WRITTEN_BY_HAND = {
+    "Bus.close": "also stops the background loop",
+    "EventStore.close": "also stops the background loop",
+    "EventStore.subscribe": "an iterator that ends when no event comes for timeout_s",
+}
 """Sync methods whose docstring says more than the core's, with why."""
+OWN_PARAMETERS = {"EventStore.subscribe": "timeout_s: how long to wait for the next event"}
+"""Sync methods that take more than the core's, with why."""
 
 
 def _public(cls: type) -> set[str]:
@@ -64,7 +74,7 @@ def test_sync_methods_show_the_parameters_and_docstring_of_the_core(
         sync, aio = inspect.getattr_static(face, name), inspect.getattr_static(core, name)
         if f"{face.__name__}.{name}" not in WRITTEN_BY_HAND:
             assert inspect.getdoc(sync) == inspect.getdoc(aio), name
-        if isinstance(aio, property):
+        if isinstance(aio, property) or f"{face.__name__}.{name}" in OWN_PARAMETERS:
             continue
         sync_sig, aio_sig = inspect.signature(sync), inspect.signature(aio)
         assert sync_sig.parameters == aio_sig.parameters, name
@@ -220,3 +230,13 @@ def test_a_type_error_raised_inside_the_core_passes_unchanged(face: _Face) -> No
     for call in (face.wait, face.wait_here):
         with pytest.raises(TypeError, match="unsupported operand"):
             call(None, twice=True)  # type: ignore[arg-type]
+
+
+def test_the_event_store_faces_return_the_types_of_the_calls() -> None:
+    with tidings.eventsourcing.connect("memory://") as store:
+        result = assert_type(store.append("order-1", [Event("Placed")]), AppendResult)
+        assert result.version == 0
+        events = assert_type(store.read_stream("order-1"), list[RecordedEvent])
+        assert [e.type for e in events] == ["Placed"]
+        assert assert_type(store.stream_version("order-1"), int) == 0
+        assert assert_type(store.load_snapshot("order-1"), tuple[int, str] | None) is None

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tidings.api.portal import Portal, SyncFace
 from tidings.core.codecs import encode
@@ -39,6 +41,7 @@ from tidings.eventsourcing.storage import (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
 PAGE = 1000
 """Events read per round by reads and subscriptions."""
 POLL_S = 0.05
@@ -72,12 +75,121 @@ class AppendResult:
     """The global position of the last event appended."""
 
 
+class StoreCalls:
+    """What the event store does with its storage, each written once as a blocking call:
+    the sync face makes it in the caller's thread (the storage's connections are per
+    thread, its writes locked), the async core in the store's thread (`offloaded`)."""
+
+    def __init__(self, storage: EventStorage, check_open: Callable[[], None]) -> None:
+        self._storage = storage
+        self._check_open = check_open
+
+    @property
+    def storage(self) -> EventStorage:
+        """The storage (refused once the store is closed)."""
+        self._check_open()
+        return self._storage
+
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int = ANY,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> AppendResult:
+        """Append events atomically if the stream is at `expected_version` (ConcurrencyError
+        if not); `metadata` (correlation id, causation id, ...) goes on every event."""
+        return append(self.storage, stream_id, new_events(events, metadata), expected_version)
+
+    def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        *,
+        backward: bool = False,
+        max_count: int | None = None,
+    ) -> list[RecordedEvent]:
+        """A stream's events from a version (the start, or the end when backward)."""
+        return read_stream(self.storage, stream_id, from_version, backward, max_count)
+
+    def read_all(
+        self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
+    ) -> list[RecordedEvent]:
+        """Up to `max_count` events in global order from a position (of one category)."""
+        return self.storage.read_all(from_position, max_count, category)
+
+    def last_position(self) -> int:
+        """The global position of the last event (0 when empty)."""
+        return self.storage.last_position()
+
+    def stream_version(self, stream_id: str) -> int:
+        """A stream's version (-1 when it has no events)."""
+        return self.storage.stream_state(stream_id)[0]
+
+    def metadata(self, stream_id: str) -> StreamMetadata:
+        """A stream's metadata."""
+        return self.storage.stream_state(stream_id)[2]
+
+    def set_metadata(
+        self,
+        /,
+        stream_id: str,
+        *,
+        max_count: int | None = None,
+        max_age_ms: int | None = None,
+        **custom: Any,
+    ) -> None:
+        """Limit what a stream keeps readable (its last max_count, or max_age_ms old)."""
+        self.storage.set_metadata(stream_id, stream_metadata(max_count, max_age_ms, custom))
+
+    def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
+        """Soft-delete (reads empty; appending recreates it) or hard-delete (for good)."""
+        self.storage.delete_stream(stream_id, hard)
+
+    def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
+        """Keep a stream's state as of `version` (JSON text), replacing an older snapshot."""
+        self.storage.save_snapshot(stream_id, version, state)
+
+    def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
+        """A stream's latest snapshot: (version, state), or None."""
+        return self.storage.load_snapshot(stream_id)
+
+    def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Streams whose id starts with `prefix`: (id, version, deleted state)."""
+        return self.storage.streams(prefix, limit)
+
+
+def offloaded(
+    call: Callable[Concatenate[StoreCalls, P], T],
+) -> Callable[Concatenate[AsyncEventStore, P], Coroutine[Any, Any, T]]:
+    """The async core's face of one of StoreCalls: run it in the store's thread."""
+
+    async def run(store: AsyncEventStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await store.call(partial(call, store.calls, *args, **kwargs))
+
+    return functools.update_wrapper(run, call)
+
+
+def in_caller(
+    call: Callable[Concatenate[StoreCalls, P], T],
+) -> Callable[Concatenate[EventStore, P], T]:
+    """The sync face's face of one of StoreCalls: run it in the caller's thread."""
+
+    def run(face: EventStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return call(face.aio.calls, *args, **kwargs)
+
+    return functools.update_wrapper(run, call)
+
+
 class AsyncEventStore:
     """The event store's async core."""
 
     def __init__(self, storage: EventStorage, url: str) -> None:
         self.storage = storage
         self.url = url
+        self.calls = StoreCalls(storage, self.check_open)
+        """Every operation, as a blocking call."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tidings-events")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new = asyncio.Event()
@@ -102,46 +214,17 @@ class AsyncEventStore:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[Event],
-        expected_version: int = ANY,
-        *,
-        metadata: dict[str, Any] | None = None,
-    ) -> AppendResult:
-        """Append events atomically if the stream is at `expected_version` (ConcurrencyError
-        if not); `metadata` (correlation id, causation id, ...) goes on every event."""
-        new = new_events(events, metadata)  # encoded here: no loop time in the store's thread
-        return await self.call(append, self.storage, stream_id, new, expected_version)
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        from_version: int | None = None,
-        *,
-        backward: bool = False,
-        max_count: int | None = None,
-    ) -> list[RecordedEvent]:
-        """A stream's events from a version (the start, or the end when backward)."""
-        return await self.call(
-            read_stream, self.storage, stream_id, from_version, backward, max_count
-        )
-
-    async def read_all(
-        self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
-    ) -> list[RecordedEvent]:
-        """Up to `max_count` events in global order from a position (of one category)."""
-        return await self.call(self.storage.read_all, from_position, max_count, category)
-
-    async def last_position(self) -> int:
-        """The global position of the last event (0 when empty)."""
-        return await self.call(self.storage.last_position)
-
-    async def stream_version(self, stream_id: str) -> int:
-        """A stream's version (-1 when it has no events)."""
-        version, _, _ = await self.call(self.storage.stream_state, stream_id)
-        return version
+    append = offloaded(StoreCalls.append)
+    read_stream = offloaded(StoreCalls.read_stream)
+    read_all = offloaded(StoreCalls.read_all)
+    last_position = offloaded(StoreCalls.last_position)
+    stream_version = offloaded(StoreCalls.stream_version)
+    metadata = offloaded(StoreCalls.metadata)
+    set_metadata = offloaded(StoreCalls.set_metadata)
+    delete_stream = offloaded(StoreCalls.delete_stream)
+    save_snapshot = offloaded(StoreCalls.save_snapshot)
+    load_snapshot = offloaded(StoreCalls.load_snapshot)
+    streams = offloaded(StoreCalls.streams)
 
     async def subscribe(
         self, from_position: int = 1, *, category: str | None = None
@@ -161,39 +244,6 @@ class AsyncEventStore:
             position = max(position, head + 1)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new.wait(), POLL_S)
-
-    async def metadata(self, stream_id: str) -> StreamMetadata:
-        """A stream's metadata."""
-        _, _, meta = await self.call(self.storage.stream_state, stream_id)
-        return meta
-
-    async def set_metadata(
-        self,
-        stream_id: str,
-        *,
-        max_count: int | None = None,
-        max_age_ms: int | None = None,
-        **custom: Any,
-    ) -> None:
-        """Limit what a stream keeps readable (its last max_count, or max_age_ms old)."""
-        meta = stream_metadata(max_count, max_age_ms, custom)
-        await self.call(self.storage.set_metadata, stream_id, meta)
-
-    async def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
-        """Soft-delete (reads empty; appending recreates it) or hard-delete (for good)."""
-        await self.call(self.storage.delete_stream, stream_id, hard)
-
-    async def save_snapshot(self, stream_id: str, version: int, state: str) -> None:
-        """Keep a stream's state as of `version` (JSON text), replacing an older snapshot."""
-        await self.call(self.storage.save_snapshot, stream_id, version, state)
-
-    async def load_snapshot(self, stream_id: str) -> tuple[int, str] | None:
-        """A stream's latest snapshot: (version, state), or None."""
-        return await self.call(self.storage.load_snapshot, stream_id)
-
-    async def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
-        """Streams whose id starts with `prefix`: (id, version, deleted state)."""
-        return await self.call(self.storage.streams, prefix, limit)
 
     async def close(self) -> None:
         """Close the storage."""
@@ -217,44 +267,19 @@ class EventStore(SyncFace[AsyncEventStore]):
     @property
     def storage(self) -> EventStorage:
         """The storage, for calls in the caller's thread (refused once closed)."""
-        self.aio.check_open()
-        return self.aio.storage
+        return self.aio.calls.storage
 
-    def append(
-        self,
-        stream_id: str,
-        events: Sequence[Event],
-        expected_version: int = ANY,
-        *,
-        metadata: dict[str, Any] | None = None,
-    ) -> AppendResult:
-        """Append events atomically if the stream is at `expected_version`."""
-        return append(self.storage, stream_id, new_events(events, metadata), expected_version)
-
-    def read_stream(
-        self,
-        stream_id: str,
-        from_version: int | None = None,
-        *,
-        backward: bool = False,
-        max_count: int | None = None,
-    ) -> list[RecordedEvent]:
-        """A stream's events from a version."""
-        return read_stream(self.storage, stream_id, from_version, backward, max_count)
-
-    def read_all(
-        self, from_position: int = 1, max_count: int = PAGE, *, category: str | None = None
-    ) -> list[RecordedEvent]:
-        """Events in global order from a position."""
-        return self.storage.read_all(from_position, max_count, category)
-
-    def last_position(self) -> int:
-        """The global position of the last event."""
-        return self.storage.last_position()
-
-    def stream_version(self, stream_id: str) -> int:
-        """A stream's version."""
-        return self.storage.stream_state(stream_id)[0]
+    append = in_caller(StoreCalls.append)
+    read_stream = in_caller(StoreCalls.read_stream)
+    read_all = in_caller(StoreCalls.read_all)
+    last_position = in_caller(StoreCalls.last_position)
+    stream_version = in_caller(StoreCalls.stream_version)
+    metadata = in_caller(StoreCalls.metadata)
+    set_metadata = in_caller(StoreCalls.set_metadata)
+    delete_stream = in_caller(StoreCalls.delete_stream)
+    save_snapshot = in_caller(StoreCalls.save_snapshot)
+    load_snapshot = in_caller(StoreCalls.load_snapshot)
+    streams = in_caller(StoreCalls.streams)
 
     def subscribe(
         self, from_position: int = 1, *, category: str | None = None, timeout_s: float = 1.0
@@ -266,29 +291,6 @@ class EventStore(SyncFace[AsyncEventStore]):
                 yield from events
         finally:
             self._portal.call(follower.close())
-
-    def metadata(self, stream_id: str) -> StreamMetadata:
-        """A stream's metadata."""
-        return self.storage.stream_state(stream_id)[2]
-
-    def set_metadata(
-        self,
-        stream_id: str,
-        *,
-        max_count: int | None = None,
-        max_age_ms: int | None = None,
-        **custom: Any,
-    ) -> None:
-        """Limit what a stream keeps readable."""
-        self.storage.set_metadata(stream_id, stream_metadata(max_count, max_age_ms, custom))
-
-    def delete_stream(self, stream_id: str, *, hard: bool = False) -> None:
-        """Soft- or hard-delete a stream."""
-        self.storage.delete_stream(stream_id, hard)
-
-    def streams(self, prefix: str = "", limit: int = 1000) -> list[tuple[str, int, int]]:
-        """Streams whose id starts with `prefix`."""
-        return self.storage.streams(prefix, limit)
 
     def close(self) -> None:
         """Close the store and its background loop."""
