@@ -25,6 +25,11 @@ def member(bus: tidings.Bus, group: str = "g", **options: Any) -> tidings.Consum
     return bus.consumer("orders", group=group, **{**FAST, **options})
 
 
+SETTLE_S = 20.0
+"""How long a group may take to settle or deliver: a rebalance on a cluster takes a few
+join rounds, each slower on a loaded 2-core machine (a wait that holds returns at once)."""
+
+
 def settle(condition: Callable[[], bool], *consumers: tidings.Consumer, what: str) -> None:
     """Poll the members until `condition` holds: as in Kafka, rebalances happen in poll."""
 
@@ -33,7 +38,7 @@ def settle(condition: Callable[[], bool], *consumers: tidings.Consumer, what: st
             c.poll(timeout_ms=0)
         return condition()
 
-    eventually(polled, what=what)
+    eventually(polled, timeout_s=SETTLE_S, what=what)
 
 
 def split(*consumers: tidings.Consumer) -> bool:
@@ -46,7 +51,7 @@ def split(*consumers: tidings.Consumer) -> bool:
 def poll_until(consumers: list[tidings.Consumer], count: int) -> list[tidings.Record]:
     """Poll every consumer in turn until `count` records arrived in total."""
     out: list[tidings.Record] = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + SETTLE_S
     while len(out) < count and time.monotonic() < deadline:
         for c in consumers:
             out.extend(c.poll(timeout_ms=20))
@@ -368,11 +373,15 @@ def test_iterating_across_a_rebalance_hands_no_record_to_two_members(orders: tid
         # a iterates in its own thread, as applications do; b joins while a holds a batch
         reading = threading.Thread(target=lambda: by_a.extend(a), daemon=True)
         reading.start()
-        eventually(lambda: len(by_a) > 0, what="a to start")
+        eventually(lambda: len(by_a) > 0, what="a to start", timeout_s=SETTLE_S)
         with member(orders, from_beginning=True) as b:
-            eventually(lambda: take(by_b, b) and split(a, b), what="the split")
+            eventually(lambda: take(by_b, b) and split(a, b), what="the split", timeout_s=SETTLE_S)
             orders.publish_many("orders", [b"new"] * 40, keys=[b"%d" % i for i in range(40)])
-            eventually(lambda: take(by_b, b) and len(by_a) + len(by_b) >= 2040, what="all")
+            eventually(
+                lambda: take(by_b, b) and len(by_a) + len(by_b) >= 2040,
+                what="all",
+                timeout_s=SETTLE_S,
+            )
     finally:
         a.close()
         reading.join(timeout=5)
@@ -386,7 +395,11 @@ def test_a_member_that_stops_polling_leaves_the_group(orders: tidings.Bus) -> No
         settle(lambda: a.assignment() == ALL, a, what="the member to own all")
         with member(orders) as b:
             # a never polls again: after max_poll_interval_ms it is out, and b owns all
-            eventually(lambda: not b.poll(timeout_ms=0) and b.assignment() == ALL, what="b")
+            eventually(
+                lambda: not b.poll(timeout_ms=0) and b.assignment() == ALL,
+                what="b",
+                timeout_s=SETTLE_S,
+            )
             with pytest.raises(CommitFailedError, match="out of group"):
                 a.commit({TopicPartition("orders", 0): 0})
             assert {m.member_id for m in orders.describe_group("g").members} == {
