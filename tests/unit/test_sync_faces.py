@@ -84,15 +84,21 @@ def test_sync_methods_show_the_parameters_and_docstring_of_the_core(
             assert sync_sig.return_annotation == aio_sig.return_annotation, name
 
 
+def _one_line(text: str) -> str:
+    """help()'s text with its whitespace collapsed (3.13 puts long signatures on lines
+    of their own)."""
+    return " ".join(text.split()).replace("( ", "(").replace(" )", ")")
+
+
 def test_help_shows_the_real_parameters_and_the_docstring() -> None:
-    text = pydoc.plain(pydoc.render_doc(tidings.Bus.publish))
+    text = _one_line(pydoc.plain(pydoc.render_doc(tidings.Bus.publish)))
     assert (
         "publish(self, topic: 'str', value: 'bytes | None', *, key: 'bytes | None' = None, "
         "headers: 'HeadersInput' = None, partition: 'int | None' = None, "
         "timestamp: 'int | None' = None) -> 'RecordMetadata'"
     ) in text
     assert "Store one record and return where it went, once it is durable." in text
-    consumer = pydoc.plain(pydoc.render_doc(tidings.Bus.consumer))
+    consumer = _one_line(pydoc.plain(pydoc.render_doc(tidings.Bus.consumer)))
     assert "group: 'str | None' = None" in consumer
     assert "-> tidings.api.consumer.Consumer" in consumer
 
@@ -128,7 +134,7 @@ def test_the_sync_faces_return_the_types_of_the_core(bus: tidings.Bus) -> None:
         (lambda b: b.publish("orders"), "Bus.publish() missing a required argument: 'value'"),
         (lambda b: b.publish_many("orders", [b"v"], 0), "Bus.publish_many() too many posit"),
         (lambda b: b.consumer("orders", grop="g"), "Bus.consumer() got an unexpected"),
-        (lambda b: b.queue("orders", grop="g"), "Bus.queue() missing a required argument"),
+        (lambda b: b.queue("orders", grop="g"), "Bus.queue() missing a required"),
         (lambda b: b.create_topic(), "Bus.create_topic() missing a required argument: 'name'"),
     ],
 )
