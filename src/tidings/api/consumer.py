@@ -14,7 +14,7 @@ from tidings.api.face import blocking, mirrors, on_loop, passthrough
 from tidings.api.portal import Portal, SyncFace
 from tidings.core.errors import ClosedError, TidingsError
 from tidings.core.records import Record, TopicPartition, validate_offsets
-from tidings.engines.base import EngineConsumer, Rebalance
+from tidings.engines.base import BlockingEngineConsumer, EngineConsumer, Rebalance
 
 ITER_BATCH = 10_000
 RebalanceListener = Callable[[Rebalance], None]
@@ -171,13 +171,15 @@ class AsyncConsumer:
     def _poll_here(
         self, max_records: int, timeout_ms: float, handed_out: bool
     ) -> list[Record] | None:
-        """`_poll` on the calling thread, when the engine can and nothing needs the loop
-        first (starting, an auto-commit due); None: call `_poll` on the loop instead."""
+        """`_poll` on the calling thread, when the engine's client blocks anyway and nothing
+        needs the loop first (starting, an auto-commit due); None: `_poll` on the loop."""
+        inner = self._inner
+        if not isinstance(inner, BlockingEngineConsumer):
+            return None
         if self._closed or not self._started or self._cursor.commit_due():
             return None
-        records = self._inner.poll_here(max_records, timeout_ms / 1000)
-        if records is not None:
-            self._cursor.load(records, handed_out)
+        records = inner.poll_blocking(max_records, timeout_ms / 1000)
+        self._cursor.load(records, handed_out)
         return records
 
     def __aiter__(self) -> Self:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -200,11 +201,6 @@ class EngineConsumer(ABC):
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         """Up to `max_records` records, waiting up to `timeout_s` for the first."""
 
-    def poll_here(self, max_records: int, timeout_s: float) -> list[Record] | None:
-        """poll() on the calling thread, blocking it, for engines whose client blocks
-        anyway (the sync face then skips two thread hand-offs); None: poll on the loop."""
-        return None
-
     @abstractmethod
     async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         """Commit `offsets` (next offset to read), or the current positions."""
@@ -250,6 +246,23 @@ class EngineConsumer(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Leave the group and release resources."""
+
+
+class BlockingEngineConsumer(EngineConsumer):
+    """A consumer whose client blocks a thread to read (librdkafka's, say).
+
+    It implements poll_blocking instead of poll: an async consumer runs it on a worker
+    thread, so the loop never waits on the client, and a sync consumer runs it on its own
+    thread, which waits anyway, with no hand-off to the loop and back.
+    """
+
+    @abstractmethod
+    def poll_blocking(self, max_records: int, timeout_s: float) -> list[Record]:
+        """poll(), blocking the calling thread (any thread, one poll at a time)."""
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """poll_blocking on a worker thread."""
+        return await asyncio.to_thread(self.poll_blocking, max_records, timeout_s)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from tidings.core.errors import (
 )
 from tidings.core.records import NO_HEADERS, Headers, Record, TopicPartition, records_from
 from tidings.core.subjects import matching, split_subscription
-from tidings.engines.base import ConsumerConfig, Rebalance
+from tidings.engines.base import BlockingEngineConsumer, ConsumerConfig, Rebalance
 from tidings.engines.kafka.errors import kafka_error, translate
 from tidings.engines.positions import PositionedConsumer
 
@@ -146,7 +146,7 @@ def _where(msg: Message) -> TopicPartition:
     return TopicPartition(topic, partition)
 
 
-class KafkaConsumer(PositionedConsumer):
+class KafkaConsumer(PositionedConsumer, BlockingEngineConsumer):
     """One librdkafka consumer: in a group (subscribe), or on chosen partitions (assign)."""
 
     def __init__(self, engine: KafkaEngine, config: ConsumerConfig) -> None:
@@ -448,19 +448,13 @@ class KafkaConsumer(PositionedConsumer):
 
     # -- reading -------------------------------------------------------------------------
 
-    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        """Up to `max_records` records."""
-        if self._closed:
-            raise ClosedError("consumer is closed")
-        epochs = self._epochs.copy()
-        return self._kept(await self._call(self._poll_blocking, max_records, timeout_s), epochs)
-
-    def poll_here(self, max_records: int, timeout_s: float) -> list[Record] | None:
+    def poll_blocking(self, max_records: int, timeout_s: float) -> list[Record]:
         """Up to `max_records` records, polled on the calling thread."""
         if self._closed:
             raise ClosedError("consumer is closed")
-        epochs = self._epochs.copy()
-        return self._kept(self._locked(self._poll_blocking, max_records, timeout_s), epochs)
+        with self._state:
+            epochs = self._epochs.copy()
+        return self._kept(self._locked(self._fetch_runs, max_records, timeout_s), epochs)
 
     def _kept(self, runs: Runs, epochs: dict[TopicPartition, int]) -> list[Record]:
         """The records of `runs` still wanted, moving the positions past them."""
@@ -475,7 +469,7 @@ class KafkaConsumer(PositionedConsumer):
                 self._positions[tp] = run[-1].offset + 1
         return out
 
-    def _poll_blocking(self, max_records: int, timeout_s: float) -> Runs:
+    def _fetch_runs(self, max_records: int, timeout_s: float) -> Runs:
         client = self._consumer()
         if self._ops:
             self._run_ops(client)
