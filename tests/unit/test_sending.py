@@ -126,6 +126,19 @@ def test_a_full_batch_is_sealed_and_stored_without_a_flush(bus: tidings.Bus, way
         assert futures[0].result(timeout=5).offset == 0
 
 
+def test_a_batch_sealed_before_it_lingered_leaves_no_timer_holding_it(
+    bus: tidings.Bus, way: Way
+) -> None:
+    with bus.producer(linger_ms=60_000, batch_size=100) as p:
+        futures = [way(p.aio)("one", b"x" * 60) for _ in range(2)]
+        futures[0].result(timeout=5)
+        # the loop would otherwise keep the stored batch, its records and their bytes
+        # for the rest of the minute (asyncio's own list of timers: no public view)
+        batch = futures[0]._batch
+        timers = bus._portal.run(lambda: list(bus._portal.loop._scheduled))  # type: ignore[attr-defined]
+        assert [t for t in timers if batch in (t._args or ())] == []
+
+
 def test_arguments_given_by_keyword_or_by_built_names_are_taken(
     bus: tidings.Bus, producer: AsyncProducer, send: Send
 ) -> None:

@@ -147,7 +147,7 @@ class _OpenBatch(_BatchCore):
     (value only) costs two list appends.
     """
 
-    __slots__ = ("future", "headers", "offsets", "owner", "partition", "topic")
+    __slots__ = ("future", "headers", "offsets", "owner", "partition", "timer", "topic")
 
     def __init__(self, topic: str, partition: int, owner: AsyncProducer) -> None:
         self.owner = owner
@@ -161,6 +161,8 @@ class _OpenBatch(_BatchCore):
         self.future: Future[int] = Future()
         self.offsets: Sequence[int] | None = None
         """Each record's offset where they are not consecutive (set before the future)."""
+        self.timer: asyncio.Handle | None = None
+        """Its linger timer (on the loop), cancelled when it is sealed before it fires."""
 
     def add_key(self, index: int, key: bytes) -> None:
         """Set the key of record `index` (the last one added)."""
@@ -428,15 +430,29 @@ class AsyncProducer:
         batch = _OpenBatch(topic, partition, self)
         self._sender.open[(topic, partition)] = batch
         self._in_flight.add(batch.future)
+        if self._on_loop():
+            self._arm(batch)
+        else:
+            call_next_turn(self._loop, lambda: self._arm_if_open(batch))
+        return batch
+
+    def _arm_if_open(self, batch: _OpenBatch) -> None:
+        """On the loop: `_arm` a batch started on another thread, unless it is sealed
+        already (full before the loop came to it: no timer then holds it)."""
+        with self._lock:
+            if self._sender.open.get((batch.topic, batch.partition)) is batch:
+                self._arm(batch)
+
+    def _arm(self, batch: _OpenBatch) -> None:
+        """On the loop, lock held: seal `batch` once it has lingered."""
         loop = self._loop
         if self._linger_s:
-            call_on(loop, lambda: loop.call_later(self._linger_s, self._linger_expired, batch))
+            batch.timer = loop.call_later(self._linger_s, self._linger_expired, batch)
         else:
             # Linger 0 still gathers what arrives before the loop's next turn (group
             # commit); on an engine that appends inline, the first task that awaits the
             # batch may store it before then.
-            call_on(loop, lambda: loop.call_soon(self._linger_expired, batch))
-        return batch
+            batch.timer = loop.call_soon(self._linger_expired, batch)
 
     def _store_now(self, batch: _OpenBatch) -> Coroutine[Any, Any, None] | None:
         """For an engine that appends inline, linger 0: the awaiting task stores the batch."""
@@ -463,6 +479,10 @@ class AsyncProducer:
     def _close(self, batch: _OpenBatch) -> None:
         """Take `batch` out of the open batches and move its topic's sticky partition on."""
         del self._sender.open[(batch.topic, batch.partition)]
+        timer = batch.timer
+        if timer is not None:  # a full batch lets go of its timer (and the timer of it)
+            batch.timer = None
+            call_on(self._loop, timer.cancel)
         if self._sender.sticky.get(batch.topic) is batch:
             del self._sender.sticky[batch.topic]
         spec = self._engine.cached_topic(batch.topic)
