@@ -14,7 +14,13 @@ from tidings import Job, Record, TopicPartition
 Scenario = Callable[[tidings.AsyncBus], Awaitable[None]]
 
 
-def eventually(condition: Callable[[], bool], timeout_s: float = 5.0, what: str = "") -> None:
+WAIT_S = 20.0
+"""How long a test waits for something to happen before failing: a bound, not a speed (a
+rebalance or a fetch is slow on a loaded 2-core machine; a wait that holds returns at
+once)."""
+
+
+def eventually(condition: Callable[[], bool], timeout_s: float = WAIT_S, what: str = "") -> None:
     """Wait until `condition()` holds, failing after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -13,7 +13,7 @@ import tidings
 from tidings import CommitFailedError, GroupNotEmptyError, GroupNotFoundError, TopicPartition
 from tidings.engines.base import Capability
 
-from .helpers import eventually, tansu_group_admin, tansu_leave
+from .helpers import WAIT_S, eventually, tansu_group_admin, tansu_leave
 
 ALL = {TopicPartition("orders", p) for p in range(4)}
 FAST = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 50}
@@ -25,11 +25,6 @@ def member(bus: tidings.Bus, group: str = "g", **options: Any) -> tidings.Consum
     return bus.consumer("orders", group=group, **{**FAST, **options})
 
 
-SETTLE_S = 20.0
-"""How long a group may take to settle or deliver: a rebalance on a cluster takes a few
-join rounds, each slower on a loaded 2-core machine (a wait that holds returns at once)."""
-
-
 def settle(condition: Callable[[], bool], *consumers: tidings.Consumer, what: str) -> None:
     """Poll the members until `condition` holds: as in Kafka, rebalances happen in poll."""
 
@@ -38,7 +33,7 @@ def settle(condition: Callable[[], bool], *consumers: tidings.Consumer, what: st
             c.poll(timeout_ms=0)
         return condition()
 
-    eventually(polled, timeout_s=SETTLE_S, what=what)
+    eventually(polled, what=what)
 
 
 def split(*consumers: tidings.Consumer) -> bool:
@@ -51,7 +46,7 @@ def split(*consumers: tidings.Consumer) -> bool:
 def poll_until(consumers: list[tidings.Consumer], count: int) -> list[tidings.Record]:
     """Poll every consumer in turn until `count` records arrived in total."""
     out: list[tidings.Record] = []
-    deadline = time.monotonic() + SETTLE_S
+    deadline = time.monotonic() + WAIT_S
     while len(out) < count and time.monotonic() < deadline:
         for c in consumers:
             out.extend(c.poll(timeout_ms=20))
@@ -373,14 +368,13 @@ def test_iterating_across_a_rebalance_hands_no_record_to_two_members(orders: tid
         # a iterates in its own thread, as applications do; b joins while a holds a batch
         reading = threading.Thread(target=lambda: by_a.extend(a), daemon=True)
         reading.start()
-        eventually(lambda: len(by_a) > 0, what="a to start", timeout_s=SETTLE_S)
+        eventually(lambda: len(by_a) > 0, what="a to start")
         with member(orders, from_beginning=True) as b:
-            eventually(lambda: take(by_b, b) and split(a, b), what="the split", timeout_s=SETTLE_S)
+            eventually(lambda: take(by_b, b) and split(a, b), what="the split")
             orders.publish_many("orders", [b"new"] * 40, keys=[b"%d" % i for i in range(40)])
             eventually(
                 lambda: take(by_b, b) and len(by_a) + len(by_b) >= 2040,
                 what="all",
-                timeout_s=SETTLE_S,
             )
     finally:
         a.close()
@@ -398,7 +392,6 @@ def test_a_member_that_stops_polling_leaves_the_group(orders: tidings.Bus) -> No
             eventually(
                 lambda: not b.poll(timeout_ms=0) and b.assignment() == ALL,
                 what="b",
-                timeout_s=SETTLE_S,
             )
             with pytest.raises(CommitFailedError, match="out of group"):
                 a.commit({TopicPartition("orders", 0): 0})
