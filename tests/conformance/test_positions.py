@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 import tidings
 from tidings import TopicPartition
 
-from .helpers import collect, eventually, offsets, tansu_latest_offsets, tansu_offsets_for_times
+from .helpers import (
+    WAIT_S,
+    collect,
+    eventually,
+    offsets,
+    tansu_latest_offsets,
+    tansu_offsets_for_times,
+)
 
 TP0 = TopicPartition("orders", 0)
 TP1 = TopicPartition("orders", 1)
@@ -36,16 +44,31 @@ def reader(orders: tidings.Bus) -> Iterator[tidings.Consumer]:
 
 
 QUIET_MS = 500
-"""A poll this long that brings nothing means the end was read: a fetch after a seek, to
-a broker on a loaded machine, can take longer than a short poll waits."""
+"""How long a poll that must bring nothing waits."""
 
 
-def read(consumer: tidings.Consumer, partition: TopicPartition) -> list[int]:
-    """Offsets readable from `partition` now, to the end."""
+def read(bus: tidings.Bus, consumer: tidings.Consumer, partition: TopicPartition) -> list[int]:
+    """Offsets read from `partition` up to its end now (by its position, to a deadline)."""
+    end = bus.describe_topic(partition.topic).partitions[partition.partition].end_offset
     out: list[tidings.Record] = []
-    while batch := consumer.poll(max_records=100, timeout_ms=QUIET_MS):
-        out.extend(r for r in batch if r.partition == partition.partition)
-    return offsets(out)
+    deadline = time.monotonic() + WAIT_S
+    while True:  # one poll at least, even at the end: nothing may come from before it
+        out.extend(
+            r
+            for r in consumer.poll(max_records=100, timeout_ms=100)
+            if r.partition == partition.partition
+        )
+        if _position(consumer, partition) >= end:
+            return offsets(out)
+        assert time.monotonic() < deadline, f"read {offsets(out)}, not up to offset {end}"
+
+
+def _position(consumer: tidings.Consumer, partition: TopicPartition) -> int:
+    """The consumer's position in `partition`, -1 before it has one."""
+    try:
+        return consumer.position(partition)
+    except tidings.ConfigurationError:
+        return -1
 
 
 def test_seek_to_offset(reader: tidings.Consumer) -> None:
@@ -58,22 +81,22 @@ def test_seek_to_offset(reader: tidings.Consumer) -> None:
     assert offsets([r for r in records if r.partition == 1]) == list(range(10))
 
 
-def test_seek_back_rereads(reader: tidings.Consumer) -> None:
-    assert read(reader, TP0) == list(range(10))
+def test_seek_back_rereads(orders: tidings.Bus, reader: tidings.Consumer) -> None:
+    assert read(orders, reader, TP0) == list(range(10))
     reader.seek(TP0, 3)
-    assert read(reader, TP0) == list(range(3, 10))
+    assert read(orders, reader, TP0) == list(range(3, 10))
 
 
 @tansu_latest_offsets
 def test_seek_earliest_and_latest(orders: tidings.Bus, reader: tidings.Consumer) -> None:
     reader.seek(TP0, "latest")
     assert reader.position(TP0) == 10
-    assert read(reader, TP0) == []
+    assert read(orders, reader, TP0) == []
     orders.publish("orders", b"new", partition=0)
-    assert read(reader, TP0) == [10]
+    assert read(orders, reader, TP0) == [10]
     reader.seek(TP0, "earliest")
     assert reader.position(TP0) == 0
-    assert read(reader, TP0) == list(range(11))
+    assert read(orders, reader, TP0) == list(range(11))
 
 
 def test_seek_during_iteration_drops_buffered_records(reader: tidings.Consumer) -> None:
@@ -140,11 +163,11 @@ def test_seek_to_time(orders: tidings.Bus, reader: tidings.Consumer) -> None:
     reader.seek_to_time(8000)
     assert reader.position(TP0) == 7
     assert reader.position(TP1) == 7
-    assert read(reader, TP0) == [7, 8, 9]
+    assert read(orders, reader, TP0) == [7, 8, 9]
     reader.seek_to_time(50_000)
     assert reader.position(TP0) == 10
     orders.publish("orders", b"new", partition=0)
-    assert read(reader, TP0) == [10]
+    assert read(orders, reader, TP0) == [10]
 
 
 def test_group_member_can_seek(orders: tidings.Bus) -> None:
@@ -154,7 +177,7 @@ def test_group_member_can_seek(orders: tidings.Bus) -> None:
         eventually(lambda: consumer.assignment() == {TP0, TP1}, what="the assignment")
         consumer.seek(TP0, 5)
         consumer.seek(TP1, "latest")
-        assert read(consumer, TP0) == [5, 6, 7, 8, 9]
+        assert read(orders, consumer, TP0) == [5, 6, 7, 8, 9]
         consumer.commit()
         assert consumer.committed(TP0, TP1) == {TP0: 10, TP1: 10}
 
@@ -168,7 +191,7 @@ def test_pause_and_resume(orders: tidings.Bus, reader: tidings.Consumer) -> None
     assert reader.poll(timeout_ms=50) == []
     assert reader.assignment() == {TP0, TP1}
     reader.resume(TP0)
-    assert read(reader, TP0) == list(range(11))
+    assert read(orders, reader, TP0) == list(range(11))
 
 
 @tansu_latest_offsets
