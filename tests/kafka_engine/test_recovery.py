@@ -18,13 +18,21 @@ from tests.conformance.kafka_brokers import GROUP_TIMEOUTS, Broker, start_serve,
 DEADLINE_S = 60.0  # a bound on failing, not a speed: a loaded 2-core machine is slow
 
 
-def read_until(consumer: tidings.Consumer, values: set[bytes], seen: set[bytes]) -> None:
-    """Poll and commit until every one of `values` is in `seen`."""
+def read_until(
+    consumer: tidings.Consumer, values: set[bytes], seen: set[bytes], *, committed: bool = False
+) -> None:
+    """Poll and commit until every one of `values` is in `seen` (and, with `committed`, the
+    group's offsets of the consumer's partitions cover that many records)."""
     deadline = time.monotonic() + DEADLINE_S
-    while not values <= seen:
-        assert time.monotonic() < deadline, f"missing {sorted(values - seen)[:5]}..."
+    while not (values <= seen and (not committed or _committed(consumer) == len(values))):
+        assert time.monotonic() < deadline, f"unread {sorted(values - seen)[:5]}, or uncommitted"
         seen.update(r.value or b"" for r in consumer.poll(timeout_ms=200))
         consumer.commit()
+
+
+def _committed(consumer: tidings.Consumer) -> int:
+    """Records the group's committed offsets cover, over the consumer's partitions."""
+    return sum(consumer.committed(*consumer.assignment()).values())
 
 
 def test_broker_killed_and_restarted_on_its_data(
@@ -86,17 +94,6 @@ def test_member_process_killed(brokers: Callable[[Broker], Broker]) -> None:
         member.stdout.close()
         seen = set(by_member)
         with bus.consumer("orders", group="g", from_beginning=True, auto_commit=False) as c:
-
-            def everything_read_and_committed() -> bool:
-                # what the member printed but had not committed comes again: at least once
-                seen.update(r.value or b"" for r in c.poll(timeout_ms=200))
-                c.commit()
-                committed = c.committed(*c.assignment()).values()
-                return values <= seen and sum(committed) == len(values)
-
-            deadline = time.monotonic() + DEADLINE_S
-            while not everything_read_and_committed():
-                assert time.monotonic() < deadline, (
-                    f"unread {sorted(values - seen)[:5]}, or uncommitted"
-                )
+            # what the member printed but had not committed comes again: at least once
+            read_until(c, values, seen, committed=True)
             assert len(c.assignment()) == 4  # the dead member's partitions came back
